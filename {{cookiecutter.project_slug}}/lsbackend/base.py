@@ -1,0 +1,131 @@
+"""``LabelStudioMLBase``: the class ``model.py`` derives from.
+
+A model object is built once per project and process, loaded with the last
+trained state, and then serves many ``predict`` calls (the "load once,
+predict many" shape). Training builds a fresh object, calls ``fit`` and the
+runtime swaps it in only when ``fit`` succeeded and its output was saved.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
+
+INITIAL_VERSION = "untrained"
+
+
+class TaskDataError(ValueError):
+    """A task lacks the data the labeling config says the model reads."""
+
+    def __init__(self, task: dict, key: str, problem: str = "has no data field") -> None:
+        self.task_id = task.get("id") if isinstance(task, dict) else None
+        self.key = key
+        self.reason = f"Task {self.task_id} {problem} {key!r}"
+        super().__init__(self.reason)
+
+
+class LabelStudioMLBase:
+    """Base for a Label Studio ML backend model.
+
+    Subclasses set ``model_type`` (so the labeling config is checked against
+    it) and implement ``predict`` and ``fit``. Available to them:
+
+    - ``label_config``: the project's labeling config XML;
+    - ``parsed_label_config``: Label Studio's shape, control name -> type,
+      to_name, inputs, labels;
+    - ``control`` / ``object_tag`` / ``labels``: the control tag the model fills,
+      the object tag it reads, and that control's labels;
+    - ``train_output``: what the last successful ``fit`` returned (persisted);
+    - ``model_version``: changes on every successful training;
+    - ``project_id``.
+    """
+
+    model_type: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        label_config: str,
+        project_id: str = "default",
+        train_output: dict | None = None,
+        model_version: str = INITIAL_VERSION,
+    ) -> None:
+        self.project_id = project_id
+        self.label_config = label_config
+        self.config: LabelConfig = parse_label_config(label_config)
+        self.parsed_label_config = self.config.as_dict()
+        self.control, self.object_tag = self.check_config(self.config)
+        self.train_output: dict = train_output or {}
+        self.model_version = model_version
+        self.setup()
+
+    # --- the parts a model overrides -------------------------------------
+    @classmethod
+    def check_config(cls, config: LabelConfig) -> tuple[ControlTag, ObjectTag]:
+        """Return the (control, object) pair this model works on, or raise ``ConfigError``.
+
+        The default checks the config against ``model_type``; override it for a
+        model that needs another shape.
+        """
+        if cls.model_type is None:
+            raise ConfigError(f"{cls.__name__} sets no model_type; set it or override check_config")
+        return check_fit(config, cls.model_type)
+
+    def setup(self) -> None:
+        """Prepare per-object state (runs once when the object is built)."""
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
+        """Return one prediction per task, in task order."""
+        raise NotImplementedError
+
+    def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
+        """Learn from annotations; the returned dict becomes ``train_output``."""
+        raise NotImplementedError
+
+    # --- helpers ----------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        """The labels of the control this model fills, in config order."""
+        return list(dict.fromkeys(self.control.labels))
+
+    def task_value(self, task: dict) -> Any:
+        """The task data the object tag reads, or ``TaskDataError`` naming the field."""
+        key = self.object_tag.data_key or self.object_tag.name
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict) or key not in data:
+            raise TaskDataError(task if isinstance(task, dict) else {}, key)
+        return data[key]
+
+    def annotation_labels(self, annotation: dict) -> list[str]:
+        """The labels an annotation gave through this model's control."""
+        found = []
+        for item in annotation.get("result") or []:
+            if item.get("from_name") != self.control.name:
+                continue
+            value = item.get("value") or {}
+            found.extend(value.get("choices") or value.get("labels") or [])
+        return found
+
+    def result_item(self, value: dict, score: float | None = None) -> dict:
+        """A result item for this model's control; names and type come from the config."""
+        item = {
+            "from_name": self.control.name,
+            "to_name": self.object_tag.name,
+            "type": self.control.type.lower(),
+            "value": value,
+        }
+        if score is not None:
+            item["score"] = float(score)
+        return item
+
+    def choice_result(self, label: str, score: float) -> dict:
+        """A ``choices`` result item selecting ``label``."""
+        return self.result_item({"choices": [label]}, score)
+
+    def span_result(self, start: int, end: int, text: str, label: str, score: float) -> dict:
+        """A ``labels`` result item marking ``text[start:end]`` with ``label``."""
+        return self.result_item({"start": start, "end": end, "text": text, "labels": [label]}, score)
+
+    def prediction(self, result: list[dict], score: float = 0.0) -> dict:
+        """One task's prediction in Label Studio's format."""
+        return {"result": result, "score": float(score), "model_version": self.model_version}

@@ -1,0 +1,122 @@
+"""Command line: ``python -m lsbackend serve|start|check|predict|train``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .label_config import ConfigError, parse_label_config
+from .label_studio_api import annotations_from_tasks
+from .service import Backend, load_model_class
+from .settings import Settings
+from .storage import StorageError
+
+GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
+
+
+def _backend(settings: Settings | None = None) -> Backend:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.path.insert(0, os.getcwd())
+    try:
+        return Backend(load_model_class(os.environ.get("MODEL_CLASS", "model")), settings)
+    except StorageError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def build_app():
+    """The Flask app for the current environment (used by gunicorn and ``serve``)."""
+    from .server import create_app
+
+    return create_app(_backend())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Flask's development server: reloads nothing, one process, for trying things out."""
+    settings = Settings.from_env()
+    build_app().run(host=args.host or settings.host, port=args.port or settings.port, threaded=True)
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """The production server (gunicorn), as the Docker image runs it."""
+    if args.port:
+        os.environ["PORT"] = str(args.port)
+    argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "lsbackend.wsgi:app"]
+    os.execv(sys.executable, argv)
+    return 1  # not reached
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check that a labeling config fits the model in model.py."""
+    path = Path(args.config or Settings.from_env().label_config_path)
+    sys.path.insert(0, os.getcwd())
+    model_class = load_model_class(os.environ.get("MODEL_CLASS", "model"))
+    try:
+        control, obj = model_class.check_config(parse_label_config(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        print(f"error: no labeling config at {path}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"{path}: {exc.explain()}", file=sys.stderr)
+        return 1
+    print(f"{path}: fits {model_class.__name__}: {control.type} {control.name!r} over {obj.type} {obj.name!r}")
+    return 0
+
+
+def _read_json(path: str) -> object:
+    with (sys.stdin if path == "-" else open(path, encoding="utf-8")) as fh:
+        return json.load(fh)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Tasks JSON in, the same tasks with ``predictions`` out, ready to import into Label Studio."""
+    backend = _backend()
+    tasks = _read_json(args.tasks)
+    tasks = [t if "data" in t else {"data": t} for t in tasks]
+    config = backend.label_config(args.project)
+    predictions = backend.predict(args.project, config, tasks)
+    out = [{**task, "predictions": [pred]} for task, pred in zip(tasks, predictions, strict=True)]
+    text = json.dumps(out, ensure_ascii=False, indent=2)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train from a Label Studio JSON export; the model is saved as the project's current one."""
+    backend = _backend()
+    annotations = annotations_from_tasks(_read_json(args.export))
+    status = backend.train(args.project, annotations)
+    print(json.dumps(status, indent=2))
+    return 0 if status["state"] == "succeeded" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lsbackend", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("serve", cmd_serve), ("start", cmd_start)):
+        p = sub.add_parser(name, help=func.__doc__.splitlines()[0])
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        p.set_defaults(func=func)
+    p = sub.add_parser("check", help=cmd_check.__doc__)
+    p.add_argument("config", nargs="?", help="labeling config XML (default: LABEL_CONFIG or label_config.xml)")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("predict", help=cmd_predict.__doc__)
+    p.add_argument("tasks", help="tasks JSON file, or - for stdin")
+    p.add_argument("-o", "--output")
+    p.add_argument("--project", default="default")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("train", help=cmd_train.__doc__)
+    p.add_argument("export", help="Label Studio JSON export, or - for stdin")
+    p.add_argument("--project", default="default")
+    p.set_defaults(func=cmd_train)
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,18 @@
+"""gunicorn settings, from the same environment variables as the rest of the backend.
+
+Threads serve predictions while a training job runs in a background thread of
+the same worker. The timeout is finite so a stuck worker gets replaced.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9090')}"
+workers = int(os.environ.get("WORKERS", "1"))
+threads = int(os.environ.get("THREADS", "8"))
+worker_class = "gthread"
+timeout = int(os.environ.get("TIMEOUT", "120"))
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()

@@ -1,0 +1,347 @@
+"""Parse a Label Studio labeling config and check that it fits a model type.
+
+This module is the ONE place that decides whether a config fits: the
+cookiecutter post-generation hook loads this file straight from the freshly
+generated folder, the server runs it at ``/setup`` and ``/predict``, and the
+``check`` CLI command runs it on demand. It therefore uses the standard
+library only and imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import xml.parsers.expat
+from dataclasses import dataclass, field
+
+MAX_CONFIG_BYTES = 1_000_000
+
+#: Control tags (what the annotator produces), by lowercase name.
+CONTROL_TAGS = {
+    t.lower(): t
+    for t in (
+        "Choices Labels RectangleLabels PolygonLabels KeyPointLabels BrushLabels "
+        "EllipseLabels HyperTextLabels ParagraphLabels TimeSeriesLabels VideoRectangle "
+        "Rectangle Polygon KeyPoint Brush Ellipse TextArea Rating Number DateTime "
+        "Taxonomy Relations Pairwise Ranker List MagicWand BitmaskLabels"
+    ).split()
+}
+#: Object tags (what is being labeled), by lowercase name.
+OBJECT_TAGS = {
+    t.lower(): t
+    for t in (
+        "Text HyperText Image Audio AudioPlus Video Table Paragraphs TimeSeries "
+        "Pdf Markdown Chat"
+    ).split()
+}
+LABEL_TAGS = {"choice", "label"}
+
+
+class ConfigError(ValueError):
+    """A labeling config that cannot be used, with what to do about it.
+
+    ``reason`` is one short ASCII line: Label Studio shows nothing but the
+    HTTP reason phrase to its user, so it must carry the gist on its own.
+    """
+
+    def __init__(self, reason: str, detail: str = "", example: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+        self.example = example
+
+    def explain(self) -> str:
+        """The full message for a terminal: reason, detail and a working snippet."""
+        parts = [self.reason]
+        if self.detail:
+            parts.append(self.detail)
+        if self.example:
+            parts.append("A config that works:\n" + self.example)
+        return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class ObjectTag:
+    """A tag that shows task data, like ``<Text name="text" value="$text"/>``."""
+
+    name: str
+    type: str
+    value: str
+
+    @property
+    def data_key(self) -> str | None:
+        """The task ``data`` field this tag reads (``$text`` -> ``text``)."""
+        return self.value[1:] if self.value.startswith("$") and len(self.value) > 1 else None
+
+
+@dataclass(frozen=True)
+class ControlTag:
+    """A tag that produces results, like ``<Choices name="sentiment" toName="text">``."""
+
+    name: str
+    type: str
+    to_name: tuple[str, ...]
+    labels: tuple[str, ...]
+    attrs: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """The parts of a labeling config a model needs."""
+
+    xml: str
+    controls: tuple[ControlTag, ...]
+    objects: dict
+
+    def as_dict(self) -> dict:
+        """Label Studio's own ``parsed_label_config`` shape: control name -> details."""
+        return {
+            c.name: {
+                "type": c.type,
+                "to_name": list(c.to_name),
+                "inputs": [
+                    {"type": self.objects[n].type, "value": self.objects[n].data_key}
+                    for n in c.to_name
+                    if n in self.objects
+                ],
+                "labels": list(c.labels),
+            }
+            for c in self.controls
+        }
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What a model type needs from a config: one control over one object."""
+
+    control: str
+    object: str
+    min_labels: int
+    what: str
+    example: str
+
+
+REQUIREMENTS = {
+    "text_classification": Requirement(
+        "Choices",
+        "Text",
+        2,
+        "classifies whole texts",
+        '<View>\n  <Text name="text" value="$text"/>\n'
+        '  <Choices name="sentiment" toName="text" choice="single">\n'
+        '    <Choice value="Positive"/>\n    <Choice value="Negative"/>\n'
+        "  </Choices>\n</View>",
+    ),
+    "image_classification": Requirement(
+        "Choices",
+        "Image",
+        2,
+        "classifies whole images",
+        '<View>\n  <Image name="image" value="$image"/>\n'
+        '  <Choices name="choice" toName="image" choice="single">\n'
+        '    <Choice value="Cat"/>\n    <Choice value="Dog"/>\n'
+        "  </Choices>\n</View>",
+    ),
+    "ner": Requirement(
+        "Labels",
+        "Text",
+        1,
+        "finds named entities in text",
+        '<View>\n  <Labels name="label" toName="text">\n'
+        '    <Label value="PER"/>\n    <Label value="ORG"/>\n    <Label value="LOC"/>\n'
+        '  </Labels>\n  <Text name="text" value="$text"/>\n</View>',
+    ),
+}
+
+#: What a (control, object) pair is, to explain a mismatch in the user's words.
+KNOWN_SHAPES = {
+    ("Choices", "Text"): "that is text classification (model_type text_classification)",
+    ("Choices", "Image"): "that is image classification (model_type image_classification)",
+    ("Labels", "Text"): "that is named-entity recognition (model_type ner)",
+    ("RectangleLabels", "Image"): "that is object detection, which needs a different model",
+    ("PolygonLabels", "Image"): "that is segmentation, which needs a different model",
+    ("BrushLabels", "Image"): "that is segmentation, which needs a different model",
+    ("KeyPointLabels", "Image"): "that is keypoint detection, which needs a different model",
+    ("TextArea", "Text"): "that is free-text annotation, which needs a different model",
+    ("TextArea", "Image"): "that is captioning, which needs a different model",
+}
+
+
+@dataclass
+class _Node:
+    tag: str
+    attrs: dict
+    children: list = field(default_factory=list)
+
+
+def _refuse_dtd(*_args: object) -> None:
+    raise ConfigError(
+        "Labeling config must not contain a DOCTYPE or entities",
+        "Label Studio configs never need a DTD; entity declarations are refused "
+        "so that an entity-expansion bomb cannot exhaust memory.",
+    )
+
+
+def _parse_xml(text: str) -> _Node:
+    """Parse with expat into plain nodes, refusing any DTD before it expands."""
+    parser = xml.parsers.expat.ParserCreate()
+    root = _Node("#document", {})
+    stack = [root]
+
+    def start(tag: str, attrs: dict) -> None:
+        node = _Node(tag, attrs)
+        stack[-1].children.append(node)
+        stack.append(node)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = lambda _tag: stack.pop()
+    parser.StartDoctypeDeclHandler = _refuse_dtd
+    parser.EntityDeclHandler = _refuse_dtd
+    try:
+        parser.Parse(text, True)
+    except xml.parsers.expat.ExpatError as exc:
+        raise ConfigError(
+            f"Labeling config is not valid XML: {xml.parsers.expat.ErrorString(exc.code)} "
+            f"at line {exc.lineno}, column {exc.offset + 1}",
+            "Check that every tag is closed (<Choice value=\"A\"/>) and quotes match.",
+        ) from None
+    return root.children[0]
+
+
+def _walk(node: _Node):
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+def _labels_of(node: _Node) -> tuple[str, ...]:
+    return tuple(
+        n.attrs.get("value", n.attrs.get("alias", ""))
+        for n in _walk(node)
+        if n is not node and n.tag.lower() in LABEL_TAGS
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def parse_label_config(xml_text: str) -> LabelConfig:
+    """Parse a labeling config into its control and object tags.
+
+    Cached by the config text: Label Studio sends the same config with every
+    request, and parsing it once per process is enough.
+    """
+    if not isinstance(xml_text, str) or not xml_text.strip():
+        raise ConfigError("Labeling config is empty", "Send the project's labeling config XML.")
+    if len(xml_text.encode("utf-8", "replace")) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"Labeling config is larger than {MAX_CONFIG_BYTES} bytes")
+    root = _parse_xml(xml_text)
+    objects, controls = {}, []
+    for node in _walk(root):
+        kind = node.tag.lower()
+        name = node.attrs.get("name", "")
+        if kind in OBJECT_TAGS:
+            objects[name] = ObjectTag(name, OBJECT_TAGS[kind], node.attrs.get("value", ""))
+        elif kind in CONTROL_TAGS:
+            to_name = tuple(n.strip() for n in node.attrs.get("toName", "").split(",") if n.strip())
+            controls.append(ControlTag(name, CONTROL_TAGS[kind], to_name, _labels_of(node), node.attrs))
+    return LabelConfig(xml_text, tuple(controls), objects)
+
+
+def _mismatch(req: Requirement, config: LabelConfig) -> ConfigError:
+    found = []
+    for c in config.controls:
+        for name in c.to_name:
+            if name in config.objects:
+                found.append((c.type, config.objects[name].type))
+    wanted = f"{req.control} over {req.object}"
+    if not found:
+        return ConfigError(
+            f"Labeling config does not fit: needs {wanted}",
+            f"This model {req.what}: it needs a <{req.control}> control whose toName "
+            f"names an <{req.object}> tag; the config has none.",
+            req.example,
+        )
+    control, obj = found[0]
+    why = KNOWN_SHAPES.get((control, obj), "which this model does not handle")
+    return ConfigError(
+        f"Labeling config does not fit: needs {wanted}, found {control} over {obj}",
+        f"This model {req.what}; the config has <{control}> over <{obj}>: {why}.",
+        req.example,
+    )
+
+
+def check_fit(config: str | LabelConfig, model_type: str) -> tuple[ControlTag, ObjectTag]:
+    """Check that ``config`` fits ``model_type``; return the control and object to use.
+
+    Raises ``ConfigError`` naming what is missing and showing a config that works.
+    """
+    if model_type not in REQUIREMENTS:
+        raise ConfigError(f"Unknown model type {model_type!r}; known: {', '.join(REQUIREMENTS)}")
+    req = REQUIREMENTS[model_type]
+    if isinstance(config, str):
+        config = parse_label_config(config)
+    if not config.objects:
+        raise ConfigError(
+            "Labeling config has no object tag to label",
+            f"Add an <{req.object}> tag that reads a task field, for example "
+            f'<{req.object} name="{req.object.lower()}" value="${req.object.lower()}"/>.',
+            req.example,
+        )
+    for control in config.controls:
+        dangling = [n for n in control.to_name if n not in config.objects]
+        if dangling or not control.to_name:
+            names = ", ".join(sorted(config.objects))
+            raise ConfigError(
+                f"{control.type} {control.name!r} has toName={','.join(control.to_name)!r} "
+                "but no object tag has that name",
+                f"Set toName to the name of an object tag; the config has: {names}.",
+                req.example,
+            )
+    for control in config.controls:
+        if control.type != req.control:
+            continue
+        for name in control.to_name:
+            obj = config.objects[name]
+            if obj.type != req.object:
+                continue
+            _check_usable(req, control, obj)
+            return control, obj
+    raise _mismatch(req, config)
+
+
+def _check_usable(req: Requirement, control: ControlTag, obj: ObjectTag) -> None:
+    if len(set(control.labels)) < req.min_labels:
+        child = "Choice" if req.control == "Choices" else "Label"
+        raise ConfigError(
+            f"{control.type} {control.name!r} needs at least {req.min_labels} "
+            f"{child} values, has {len(set(control.labels))}",
+            f'Add <{child} value="..."/> tags inside <{control.type} name="{control.name}">.',
+            req.example,
+        )
+    if obj.data_key is None:
+        raise ConfigError(
+            f"{obj.type} {obj.name!r} has value={obj.value!r}; it must read a task field "
+            f'like value="${obj.name}"',
+            "The object tag's value names the task data field the model reads.",
+            req.example,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python label_config.py CONFIG.xml MODEL_TYPE``: exit 0 when it fits."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: label_config.py CONFIG.xml MODEL_TYPE", file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as fh:
+        text = fh.read()
+    try:
+        control, obj = check_fit(text, args[1])
+    except ConfigError as exc:
+        print(exc.explain(), file=sys.stderr)
+        return 1
+    print(f"OK: {control.type} {control.name!r} over {obj.type} {obj.name!r} (${obj.data_key})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

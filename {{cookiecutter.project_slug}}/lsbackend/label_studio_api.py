@@ -1,0 +1,95 @@
+"""A small client for the Label Studio API: fetch a project's annotations.
+
+Training uses it so that annotations made before the backend was connected,
+or whose webhook has not arrived yet, still count. Two kinds of API key work:
+the legacy token (``Authorization: Token ...``) and a personal access token,
+which is a JWT refresh token exchanged at ``/api/token/refresh/`` for a
+short-lived access token (``Authorization: Bearer ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+TIMEOUT_SECONDS = 30
+
+
+class LabelStudioError(RuntimeError):
+    """Label Studio could not be reached or refused; the message says what to check."""
+
+
+def is_personal_access_token(key: str) -> bool:
+    """Personal access tokens are JWTs: three dot-separated base64url parts."""
+    return key.count(".") == 2 and key.startswith("ey")
+
+
+class LabelStudioClient:
+    """Authenticated GET/POST against one Label Studio instance."""
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self._access: tuple[str, float] | None = None
+
+    def _auth_header(self) -> str:
+        if not is_personal_access_token(self.api_key):
+            return f"Token {self.api_key}"
+        if self._access is None or self._access[1] < time.monotonic():
+            body = self._request("POST", "/api/token/refresh/", {"refresh": self.api_key}, auth=False)
+            # access tokens live about 5 minutes; refresh a little early
+            self._access = (body["access"], time.monotonic() + 240)
+        return f"Bearer {self._access[0]}"
+
+    def _request(self, method: str, path: str, payload: Any = None, auth: bool = True) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if auth:
+            req.add_header("Authorization", self._auth_header())
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT_SECONDS) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            hint = ""
+            if exc.code in (401, 403):
+                hint = " check LABEL_STUDIO_API_KEY: legacy token or personal access token?"
+            raise LabelStudioError(f"Label Studio answered {exc.code} for {method} {path};{hint}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise LabelStudioError(
+                f"cannot reach Label Studio at {self.url} ({getattr(exc, 'reason', exc)}); "
+                "check LABEL_STUDIO_URL (inside Docker, localhost is the container itself)"
+            ) from None
+
+    def get(self, path: str) -> Any:
+        return self._request("GET", path)
+
+    def labeled_tasks(self, project: str) -> list[dict]:
+        """The project's labeled tasks with their annotations (Label Studio's JSON export)."""
+        return self.get(f"/api/projects/{project}/export?exportType=JSON&download_all_tasks=false")
+
+
+def annotations_from_tasks(tasks: list[dict]) -> list[dict]:
+    """Flatten Label Studio export tasks into the annotation dicts ``fit`` receives."""
+    found = []
+    for task in tasks or []:
+        if not isinstance(task, dict):
+            continue
+        for ann in task.get("annotations") or []:
+            if isinstance(ann, dict) and "id" in ann:
+                found.append(normalize_annotation(ann, task))
+    return found
+
+
+def normalize_annotation(annotation: dict, task: dict) -> dict:
+    """The annotation shape ``fit`` receives, whatever Label Studio sent it in."""
+    return {
+        "id": annotation["id"],
+        "result": annotation.get("result") or [],
+        "was_cancelled": bool(annotation.get("was_cancelled")),
+        "updated_at": annotation.get("updated_at") or "",
+        "task": {"id": task.get("id"), "data": task.get("data") or {}},
+    }

@@ -1,0 +1,244 @@
+"""The HTTP server that speaks Label Studio's ML backend protocol (a Flask app factory).
+
+Label Studio shows its user only the HTTP reason phrase of an error, so every
+error answer carries a short, specific reason phrase; details go in the JSON
+body and the log. ``/health`` and ``/`` never touch a model.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import re
+import time
+
+from flask import Flask, Response, request
+
+from .base import TaskDataError
+from .label_config import ConfigError
+from .label_studio_api import normalize_annotation
+from .metrics import Metrics
+from .service import Backend, PredictionError
+from .storage import project_key
+
+log = logging.getLogger(__name__)
+OPEN_PATHS = {"/health", "/"}
+RECORDED = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
+DELETED = {"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}
+
+
+class BadRequest(Exception):
+    """A request we refuse, with its status and a one-line reason."""
+
+    def __init__(self, status: int, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+def answer(body: object, status: int = 200, reason: str | None = None) -> Response:
+    """A compact JSON response; a custom reason phrase when given (ASCII, one line)."""
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    resp = Response(payload, mimetype="application/json")
+    if reason:
+        phrase = re.sub(r"[^\x20-\x7e]", "?", reason)[:200]
+        resp.status = f"{status} {phrase}"
+    else:
+        resp.status_code = status
+    return resp
+
+
+def _json_body() -> dict:
+    if not request.is_json:
+        raise BadRequest(415, "Content-Type must be application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise BadRequest(400, "Request body is not valid JSON")
+    if not isinstance(body, dict):
+        raise BadRequest(400, "Request body must be a JSON object")
+    return body
+
+
+def _project(value: object) -> str:
+    try:
+        return project_key(value)
+    except ValueError as exc:
+        raise BadRequest(400, str(exc)) from None
+
+
+def _tasks(body: dict) -> list[dict]:
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        raise BadRequest(400, "'tasks' must be a non-empty list of tasks")
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise BadRequest(400, f"Task {i} has no 'data' object", "Each task needs a data dict.")
+    return tasks
+
+
+def create_app(backend: Backend) -> Flask:
+    """Build the Flask app around one ``Backend``."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = backend.settings.max_request_bytes
+    metrics = Metrics()
+    settings = backend.settings
+    expected = f"{settings.basic_auth_user}:{settings.basic_auth_pass}".encode()
+
+    @app.before_request
+    def _check_auth():
+        request.environ["lsb.start"] = time.perf_counter()
+        if not settings.auth_enabled or request.path in OPEN_PATHS:
+            return None
+        header = request.headers.get("Authorization", "")
+        given = b""
+        if header.startswith("Basic "):
+            try:
+                given = base64.b64decode(header[6:], validate=True)
+            except (binascii.Error, ValueError):
+                given = b""
+        if hmac.compare_digest(given, expected):
+            return None
+        resp = answer({"error": "authentication required"}, 401, "Basic auth credentials required")
+        resp.headers["WWW-Authenticate"] = 'Basic realm="ml-backend"'
+        return resp
+
+    @app.after_request
+    def _count(resp: Response) -> Response:
+        started = request.environ.get("lsb.start")
+        elapsed = time.perf_counter() - started if started else 0.0
+        metrics.observe(request.endpoint or "unknown", resp.status_code, elapsed)
+        return resp
+
+    @app.errorhandler(BadRequest)
+    def _bad(exc: BadRequest):
+        return answer({"error": exc.reason, "detail": exc.detail}, exc.status, exc.reason)
+
+    @app.errorhandler(ConfigError)
+    def _config(exc: ConfigError):
+        return answer({"error": exc.reason, "detail": exc.detail, "example": exc.example}, 422, exc.reason)
+
+    @app.errorhandler(TaskDataError)
+    def _task_data(exc: TaskDataError):
+        detail = "The labeling config reads this field; import tasks that carry it or change the config."
+        return answer({"error": exc.reason, "detail": detail}, 422, exc.reason)
+
+    @app.errorhandler(413)
+    def _too_large(_exc):
+        limit = settings.max_request_bytes // (1024 * 1024)
+        reason = f"Request larger than {limit} MB; raise MAX_REQUEST_MB or send fewer tasks"
+        return answer({"error": reason}, 413, reason)
+
+    @app.errorhandler(404)
+    def _not_found(_exc):
+        return answer({"error": f"no endpoint {request.path}"}, 404, "Not Found")
+
+    @app.errorhandler(405)
+    def _not_allowed(_exc):
+        return answer({"error": f"{request.method} not allowed on {request.path}"}, 405, "Method Not Allowed")
+
+    @app.errorhandler(Exception)
+    def _crash(exc: Exception):
+        log.exception("%s %s failed", request.method, request.path)
+        reason = str(exc) if isinstance(exc, PredictionError) else f"Internal error: {type(exc).__name__}"
+        return answer({"error": reason}, 500, reason)
+
+    @app.get("/")
+    @app.get("/health")
+    def health():
+        return answer({"status": "UP", "model_class": backend.model_class.__name__})
+
+    @app.post("/setup")
+    def setup():
+        body = _json_body()
+        schema = body.get("schema")
+        if not isinstance(schema, str) or not schema.strip():
+            raise BadRequest(400, "'schema' (the labeling config) is missing")
+        if "project" not in body:
+            raise BadRequest(400, "'project' is missing")
+        version = backend.setup(_project(body["project"]), schema)
+        return answer({"model_version": version})
+
+    @app.post("/predict")
+    def predict():
+        body = _json_body()
+        tasks = _tasks(body)
+        project = _project(body.get("project") or tasks[0].get("project"))
+        config = body.get("label_config")
+        if config is not None and not isinstance(config, str):
+            raise BadRequest(400, "'label_config' must be a string")
+        params = body.get("params") if isinstance(body.get("params"), dict) else {}
+        results = backend.predict(project, backend.label_config(project, config), tasks, params.get("context"))
+        metrics.tasks_predicted += len(tasks)
+        return answer({"results": results})
+
+    @app.post("/webhook")
+    def webhook():
+        body = _json_body()
+        action = body.get("action")
+        if not isinstance(action, str):
+            raise BadRequest(400, "'action' is missing")
+        project_obj = body.get("project")
+        if action in RECORDED | DELETED | {"START_TRAINING"} and project_obj is None:
+            raise BadRequest(400, f"{action} without 'project'")
+        project = _project(project_obj)
+        if isinstance(project_obj, dict) and isinstance(project_obj.get("label_config"), str):
+            backend.store(project).save_label_config(project_obj["label_config"])
+        if action in RECORDED:
+            return answer(_record(backend, project, body))
+        if action in DELETED:
+            return answer(_delete(backend, project, body))
+        if action == "START_TRAINING":
+            backend.request_training(project)
+            return answer({"status": "queued", "project": project}, 201)
+        return answer({"status": "ignored", "action": action})
+
+    @app.post("/train")
+    def train_legacy():
+        """Older Label Studio versions call /train instead of sending START_TRAINING."""
+        body = _json_body()
+        project = _project(body.get("project"))
+        if isinstance(body.get("label_config"), str):
+            backend.setup(project, body["label_config"])
+        backend.request_training(project)
+        return answer({"status": "queued", "project": project}, 201)
+
+    @app.get("/training/<project>")
+    def training_status(project: str):
+        return answer(backend.status(_project(project)))
+
+    @app.get("/metrics")
+    def metrics_endpoint():
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    return app
+
+
+def _record(backend: Backend, project: str, body: dict) -> dict:
+    annotation, task = body.get("annotation"), body.get("task")
+    if not isinstance(annotation, dict) or "id" not in annotation:
+        raise BadRequest(400, f"{body['action']} without 'annotation.id'")
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        raise BadRequest(400, f"{body['action']} without 'task.data'")
+    record = normalize_annotation(annotation, task)
+    store = backend.store(project)
+    if record["was_cancelled"] or not record["result"]:
+        store.delete_annotation(record["id"])
+        return {"status": "ignored", "reason": "cancelled or empty annotation"}
+    store.save_annotation(record)
+    every = backend.settings.train_every_n
+    if every and store.count_annotations() % every == 0:
+        backend.request_training(project)
+    return {"status": "recorded", "annotation": record["id"]}
+
+
+def _delete(backend: Backend, project: str, body: dict) -> dict:
+    items = body.get("annotations")
+    if items is None and isinstance(body.get("annotation"), dict):
+        items = [body["annotation"]]
+    if not isinstance(items, list):
+        raise BadRequest(400, f"{body['action']} without 'annotations'")
+    store = backend.store(project)
+    removed = [a["id"] for a in items if isinstance(a, dict) and store.delete_annotation(a.get("id"))]
+    return {"status": "deleted", "annotations": removed}

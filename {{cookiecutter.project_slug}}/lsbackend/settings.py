@@ -1,0 +1,69 @@
+"""Every setting the backend reads, from environment variables, in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a whole number; set it to one, e.g. {name}={default}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number; set it to one, e.g. {name}={default}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings; see the README's table of environment variables."""
+
+    host: str = "0.0.0.0"
+    port: int = 9090
+    model_dir: Path = Path("data/models")
+    label_config_path: Path = Path("label_config.xml")
+    label_studio_url: str = ""
+    label_studio_api_key: str = ""
+    basic_auth_user: str = ""
+    basic_auth_pass: str = ""
+    train_debounce_seconds: float = 2.0
+    train_every_n: int = 0
+    max_request_bytes: int = 50 * 1024 * 1024
+    keep_versions: int = 3
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ.get
+        return cls(
+            host=env("HOST", cls.host),
+            port=_int("PORT", cls.port),
+            model_dir=Path(env("MODEL_DIR", str(cls.model_dir))),
+            label_config_path=Path(env("LABEL_CONFIG", str(cls.label_config_path))),
+            label_studio_url=env("LABEL_STUDIO_URL", "").rstrip("/"),
+            label_studio_api_key=env("LABEL_STUDIO_API_KEY", ""),
+            basic_auth_user=env("BASIC_AUTH_USER", ""),
+            basic_auth_pass=env("BASIC_AUTH_PASS", ""),
+            train_debounce_seconds=_float("TRAIN_DEBOUNCE_SECONDS", cls.train_debounce_seconds),
+            train_every_n=_int("TRAIN_EVERY_N", cls.train_every_n),
+            max_request_bytes=_int("MAX_REQUEST_MB", 50) * 1024 * 1024,
+            keep_versions=max(1, _int("KEEP_VERSIONS", cls.keep_versions)),
+            log_level=env("LOG_LEVEL", cls.log_level).upper(),
+        )
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.basic_auth_user or self.basic_auth_pass)

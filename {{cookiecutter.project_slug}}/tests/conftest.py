@@ -1,0 +1,76 @@
+"""Shared fixtures: a backend on a temporary MODEL_DIR, its Flask client, captured requests."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from lsbackend.server import create_app
+from lsbackend.service import Backend, load_model_class
+from lsbackend.settings import Settings
+
+import examples
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOL = Path(__file__).resolve().parent / "protocol"
+MODEL_CLASS = load_model_class("model")
+SHAPE = {"text_classification": "text", "image_classification": "image", "ner": "ner"}[MODEL_CLASS.model_type]
+
+
+def captured(name: str) -> dict:
+    """The JSON body of a request captured from Label Studio 1.23 (tests/protocol/)."""
+    return json.loads((PROTOCOL / f"{name}.json").read_text(encoding="utf-8"))["json"]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        model_dir=tmp_path / "models", label_config_path=ROOT / "label_config.xml", train_debounce_seconds=0.2
+    )
+
+
+@pytest.fixture
+def backend(settings: Settings) -> Backend:
+    return Backend(MODEL_CLASS, settings)
+
+
+@pytest.fixture
+def client(backend: Backend):
+    return create_app(backend).test_client()
+
+
+@pytest.fixture
+def config() -> str:
+    return captured(f"setup_{SHAPE}")["schema"]
+
+
+def annotation_event(i: int, data: dict, result: list[dict], action: str = "ANNOTATION_CREATED") -> dict:
+    """A captured ANNOTATION_CREATED webhook with another annotation id, task and result."""
+    body = copy.deepcopy(captured(f"webhook_annotation_created_{SHAPE}"))
+    body["action"] = action
+    stamp = f"2026-11-28T08:{i // 60:02d}:{i % 60:02d}Z"
+    body["annotation"].update(id=1000 + i, task=2000 + i, result=result, updated_at=stamp)
+    body["task"] = {**body.get("task", {}), "id": 2000 + i, "data": data}
+    return body
+
+
+def training_events(n: int | None = None) -> list[dict]:
+    """Annotation webhooks for the variant's labeled examples."""
+    items = examples.training_set()[:n]
+    return [annotation_event(i, data, result) for i, (data, result) in enumerate(items)]
+
+
+def wait_for_training(client, project: str, timeout: float = 60.0) -> dict:
+    """Poll the training status until the job finished (bounded)."""
+    deadline = time.monotonic() + timeout
+    status = {}
+    while time.monotonic() < deadline:
+        status = client.get(f"/training/{project}").get_json()
+        if status["state"] in ("succeeded", "failed", "skipped"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"training did not finish in {timeout}s: {status}")

@@ -1,0 +1,278 @@
+"""The HTTP protocol, driven with requests captured from Label Studio 1.23.
+
+Each "Behaviour that shapes the backend" point of the protocol notes has a test here.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from lsbackend.server import create_app
+from lsbackend.service import Backend
+from lsbackend.settings import Settings
+
+import examples
+from conftest import MODEL_CLASS, ROOT, SHAPE, captured, training_events, wait_for_training
+
+PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
+
+
+def train(client) -> dict:
+    for event in training_events():
+        assert client.post("/webhook", json=event).status_code == 200
+    response = client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}"))
+    assert response.status_code == 201, response.get_json()
+    status = wait_for_training(client, PROJECT)
+    assert status["state"] == "succeeded", status
+    return status
+
+
+def holdout_request() -> dict:
+    body = captured(f"predict_{SHAPE}")
+    template = body["tasks"][0]
+    body["tasks"] = [{**template, "id": 500 + i, "data": data} for i, (data, _) in enumerate(examples.holdout())]
+    return body
+
+
+def test_health_and_root_answer_without_loading_a_model(client, backend):
+    for path in ("/health", "/"):
+        response = client.get(path)
+        assert response.status_code == 200 and response.get_json()["status"] == "UP"
+    assert backend._models == {}
+
+
+def test_setup_returns_the_current_version_and_loads_nothing(client, backend):
+    response = client.post("/setup", json=captured(f"setup_{SHAPE}"))
+    assert response.status_code == 200
+    assert response.get_json() == {"model_version": "untrained"}
+    assert backend._models == {}
+
+
+def test_untrained_predict_gives_one_empty_result_per_task(client):
+    body = captured(f"predict_{SHAPE}")
+    results = client.post("/predict", json=body).get_json()["results"]
+    assert len(results) == len(body["tasks"])
+    assert all(r["result"] == [] and r["model_version"] == "untrained" for r in results)
+
+
+def test_version_from_setup_matches_predictions_and_changes_only_with_training(client):
+    """Label Studio re-predicts a task only when /setup's version differs from its prediction's."""
+    setup = lambda: client.post("/setup", json=captured(f"setup_{SHAPE}")).get_json()["model_version"]  # noqa: E731
+    before = setup()
+    assert setup() == before
+    status = train(client)
+    after = setup()
+    assert after != before and after == status["model_version"]
+    results = client.post("/predict", json=holdout_request()).get_json()["results"]
+    assert {r["model_version"] for r in results} == {after}
+    assert setup() == after
+
+
+def test_trained_predictions_agree_with_held_out_labels(client):
+    train(client)
+    results = client.post("/predict", json=holdout_request()).get_json()["results"]
+    truth = [label for _, label in examples.holdout()]
+    predicted = [examples.predicted_label(r) for r in results]
+    assert predicted == truth
+
+
+def test_a_large_batch_gets_exactly_one_result_per_task_in_order(client):
+    body = captured(f"predict_{SHAPE}")
+    base = body["tasks"][0]
+    body["tasks"] = [{**base, "id": i} for i in range(250)]
+    results = client.post("/predict", json=body).get_json()["results"]
+    assert isinstance(results, list) and len(results) == 250
+    assert all("result" in r for r in results)
+
+
+def test_interactive_predict_with_context_answers(client):
+    if SHAPE != "text":
+        pytest.skip("Label Studio's interactive capture exists for the text shape only")
+    response = client.post("/predict", json=captured("predict_text_interactive"))
+    assert response.status_code == 200 and len(response.get_json()["results"]) == 1
+
+
+def test_setup_with_a_config_that_does_not_fit_gets_a_specific_reason_phrase(client):
+    body = captured(f"setup_{SHAPE}")
+    body["schema"] = '<View><Image name="img" value="$img"/><RectangleLabels name="box" toName="img">' \
+                     '<Label value="Car"/></RectangleLabels></View>'
+    response = client.post("/setup", json=body)
+    assert response.status_code == 422
+    reason = response.status.split(" ", 1)[1]
+    assert reason.startswith("Labeling config does not fit: needs ") and "RectangleLabels" in reason
+    assert reason.isascii() and "\n" not in reason
+    assert "example" in response.get_json()
+
+
+def test_start_training_before_its_annotation_webhook_still_trains_on_it(client):
+    """Label Studio sends START_TRAINING before the ANNOTATION_CREATED of the annotation that caused it."""
+    events = training_events()
+    for event in events[:-1]:
+        client.post("/webhook", json=event)
+    assert client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}")).status_code == 201
+    client.post("/webhook", json=events[-1])  # arrives after START_TRAINING, within the debounce
+    status = wait_for_training(client, PROJECT)
+    assert status["state"] == "succeeded" and status["annotations"] == len(events)
+
+
+def test_webhook_returns_at_once_and_trains_in_the_background(client):
+    for event in training_events():
+        client.post("/webhook", json=event)
+    response = client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}"))
+    assert response.status_code == 201 and response.get_json()["status"] == "queued"
+    assert client.get(f"/training/{PROJECT}").get_json()["state"] in ("queued", "running")
+    assert wait_for_training(client, PROJECT)["state"] == "succeeded"
+
+
+def test_unknown_actions_are_acknowledged_and_ignored(client):
+    response = client.post("/webhook", json=captured("webhook_project_updated_text"))
+    assert response.status_code == 200 and response.get_json()["status"] == "ignored"
+
+
+def test_annotations_deleted_removes_them_from_the_training_set(client, backend):
+    event = training_events(1)[0]
+    client.post("/webhook", json=event)
+    deleted = captured("webhook_annotations_deleted_text")
+    deleted["project"]["id"] = int(PROJECT)
+    deleted["annotations"] = [{"id": event["annotation"]["id"]}]
+    response = client.post("/webhook", json=deleted)
+    assert response.get_json() == {"status": "deleted", "annotations": [event["annotation"]["id"]]}
+    assert backend.store(PROJECT).count_annotations() == 0
+
+
+def test_updated_annotation_replaces_the_recorded_one(client, backend):
+    first = training_events(1)[0]
+    client.post("/webhook", json=first)
+    updated = dict(first, action="ANNOTATION_UPDATED")
+    updated["annotation"] = dict(first["annotation"], result=training_events(2)[1]["annotation"]["result"])
+    client.post("/webhook", json=updated)
+    (recorded,) = backend.store(PROJECT).annotations()
+    assert recorded["result"] == updated["annotation"]["result"]
+
+
+def test_training_with_no_usable_annotations_is_skipped_and_keeps_the_model(client):
+    cancelled = training_events(1)[0]
+    cancelled["annotation"]["was_cancelled"] = True
+    client.post("/webhook", json=cancelled)
+    client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}"))
+    status = wait_for_training(client, PROJECT)
+    assert status["state"] == "skipped" and "no usable annotations" in status["error"]
+    assert status["model_version"] == "untrained"
+
+
+def test_failed_training_keeps_the_last_good_model_serving(client, backend, monkeypatch):
+    good = train(client)["model_version"]
+
+    def broken_fit(self, annotations, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(backend.model_class, "fit", broken_fit)
+    client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}"))
+    status = wait_for_training(client, PROJECT)
+    assert status["state"] == "failed" and "disk on fire" in status["error"]
+    assert status["model_version"] == good
+    results = client.post("/predict", json=holdout_request()).get_json()["results"]
+    assert {r["model_version"] for r in results} == {good}
+
+
+def test_a_new_process_loads_the_trained_model(client, settings):
+    version = train(client)["model_version"]
+    fresh = create_app(Backend(MODEL_CLASS, settings)).test_client()
+    assert fresh.post("/setup", json=captured(f"setup_{SHAPE}")).get_json()["model_version"] == version
+    results = fresh.post("/predict", json=holdout_request()).get_json()["results"]
+    assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status, reason",
+    [
+        ("not json", "application/json", 400, "Request body is not valid JSON"),
+        ('{"tasks": []}', "text/plain", 415, "Content-Type must be application/json"),
+        ("[1, 2]", "application/json", 400, "Request body must be a JSON object"),
+        ("{}", "application/json", 400, "'tasks' must be a non-empty list of tasks"),
+        ('{"tasks": "x"}', "application/json", 400, "'tasks' must be a non-empty list of tasks"),
+        ('{"tasks": [{"id": 1}]}', "application/json", 400, "Task 0 has no 'data' object"),
+    ],
+)
+def test_malformed_predict_requests_get_a_clear_4xx(client, body, content_type, status, reason):
+    response = client.post("/predict", data=body, content_type=content_type)
+    assert response.status_code == status
+    assert response.status.split(" ", 1)[1] == reason
+    assert response.get_json()["error"] == reason
+
+
+def test_a_task_missing_the_configured_field_is_named(client):
+    body = captured(f"predict_{SHAPE}")
+    body["tasks"][0]["data"] = {"other": "x"}
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422
+    key = "image" if SHAPE == "image" else "text"
+    assert response.get_json()["error"] == f"Task {body['tasks'][0]['id']} has no data field '{key}'"
+
+
+def test_setup_without_schema_or_project_is_refused(client):
+    assert client.post("/setup", json={"project": "1.1"}).status.endswith("'schema' (the labeling config) is missing")
+    body = captured(f"setup_{SHAPE}")
+    del body["project"]
+    assert client.post("/setup", json=body).status == "400 'project' is missing"
+
+
+def test_annotation_event_without_fields_stores_nothing(client, backend):
+    event = training_events(1)[0]
+    del event["task"]
+    response = client.post("/webhook", json=event)
+    assert response.status_code == 400
+    assert backend.store(PROJECT).count_annotations() == 0
+
+
+def test_duplicate_webhook_deliveries_are_idempotent(client, backend):
+    event = training_events(1)[0]
+    for _ in range(3):
+        assert client.post("/webhook", json=event).status_code == 200
+    assert backend.store(PROJECT).count_annotations() == 1
+
+
+def test_legacy_train_endpoint_queues_training(client):
+    for event in training_events():
+        client.post("/webhook", json=event)
+    body = {"project": PROJECT, "label_config": captured(f"setup_{SHAPE}")["schema"]}
+    assert client.post("/train", json=body).status_code == 201
+    assert wait_for_training(client, PROJECT)["state"] == "succeeded"
+
+
+def test_metrics_count_requests(client):
+    client.get("/health")
+    client.post("/predict", json=captured(f"predict_{SHAPE}"))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'lsbackend_requests_total{endpoint="health",status="200"} 1' in text
+    assert f"lsbackend_tasks_predicted_total {len(captured(f'predict_{SHAPE}')['tasks'])}" in text
+
+
+class TestBasicAuth:
+    @pytest.fixture
+    def client(self, tmp_path):
+        settings = Settings(model_dir=tmp_path, label_config_path=ROOT / "label_config.xml",
+                            basic_auth_user="ls", basic_auth_pass="s3cret")
+        return create_app(Backend(MODEL_CLASS, settings)).test_client()
+
+    @staticmethod
+    def auth(user: str, password: str) -> dict:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    def test_health_stays_open(self, client):
+        assert client.get("/health").status_code == 200
+
+    @pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic !!!"}, "wrong"])
+    def test_everything_else_needs_credentials(self, client, headers):
+        if headers == "wrong":
+            headers = self.auth("ls", "guess")
+        response = client.post("/setup", json=captured(f"setup_{SHAPE}"), headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+        assert "s3cret" not in response.get_data(as_text=True)
+
+    def test_right_credentials_pass(self, client):
+        response = client.post("/setup", json=captured(f"setup_{SHAPE}"), headers=self.auth("ls", "s3cret"))
+        assert response.status_code == 200
