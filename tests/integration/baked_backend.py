@@ -21,18 +21,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 STARTUP_TIMEOUT = 90.0
 TRAINING_TIMEOUT = 300.0
-FINISHED_STATES = ("succeeded", "failed")
-
-
-def template_dir() -> Path:
-    """The template under test: this repository (``cookiecutter.json`` at its root)."""
-    override = os.environ.get("LS_ML_TEMPLATE_DIR")  # development only: a stand-in template
-    return Path(override) if override else REPO_ROOT
+FINISHED_STATES = ("succeeded", "failed", "skipped")  # "skipped": nothing usable to train on
 
 
 def bake_backend(out_dir: Path, **context: str) -> Path:
-    """Run cookiecutter non-interactively and return the generated project folder."""
-    return Path(cookiecutter(str(template_dir()), no_input=True, output_dir=str(out_dir), extra_context=context))
+    """Run this repository's template non-interactively and return the generated project folder."""
+    return Path(cookiecutter(str(REPO_ROOT), no_input=True, output_dir=str(out_dir), extra_context=context))
 
 
 @dataclass
@@ -43,20 +37,30 @@ class BakedBackend:
     process: ManagedProcess
 
     def training_status(self, project_id: int) -> dict:
-        """``GET /training/<project>``: ``{"state", "model_version", "error", ...}``."""
+        """``GET /training/<project>``: ``{"state", "model_version", "error", ...}``.
+
+        The baked runtime also reports ``recorded_annotations`` (annotations that
+        arrived by webhook) and, after a training, ``annotations`` (how many it
+        trained on); the test uses both to tell the two annotation paths apart.
+        """
         response = requests.get(f"{self.url}/training/{project_id}", timeout=10)
         response.raise_for_status()
         return response.json()
 
     def wait_for_training(self, project_id: int, logs: list[ManagedProcess], timeout: float = TRAINING_TIMEOUT) -> dict:
-        """Poll the training status until it is ``succeeded`` or ``failed``; return it."""
+        """Poll the training status until it is finished (``succeeded``, ``failed``, ``skipped``); return it.
+
+        Training runs in the background after a debounce (``TRAIN_DEBOUNCE_SECONDS``,
+        2 s by default), so right after ``START_TRAINING`` the state is ``queued``.
+        """
 
         def finished() -> dict | None:
             status = self.training_status(project_id)
             return status if status.get("state") in FINISHED_STATES else None
 
-        return wait_until(finished, timeout=timeout, interval=1.0,
-                          what=f"training of project {project_id} to finish", logs=logs)
+        return wait_until(
+            finished, timeout=timeout, interval=1.0, what=f"training of project {project_id} to finish", logs=logs
+        )
 
     def stop(self) -> None:
         self.process.stop()
@@ -80,6 +84,7 @@ def start_backend(project_dir: Path, workdir: Path, label_studio_url: str, api_k
         MODEL_DIR=str(model_dir),
         LABEL_STUDIO_URL=label_studio_url,
         LABEL_STUDIO_API_KEY=api_key,
+        HOST="127.0.0.1",  # loopback only; the runtime defaults to 0.0.0.0 for Docker
         PYTHONUNBUFFERED="1",
     )
     process = ManagedProcess(
@@ -89,7 +94,9 @@ def start_backend(project_dir: Path, workdir: Path, label_studio_url: str, api_k
     try:
         wait_until(
             lambda: requests.get(f"{backend.url}/health", timeout=5).ok,
-            timeout=STARTUP_TIMEOUT, what=f"backend /health on {backend.url}", logs=[process],
+            timeout=STARTUP_TIMEOUT,
+            what=f"backend /health on {backend.url}",
+            logs=[process],
         )
     except BaseException:
         process.stop()

@@ -42,8 +42,9 @@ def ls_client(label_studio: LabelStudio) -> LabelStudioClient:
 @pytest.fixture(scope="session")
 def baked_text_backend(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template baked for text classification, as a user would bake it."""
-    return bake_backend(tmp_path_factory.mktemp("baked"), model_type="text_classification",
-                        project_name="LS Integration")
+    return bake_backend(
+        tmp_path_factory.mktemp("baked"), model_type="text_classification", project_name="LS Integration"
+    )
 
 
 @pytest.fixture(params=["personal_access_token", "legacy_token"])
@@ -59,8 +60,9 @@ def backend_api_key(request: pytest.FixtureRequest, label_studio: LabelStudio, l
 
 
 @pytest.fixture
-def backend(baked_text_backend: Path, label_studio: LabelStudio, backend_api_key: str,
-            tmp_path: Path) -> Iterator[BakedBackend]:
+def backend(
+    baked_text_backend: Path, label_studio: LabelStudio, backend_api_key: str, tmp_path: Path
+) -> Iterator[BakedBackend]:
     server = start_backend(baked_text_backend, tmp_path, label_studio.url, backend_api_key)
     try:
         yield server

@@ -31,7 +31,10 @@ from .processes import ManagedProcess, free_port, log_tail, wait_until
 
 LABEL_STUDIO_VERSION = "1.23.2"
 
-# Written last by ``ensure_label_studio``: a venv without it is a broken install.
+# ``ensure_label_studio`` writes the first marker into the empty directory before
+# installing and the second one last: "started" without "complete" is a broken
+# install of ours, safe to delete; a directory with neither is not ours.
+STARTED_MARKER = ".ls-ml-template-install-started"
 INSTALL_MARKER = ".ls-ml-template-install-complete"
 
 STARTUP_TIMEOUT = 240.0  # first start runs all migrations: ~20 s on 2 cores
@@ -54,9 +57,10 @@ def ensure_label_studio(venv_dir: Path | None = None) -> Path:
     """Return the ``label-studio`` executable, installing it into ``venv_dir`` first if needed.
 
     An existing venv is reused only if it has ``bin/label-studio`` and our marker
-    file naming this version; anything else is a leftover of an interrupted
-    install and is rebuilt. A lock file keeps two concurrent test sessions from
-    installing into the same directory.
+    file naming this version. A leftover of our own interrupted install is
+    rebuilt; a non-empty directory we did not create is refused rather than
+    deleted, since ``LS_VENV`` may point anywhere. A lock file keeps two
+    concurrent test sessions from installing into the same directory.
     """
     venv_dir = venv_dir or default_venv_dir()
     executable = venv_dir / "bin" / "label-studio"
@@ -66,19 +70,33 @@ def ensure_label_studio(venv_dir: Path | None = None) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if executable.exists() and marker.exists() and marker.read_text().strip() == LABEL_STUDIO_VERSION:
             return executable
+        if venv_dir.exists() and any(venv_dir.iterdir()) and not (venv_dir / STARTED_MARKER).exists():
+            raise RuntimeError(
+                f"{venv_dir} exists but was not created by this test harness (no {STARTED_MARKER}); "
+                "point LS_VENV at a new directory or delete this one"
+            )
         shutil.rmtree(venv_dir, ignore_errors=True)
+        venv_dir.mkdir(parents=True)
+        (venv_dir / STARTED_MARKER).write_text(LABEL_STUDIO_VERSION + "\n")
         log_path = venv_dir.parent / f"{venv_dir.name}-install.log"
         steps = [
             [sys.executable, "-m", "venv", str(venv_dir)],
-            [str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-             f"label-studio=={LABEL_STUDIO_VERSION}"],
+            [
+                str(venv_dir / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                f"label-studio=={LABEL_STUDIO_VERSION}",
+            ],
         ]
         with log_path.open("w") as log:
             for step in steps:
                 log.write(f"$ {' '.join(step)}\n")
                 log.flush()
-                result = subprocess.run(step, stdout=log, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT,
-                                        env=_clean_env())
+                result = subprocess.run(
+                    step, check=False, stdout=log, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT, env=_clean_env()
+                )
                 if result.returncode != 0:
                     raise RuntimeError(
                         f"Installing label-studio=={LABEL_STUDIO_VERSION} into {venv_dir} failed "
@@ -147,14 +165,21 @@ def start_label_studio(executable: Path, workdir: Path, port: int | None = None)
         FRONTEND_SENTRY_DSN="",
     )
     args = [
-        str(executable), "start",
+        str(executable),
+        "start",
         "--no-browser",
-        "--internal-host", "127.0.0.1",
-        "--port", str(port),
-        "--data-dir", str(data_dir),
-        "--username", ADMIN_EMAIL,
-        "--password", ADMIN_PASSWORD,
-        "--user-token", token,
+        "--internal-host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--username",
+        ADMIN_EMAIL,
+        "--password",
+        ADMIN_PASSWORD,
+        "--user-token",
+        token,
         "--enable-legacy-api-token",
     ]
     process = ManagedProcess("label-studio", args, workdir / "label-studio.log", cwd=workdir, env=env).start()
@@ -162,12 +187,17 @@ def start_label_studio(executable: Path, workdir: Path, port: int | None = None)
     try:
         wait_until(
             lambda: requests.get(f"{server.url}/health", timeout=5).ok,
-            timeout=STARTUP_TIMEOUT, what=f"Label Studio /health on {server.url}", interval=1.0, logs=[process],
+            timeout=STARTUP_TIMEOUT,
+            what=f"Label Studio /health on {server.url}",
+            interval=1.0,
+            logs=[process],
         )
         # /health answers before the admin exists on a first start; the token is what we need.
         wait_until(
             lambda: server.client().whoami().get("email") == ADMIN_EMAIL,
-            timeout=60, what="Label Studio to accept the admin's legacy token", logs=[process],
+            timeout=60,
+            what="Label Studio to accept the admin's legacy token",
+            logs=[process],
         )
     except BaseException:
         process.stop()
@@ -208,9 +238,7 @@ class LabelStudioClient:
         response = self.session.request(method, f"{self.url}{path}", timeout=HTTP_TIMEOUT, **kwargs)
         if not response.ok:
             tails = "\n".join(proc.log_tail(40) for proc in self.logs)
-            raise LabelStudioApiError(
-                f"{method} {path} -> {response.status_code}: {response.text[:2000]}\n{tails}"
-            )
+            raise LabelStudioApiError(f"{method} {path} -> {response.status_code}: {response.text[:2000]}\n{tails}")
         return response.json() if response.content else None
 
     # -- users and tokens -------------------------------------------------
@@ -285,7 +313,8 @@ class LabelStudioClient:
         /predict in one request.
         """
         return self._call(
-            "POST", "/api/dm/actions",
+            "POST",
+            "/api/dm/actions",
             params={"id": "retrieve_tasks_predictions", "project": project_id},
             json={"selectedItems": {"all": False, "included": list(task_ids)}},
         )

@@ -7,6 +7,7 @@ carries the tail of the server logs, and every process is always terminated.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -96,10 +97,8 @@ class ManagedProcess:
         try:
             self.popen.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.popen.wait(timeout=grace)
 
 

@@ -101,10 +101,18 @@ def test_label_studio_predicts_trains_and_predicts_again(
     texts = [(text, "Positive") for text in POSITIVE] + [(text, "Negative") for text in NEGATIVE]
     tasks = ls_client.import_tasks(project_id, [{config.data_key: text} for text, _ in texts])
     truth = {task["id"]: label for task, (_, label) in zip(tasks, texts, strict=True)}
-    to_annotate = [tasks[i]["id"] for i in range(ANNOTATED_PER_CLASS)] + [
-        tasks[len(POSITIVE) + i]["id"] for i in range(ANNOTATED_PER_CLASS)
-    ]
-    held_back = [task_id for task_id in truth if task_id not in to_annotate]
+    positive_ids, negative_ids = [t["id"] for t in tasks[: len(POSITIVE)]], [t["id"] for t in tasks[len(POSITIVE) :]]
+    annotated_early = [positive_ids[0], negative_ids[0]]
+    annotated_later = positive_ids[1:ANNOTATED_PER_CLASS] + negative_ids[1:ANNOTATED_PER_CLASS]
+    held_back = positive_ids[ANNOTATED_PER_CLASS:] + negative_ids[ANNOTATED_PER_CLASS:]
+
+    def annotate(task_ids: list[int]) -> None:
+        for task_id in task_ids:
+            ls_client.create_annotation(task_id, choices_result(config.from_name, config.to_name, truth[task_id]))
+
+    # Annotations made before the backend is connected never reach it by webhook
+    # (there is none yet): only its own Label Studio API call can fetch them.
+    annotate(annotated_early)
 
     # Connect: Label Studio checks /health and /setup, and adds a webhook to <backend>/webhook.
     ml_backend = ls_client.connect_ml_backend(project_id, backend.url, "baked backend")
@@ -123,24 +131,31 @@ def test_label_studio_predicts_trains_and_predicts_again(
         assert stored[0]["model_version"] == UNTRAINED, stored[0]
         assert stored[0]["result"] == [], stored[0]
 
-    # Annotate 12 tasks through Label Studio; each save fires ANNOTATION_CREATED at the backend.
-    for task_id in to_annotate:
-        ls_client.create_annotation(task_id, choices_result(config.from_name, config.to_name, truth[task_id]))
+    # Annotate through Label Studio; each save fires ANNOTATION_CREATED at <backend>/webhook
+    # (synchronously: Label Studio without Redis delivers webhooks inside the request).
+    annotate(annotated_later)
+    recorded = backend.training_status(project_id).get("recorded_annotations")
+    assert recorded == len(annotated_later), (
+        f"backend recorded {recorded} annotations from webhooks, expected {len(annotated_later)}"
+    )
 
     # Train: Label Studio posts START_TRAINING to /webhook; the backend trains in the background.
     ls_client.start_training(ml_backend["id"])
     status = backend.wait_for_training(project_id, logs=[backend.process])
-    assert status["state"] == "succeeded", f"training failed: {status}"
+    assert status["state"] == "succeeded", f"training did not succeed: {status}"
     new_version = status["model_version"]
     assert new_version and new_version != UNTRAINED, status
+    trained_on = len(annotated_early) + len(annotated_later)
+    assert status.get("annotations") == trained_on, (
+        f"trained on {status.get('annotations')} annotations, expected {trained_on} "
+        f"({len(annotated_later)} by webhook + {len(annotated_early)} fetched with LABEL_STUDIO_API_KEY): {status}"
+    )
 
     # Label Studio learns the new version from /setup and re-predicts every task.
     ls_client.retrieve_predictions(project_id, list(truth))
     assert ls_client.get_ml_backend(ml_backend["id"])["model_version"] == new_version
     after = predictions_by_task(ls_client, project_id)
-    fresh = {
-        task_id: [p for p in stored if p["model_version"] == new_version] for task_id, stored in after.items()
-    }
+    fresh = {task_id: [p for p in stored if p["model_version"] == new_version] for task_id, stored in after.items()}
     missing = [task_id for task_id in truth if len(fresh.get(task_id, [])) != 1]
     assert not missing, f"tasks without exactly one {new_version} prediction: {[after.get(t) for t in missing]}"
     wrong = {
