@@ -17,11 +17,6 @@ from .label_studio import LabelStudio, LabelStudioClient, ensure_label_studio, r
 from .processes import ManagedProcess
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes minutes (installs and starts Label Studio)")
-    config.addinivalue_line("markers", "integration: drives a real Label Studio against a baked backend")
-
-
 @pytest.fixture(scope="session")
 def label_studio_executable() -> Path:
     """``label-studio`` from the cached venv (installed on first use)."""
