@@ -25,9 +25,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 UNTRAINED = "untrained"
 
-# Each class has its own vocabulary and the two never share a content word, so
-# any bag-of-words model trained on the annotated half separates the rest.
-# Every held-back text reuses words from the annotated texts of its class.
+# Each class has its own sentiment words (the filler, "experience", "product",
+# "work", ..., occurs in both), so any bag-of-words model trained on the
+# annotated texts separates the rest: every held-back text reuses sentiment
+# words from the annotated texts of its class and none of the other's.
 POSITIVE = [
     "wonderful delightful experience, truly excellent",
     "excellent service and a wonderful friendly staff",
