@@ -139,12 +139,7 @@ class MediaResolver:
         uri = uri.strip()
         if uri[:5].lower() == "data:":
             return self._data_uri(uri)
-        cached = self.cache.get(uri)
-        if cached is not None:
-            return cached
-        data = self._fetch_uncached(uri, task_id)
-        self.cache.put(uri, data)
-        return data
+        return self._fetch_reference(uri, task_id)
 
     def fetch_many(self, items: Iterable[tuple[object, object]]) -> list[bytes | MediaError]:
         """Fetch ``(uri, task_id)`` pairs in a few threads; each entry is bytes or its ``MediaError``."""
@@ -162,7 +157,7 @@ class MediaResolver:
             return list(pool.map(one, items))
 
     # --- kinds -------------------------------------------------------------
-    def _fetch_uncached(self, uri: str, task_id: object) -> bytes:
+    def _fetch_reference(self, uri: str, task_id: object) -> bytes:
         scheme = urllib.parse.urlsplit(uri).scheme.lower()
         local = self._local_path(uri, scheme)
         if local is not None:
@@ -250,6 +245,15 @@ class MediaResolver:
 
     # --- HTTP --------------------------------------------------------------
     def _download(self, url: str, uri: str, from_label_studio: bool) -> bytes:
+        """GET ``url`` (``uri`` is what the task said, for messages); cached, as predict and train repeat it."""
+        cached = self.cache.get(url)
+        if cached is not None:
+            return cached
+        data = self._download_uncached(url, uri, from_label_studio)
+        self.cache.put(url, data)
+        return data
+
+    def _download_uncached(self, url: str, uri: str, from_label_studio: bool) -> bytes:
         request = urllib.request.Request(url, headers={"User-Agent": "lsbackend-media"})
         if from_label_studio:
             request.add_header("Authorization", self._auth_header())

@@ -337,6 +337,13 @@ def test_a_missing_local_file_is_named(root):
         resolver(local_files_root=str(root)).fetch("sub/none.png")
 
 
+def test_local_files_are_read_fresh_not_cached(root):
+    media = resolver(local_files_root=str(root))
+    assert media.fetch("sub/a.png") == IMAGE
+    (root / "sub" / "a.png").write_bytes(b"changed")
+    assert media.fetch("sub/a.png") == b"changed"
+
+
 def test_oversized_local_files_are_refused(root):
     (root / "big.png").write_bytes(b"x" * (2 * 1024 * 1024))
     with pytest.raises(MediaError, match="larger than the 1 MB limit"):
