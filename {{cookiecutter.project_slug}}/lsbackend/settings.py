@@ -36,6 +36,10 @@ class Settings:
     max_request_bytes: int = 50 * 1024 * 1024
     keep_versions: int = 3
     log_level: str = "INFO"
+    local_files_root: str = ""
+    media_timeout_seconds: float = 10.0
+    media_max_bytes: int = 20 * 1024 * 1024
+    media_cache_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +58,10 @@ class Settings:
             max_request_bytes=_number("MAX_REQUEST_MB", 50) * 1024 * 1024,
             keep_versions=max(1, _number("KEEP_VERSIONS", cls.keep_versions)),
             log_level=env("LOG_LEVEL", cls.log_level).upper(),
+            local_files_root=env("LOCAL_FILES_ROOT", ""),
+            media_timeout_seconds=_float("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds),
+            media_max_bytes=_int("MEDIA_MAX_MB", 20) * 1024 * 1024,
+            media_cache_bytes=_int("MEDIA_CACHE_MB", 64) * 1024 * 1024,
         )
 
     @property
