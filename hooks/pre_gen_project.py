@@ -16,8 +16,8 @@ ANSWERS = json.loads(r'''{{ {
     "python_version": cookiecutter.python_version,
 } | tojson }}''')
 
-SUPPORTED_MODEL_TYPES = ("text_classification",)
-PLANNED_MODEL_TYPES = ("image_classification", "ner")
+SUPPORTED_MODEL_TYPES = ("text_classification", "ner")
+PLANNED_MODEL_TYPES = ("image_classification",)
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 RESERVED_SLUGS = {"lsbackend", "model", "tests"}
