@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lsbackend import TaskDataError
 from lsbackend.label_studio_api import normalize_annotation
-from model import NamedEntityRecognizer, align_span, bio_tags, tag_spans, tokenize
+from model import NamedEntityRecognizer, align_span, allowed_transitions, bio_tags, tag_spans, tokenize, viterbi
 
 import examples
 from conftest import captured
@@ -88,6 +89,15 @@ def test_a_span_whose_text_disagrees_moves_to_the_nearest_occurrence():
 def test_stray_inside_tags_start_an_entity():
     tokens = tokenize("x y z")
     assert tag_spans(tokens, ["I-PER", "I-LOC", "O"]) == [(0, 0, "PER"), (1, 1, "LOC")]
+
+
+def test_decoding_never_puts_an_inside_tag_after_outside_or_first():
+    tags = ["O", "B-PER", "I-PER"]
+    can_start = np.array([True, True, False])
+    greedy_would_stray = np.log([[0.9, 0.05, 0.05], [0.3, 0.1, 0.6]])
+    assert viterbi(greedy_would_stray, allowed_transitions(tags), can_start) == [0, 0]
+    starts_inside = np.log([[0.2, 0.1, 0.7], [0.1, 0.1, 0.8]])
+    assert viterbi(starts_inside, allowed_transitions(tags), can_start) == [1, 2]
 
 
 # --- the model ---------------------------------------------------------------
