@@ -59,9 +59,9 @@ class Settings:
             keep_versions=max(1, _number("KEEP_VERSIONS", cls.keep_versions)),
             log_level=env("LOG_LEVEL", cls.log_level).upper(),
             local_files_root=env("LOCAL_FILES_ROOT", ""),
-            media_timeout_seconds=_float("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds),
-            media_max_bytes=_int("MEDIA_MAX_MB", 20) * 1024 * 1024,
-            media_cache_bytes=_int("MEDIA_CACHE_MB", 64) * 1024 * 1024,
+            media_timeout_seconds=_number("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds, float),
+            media_max_bytes=_number("MEDIA_MAX_MB", 20) * 1024 * 1024,
+            media_cache_bytes=_number("MEDIA_CACHE_MB", 64) * 1024 * 1024,
         )
 
     @property

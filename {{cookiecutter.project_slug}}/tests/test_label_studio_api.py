@@ -35,6 +35,7 @@ def label_studio():
 def test_training_uses_annotations_fetched_with_either_kind_of_key(settings, label_studio, key, header):
     settings = dataclasses.replace(settings, label_studio_url=label_studio.url, label_studio_api_key=key)
     backend = Backend(MODEL_CLASS, settings)
+    backend.setup(PROJECT, captured(f"setup_{SHAPE}")["schema"])  # the config the examples are labeled with
     status = backend.train(PROJECT)
     assert status["state"] == "succeeded", status
     assert status["annotations"] == len(examples.training_set())
@@ -44,6 +45,7 @@ def test_training_uses_annotations_fetched_with_either_kind_of_key(settings, lab
 def test_recorded_and_fetched_annotations_are_merged_by_id(settings, label_studio, client):
     settings = dataclasses.replace(settings, label_studio_url=label_studio.url, label_studio_api_key=LEGACY_TOKEN)
     backend = Backend(MODEL_CLASS, settings)
+    backend.setup(PROJECT, captured(f"setup_{SHAPE}")["schema"])  # the config the examples are labeled with
     for event in training_events(3):  # ids 1000.. differ from the export's 4000..
         backend.store(PROJECT).save_annotation({**event["annotation"], "task": event["task"]})
     assert len(backend.collect_annotations(PROJECT)) == len(examples.training_set()) + 3
@@ -64,6 +66,7 @@ def test_an_unreachable_label_studio_names_the_url_setting():
 def test_training_falls_back_to_recorded_annotations_when_label_studio_is_down(settings):
     settings = dataclasses.replace(settings, label_studio_url="http://127.0.0.1:9", label_studio_api_key=LEGACY_TOKEN)
     backend = Backend(MODEL_CLASS, settings)
+    backend.setup(PROJECT, captured(f"setup_{SHAPE}")["schema"])  # the config the examples are labeled with
     for event in training_events():
         backend.store(PROJECT).save_annotation({**event["annotation"], "task": event["task"]})
     assert backend.train(PROJECT)["state"] == "succeeded"

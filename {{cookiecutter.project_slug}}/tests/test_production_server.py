@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHAPE, captured, training_events
+from conftest import ROOT, SHAPE, captured, holdout_request, training_events
 
 pytestmark = pytest.mark.slow
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
@@ -98,7 +98,7 @@ def test_serves_trains_in_background_and_keeps_the_model_across_restarts(model_d
         trained = wait_trained(server)
         assert trained["state"] == "succeeded", trained
         version = trained["model_version"]
-        results = server.call("POST", "/predict", predict)[2]["results"]
+        results = server.call("POST", "/predict", holdout_request())[2]["results"]
         assert {r["model_version"] for r in results} == {version}
     finally:
         server.stop()
