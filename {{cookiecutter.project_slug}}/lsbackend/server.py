@@ -40,7 +40,10 @@ class BadRequest(Exception):
 
 def answer(body: object, status: int = 200, reason: str | None = None) -> Response:
     """A compact JSON response; a custom reason phrase when given (ASCII, one line)."""
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape it instead of failing
+        payload = json.dumps(body, separators=(",", ":")).encode("ascii")
     resp = Response(payload, mimetype="application/json")
     if reason:
         phrase = re.sub(r"[^\x20-\x7e]", "?", reason)[:200]
@@ -219,6 +222,12 @@ def _record(backend: Backend, project: str, body: dict) -> dict:
     annotation, task = body.get("annotation"), body.get("task")
     if not isinstance(annotation, dict) or "id" not in annotation:
         raise BadRequest(400, f"{body['action']} without 'annotation.id'")
+    if not isinstance(annotation["id"], int) or isinstance(annotation["id"], bool) or annotation["id"] < 0:
+        # the id names the annotation's file: anything but a plain number could escape the directory
+        raise BadRequest(400, "'annotation.id' must be a non-negative integer")
+    result = annotation.get("result")
+    if result is not None and not (isinstance(result, list) and all(isinstance(r, dict) for r in result)):
+        raise BadRequest(400, "'annotation.result' must be a list of result objects")
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise BadRequest(400, f"{body['action']} without 'task.data'")
     record = normalize_annotation(annotation, task)
