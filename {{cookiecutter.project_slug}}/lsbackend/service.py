@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import INITIAL_VERSION, LabelStudioMLBase
-from .label_config import parse_label_config
+from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
 from .settings import Settings
 from .storage import ProjectStore, check_writable
@@ -79,7 +79,11 @@ class Backend:
         """The config to use: the one sent, else the project's last, else the repo's default."""
         config = given or self.store(project).label_config() or self.default_config
         if not config:
-            raise ValueError("no labeling config: send label_config or create label_config.xml")
+            raise ConfigError(
+                "No labeling config for this project",
+                "Connect the project in Label Studio (its /setup sends the config), send label_config "
+                "with /predict, or create label_config.xml next to model.py.",
+            )
         return config
 
     # --- setup and predict -------------------------------------------------
