@@ -16,3 +16,15 @@ keepalive = 5
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def on_starting(server):
+    """Check MODEL_DIR once in the master: a worker failing on it would be restarted forever."""
+    from pathlib import Path
+
+    from lsbackend.storage import StorageError, check_writable
+
+    try:
+        check_writable(Path(os.environ.get("MODEL_DIR", "data/models")))
+    except StorageError as exc:
+        raise SystemExit(f"error: {exc}") from None
