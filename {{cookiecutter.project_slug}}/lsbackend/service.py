@@ -176,6 +176,18 @@ class Backend:
             store.save_status(status)
         return status
 
+    @staticmethod
+    def _training_now(store: ProjectStore) -> bool:
+        """Whether some process holds the project's training lock (flock dies with its process)."""
+        try:
+            with open(store.dir / "train.lock", "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return False  # closing the file releases the probe
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True
+
     def request_training(self, project: str) -> None:
         """Queue a background training; the status says "queued" until it starts."""
         store = self.store(project)
@@ -185,6 +197,10 @@ class Backend:
     def status(self, project: str) -> dict:
         store = self.store(project)
         status = store.status()
+        if status.get("state") == "running" and not self._training_now(store):
+            # the training.json of a process killed mid-training would say "running" forever
+            status.update(state="interrupted", error="the process training this project stopped before it "
+                          "finished (killed or crashed); the previous model keeps serving; train again")
         status.update(
             project=project,
             model_version=store.current_version() or INITIAL_VERSION,
