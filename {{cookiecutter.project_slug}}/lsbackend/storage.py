@@ -70,6 +70,8 @@ def project_key(project: object) -> str:
         project = project.get("id")
     if project is None or project == "":
         return "default"
+    if isinstance(project, bool):  # str(True) would pass for an id
+        raise ValueError(f"project {project!r} is not a Label Studio project id")
     key = str(project).split(".", 1)[0]
     if not PROJECT_ID.match(key):
         raise ValueError(f"project {str(project)[:40]!r} is not a Label Studio project id")
