@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from pathlib import Path
 
 from flask import Flask, Response, request
 
@@ -25,7 +26,9 @@ from .service import Backend, PredictionError
 from .storage import project_key
 
 log = logging.getLogger(__name__)
-OPEN_PATHS = {"/health", "/"}
+OPEN_PATHS = {"/health", "/", "/openapi.json"}
+#: The API as an OpenAPI 3 document, served at /openapi.json; tests check the server against it.
+OPENAPI = Path(__file__).with_name("openapi.json").read_bytes()
 RECORDED = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
 DELETED = {"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}
 
@@ -152,6 +155,10 @@ def create_app(backend: Backend) -> Flask:
     def health():
         return answer({"status": "UP", "model_class": backend.model_class.__name__})
 
+    @app.get("/openapi.json")
+    def openapi():
+        return Response(OPENAPI, mimetype="application/json")
+
     @app.post("/setup")
     def setup():
         body = _json_body()
@@ -202,8 +209,11 @@ def create_app(backend: Backend) -> Flask:
         """Older Label Studio versions call /train instead of sending START_TRAINING."""
         body = _json_body()
         project = _project(body.get("project"))
-        if isinstance(body.get("label_config"), str):
-            backend.setup(project, body["label_config"])
+        config = body.get("label_config")
+        if config is not None and not isinstance(config, str):
+            raise BadRequest(400, "'label_config' must be a string")
+        if config:
+            backend.setup(project, config)
         backend.request_training(project)
         return answer({"status": "queued", "project": project}, 201)
 
