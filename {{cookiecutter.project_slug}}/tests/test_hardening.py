@@ -246,3 +246,18 @@ def test_secrets_and_bodies_stay_out_of_logs_and_error_answers(tmp_path, caplog)
         assert secret not in logged, f"{name} appeared in the log"
         if name != "body":
             assert all(secret not in a for a in answers), f"{name} appeared in a response"
+
+
+@pytest.mark.parametrize("project", [True, False, [1], {"id": "../x"}, "1/2", "x" * 65])
+def test_a_project_that_is_not_an_id_is_a_400(client, project):
+    body = captured(f"setup_{SHAPE}")
+    body["project"] = project
+    response = client.post("/setup", json=body)
+    assert response.status_code == 400  # True used to become project "True"
+    assert reason(response).endswith("is not a Label Studio project id")
+
+
+def test_train_refuses_a_label_config_that_is_not_a_string(client):
+    response = client.post("/train", json={"project": PROJECT, "label_config": {"xml": "<View/>"}})
+    assert response.status_code == 400  # was silently ignored and training queued
+    assert reason(response) == "'label_config' must be a string"
