@@ -261,3 +261,18 @@ def test_train_refuses_a_label_config_that_is_not_a_string(client):
     response = client.post("/train", json={"project": PROJECT, "label_config": {"xml": "<View/>"}})
     assert response.status_code == 400  # was silently ignored and training queued
     assert reason(response) == "'label_config' must be a string"
+
+
+def test_a_crash_logs_the_traceback_but_not_the_request(client, backend, monkeypatch, caplog):
+    def crash(*args, **kwargs):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(backend, "predict", crash)
+    body = predict_body({DATA_KEY: SECRETS["body"]}, access_token=SECRETS["access_token"])
+    with caplog.at_level(logging.DEBUG):
+        response = client.post("/predict", json=body)
+    assert response.status_code == 500 and reason(response) == "Internal error: RuntimeError"
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "model exploded" in logged  # the log explains the crash
+    assert SECRETS["body"] not in logged and SECRETS["access_token"] not in logged
+    assert "model exploded" not in response.get_data(as_text=True)  # details stay in the log
