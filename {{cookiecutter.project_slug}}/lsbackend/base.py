@@ -96,15 +96,24 @@ class LabelStudioMLBase:
             raise TaskDataError(task if isinstance(task, dict) else {}, key)
         return data[key]
 
+    def annotation_values(self, annotation: dict) -> list[dict]:
+        """The ``value`` dicts of an annotation's result items for this model's control.
+
+        Malformed items are skipped, so one bad annotation cannot break every later training.
+        """
+        items = annotation.get("result")
+        return [
+            item["value"]
+            for item in (items if isinstance(items, list) else [])
+            if isinstance(item, dict) and item.get("from_name") == self.control.name
+            and isinstance(item.get("value"), dict)
+        ]
+
     def annotation_labels(self, annotation: dict) -> list[str]:
         """The labels an annotation gave through this model's control."""
         found = []
-        for item in annotation.get("result") or []:
-            if not isinstance(item, dict) or item.get("from_name") != self.control.name:
-                continue
-            value = item.get("value")
-            chosen = (value.get("choices") or value.get("labels")) if isinstance(value, dict) else None
-            # a malformed result item is skipped, so one bad annotation cannot break every training
+        for value in self.annotation_values(annotation):
+            chosen = value.get("choices") or value.get("labels")
             if isinstance(chosen, list):
                 found.extend(c for c in chosen if isinstance(c, str))
         return found

@@ -24,11 +24,12 @@ from lsbackend.settings import Settings
 from lsbackend.storage import StorageError
 
 import examples
-from conftest import MODEL_CLASS, ROOT, SHAPE, captured, training_events, wait_for_training
+from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, SHAPE, captured, training_events, wait_for_training
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = "7"
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "PYTHONUNBUFFERED": "1",
+       "LABEL_CONFIG": str(EXAMPLES_CONFIG)}
 
 
 def annotations() -> list[dict]:
@@ -48,7 +49,7 @@ def export(path: Path) -> Path:
 
 
 def make_backend(model_dir: Path) -> Backend:
-    return Backend(MODEL_CLASS, Settings(model_dir=model_dir, label_config_path=ROOT / "label_config.xml"))
+    return Backend(MODEL_CLASS, Settings(model_dir=model_dir, label_config_path=EXAMPLES_CONFIG))
 
 
 # --- killed while saving a model ---------------------------------------------------------------------
@@ -59,6 +60,7 @@ from lsbackend.service import Backend, load_model_class
 from lsbackend.settings import Settings
 
 model_dir, kill_before, annotations = sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text())
+config = Path(sys.argv[4])
 real_replace = os.replace
 
 def replace(src, dst):
@@ -68,7 +70,7 @@ def replace(src, dst):
     return real_replace(src, dst)
 
 os.replace = replace
-settings = Settings(model_dir=Path(model_dir), label_config_path=Path("label_config.xml"))
+settings = Settings(model_dir=Path(model_dir), label_config_path=config)
 Backend(load_model_class("model"), settings).train("PROJECT_ID", annotations)
 sys.exit("the save step was never reached")
 """.replace("PROJECT_ID", PROJECT)
@@ -80,7 +82,8 @@ def test_killed_while_saving_the_last_good_model_loads_on_restart(tmp_path, kill
     good = make_backend(model_dir).train(PROJECT, annotations())["model_version"]
     data = tmp_path / "annotations.json"
     data.write_text(json.dumps(annotations()), encoding="utf-8")
-    child = subprocess.run([sys.executable, "-c", KILL_AT_SAVE, str(model_dir), kill_before, str(data)],
+    args = [str(model_dir), kill_before, str(data), str(EXAMPLES_CONFIG)]
+    child = subprocess.run([sys.executable, "-c", KILL_AT_SAVE, *args],
                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert child.returncode == -signal.SIGKILL, child.stderr
 

@@ -17,7 +17,15 @@ from lsbackend.server import create_app
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
-from conftest import MODEL_CLASS, ROOT, SHAPE, annotation_event, captured, training_events, wait_for_training
+from conftest import (
+    EXAMPLES_CONFIG,
+    MODEL_CLASS,
+    SHAPE,
+    annotation_event,
+    captured,
+    training_events,
+    wait_for_training,
+)
 
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
 DATA_KEY = "image" if SHAPE == "image" else "text"
@@ -53,7 +61,7 @@ def test_non_string_task_data_is_a_422_naming_the_task_and_field(client, value):
 
 
 def test_a_request_over_the_size_limit_is_a_413_naming_the_setting(tmp_path):
-    settings = Settings(model_dir=tmp_path, label_config_path=ROOT / "label_config.xml", max_request_bytes=1024 * 1024)
+    settings = Settings(model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG, max_request_bytes=1024 * 1024)
     client = create_app(Backend(MODEL_CLASS, settings)).test_client()
     body = json.dumps(predict_body({DATA_KEY: "x" * (1024 * 1024 + 1)}))
     response = client.post("/predict", data=body, content_type="application/json")
@@ -201,7 +209,7 @@ SECRETS = {
 
 def test_secrets_and_bodies_stay_out_of_logs_and_error_answers(tmp_path, caplog):
     settings = Settings(
-        model_dir=tmp_path, label_config_path=ROOT / "label_config.xml", train_debounce_seconds=0.05,
+        model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG, train_debounce_seconds=0.05,
         basic_auth_user="ls", basic_auth_pass=SECRETS["BASIC_AUTH_PASS"],
         label_studio_url="http://127.0.0.1:9", label_studio_api_key=SECRETS["LABEL_STUDIO_API_KEY"],
     )

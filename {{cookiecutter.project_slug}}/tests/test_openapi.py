@@ -18,11 +18,11 @@ from lsbackend.server import OPENAPI, create_app
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
-from conftest import MODEL_CLASS, ROOT
+from conftest import EXAMPLES_CONFIG, MODEL_CLASS
 
 _TMP = tempfile.TemporaryDirectory()
 # a day of debounce: START_TRAINING requests stay queued and never train during the fuzzing
-APP = create_app(Backend(MODEL_CLASS, Settings(model_dir=Path(_TMP.name), label_config_path=ROOT / "label_config.xml",
+APP = create_app(Backend(MODEL_CLASS, Settings(model_dir=Path(_TMP.name), label_config_path=EXAMPLES_CONFIG,
                                                train_debounce_seconds=86400.0)))
 schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
 
@@ -48,7 +48,7 @@ def test_the_document_is_openapi_3_and_names_every_route():
 
 
 def test_openapi_json_is_served_without_auth(tmp_path):
-    settings = Settings(model_dir=tmp_path, label_config_path=ROOT / "label_config.xml",
+    settings = Settings(model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG,
                         basic_auth_user="ls", basic_auth_pass="pw")
     response = create_app(Backend(MODEL_CLASS, settings)).test_client().get("/openapi.json")
     assert response.status_code == 200 and response.get_json()["info"]["title"]

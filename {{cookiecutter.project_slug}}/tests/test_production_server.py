@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHAPE, captured, holdout_request, training_events
+from conftest import EXAMPLES_CONFIG, ROOT, SHAPE, captured, holdout_request, training_events
 
 pytestmark = pytest.mark.slow
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
@@ -36,7 +36,7 @@ class Server:
     def __init__(self, model_dir: Path, log: Path) -> None:
         self.port = free_port()
         env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "MODEL_DIR": str(model_dir),
-               "TRAIN_DEBOUNCE_SECONDS": "0.3"}
+               "TRAIN_DEBOUNCE_SECONDS": "0.3", "LABEL_CONFIG": str(EXAMPLES_CONFIG)}
         self.log = log
         self.proc = subprocess.Popen([sys.executable, "-m", "lsbackend", "start"], cwd=ROOT, env=env,
                                      stdout=log.open("ab"), stderr=subprocess.STDOUT)

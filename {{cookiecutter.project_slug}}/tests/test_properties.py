@@ -21,7 +21,7 @@ from lsbackend.server import create_app
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
-from conftest import MODEL_CLASS, ROOT, SHAPE, captured
+from conftest import EXAMPLES_CONFIG, MODEL_CLASS, SHAPE, captured
 
 FEW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -133,7 +133,7 @@ SETUP = st.fixed_dictionaries({}, optional={"project": PROJECTS, "schema": st.on
 def client():
     with tempfile.TemporaryDirectory() as tmp:
         # training requests stay queued: a day of debounce means no job ever starts during these tests
-        settings = Settings(model_dir=Path(tmp), label_config_path=ROOT / "label_config.xml",
+        settings = Settings(model_dir=Path(tmp), label_config_path=EXAMPLES_CONFIG,
                             train_debounce_seconds=86400.0)
         yield create_app(Backend(MODEL_CLASS, settings)).test_client()
 

@@ -14,7 +14,15 @@ from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
 import examples
-from conftest import MODEL_CLASS, ROOT, SHAPE, captured, holdout_request, training_events, wait_for_training
+from conftest import (
+    EXAMPLES_CONFIG,
+    MODEL_CLASS,
+    SHAPE,
+    captured,
+    holdout_request,
+    training_events,
+    wait_for_training,
+)
 
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
 
@@ -251,7 +259,7 @@ def test_metrics_count_requests(client):
 class TestBasicAuth:
     @pytest.fixture
     def client(self, tmp_path):
-        settings = Settings(model_dir=tmp_path, label_config_path=ROOT / "label_config.xml",
+        settings = Settings(model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG,
                             basic_auth_user="ls", basic_auth_pass="s3cret")
         return create_app(Backend(MODEL_CLASS, settings)).test_client()
 

@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from lsbackend import LabelStudioMLBase
+from lsbackend import LabelStudioMLBase, TaskDataError
 from lsbackend.media import MediaError, default_resolver, failed_prediction
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class ImageClassifier(LabelStudioMLBase):
         self.allowed = np.array([label in self.labels for label in classes], dtype=bool)
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
-        references = [self.task_value(task) for task in tasks]  # a missing field fails the request, by name
+        references = [self._reference(task) for task in tasks]  # a missing field fails the request, by name
         if self.pipeline is None or not self.allowed.any():
             # Not trained yet: an empty result rather than a made-up label, and no downloads.
             return [self.prediction([]) for _ in tasks]
@@ -107,6 +107,12 @@ class ImageClassifier(LabelStudioMLBase):
             for i, prediction in zip(good, self._classify([loaded[i] for i in good]), strict=True):
                 predictions[i] = prediction
         return predictions
+
+    def _reference(self, task: dict) -> str:
+        reference = self.task_value(task)
+        if not isinstance(reference, str):
+            raise TaskDataError(task, self.object_tag.data_key or "", "has no image URL or path in")
+        return reference
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
         chosen = [(a, self._chosen_label(a)) for a in annotations]

@@ -231,11 +231,11 @@ class NamedEntityRecognizer(LabelStudioMLBase):
     def annotated_spans(self, annotation: dict, text: str) -> list[Span]:
         """The ``(start, end, label)`` spans an annotation marked with this model's control."""
         spans = []
-        for item in annotation.get("result") or []:
-            value = item.get("value") or {}
-            labels = [label for label in value.get("labels") or [] if label in self.labels]
+        for value in self.annotation_values(annotation):
+            given = value.get("labels")
+            labels = [label for label in (given if isinstance(given, list) else []) if label in self.labels]
             start, end = value.get("start"), value.get("end")
-            if item.get("from_name") != self.control.name or not labels:
+            if not labels:
                 continue
             if not (isinstance(start, int) and isinstance(end, int)):
                 continue
