@@ -16,3 +16,5 @@ keepalive = 5
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# No control socket: it lives in the user's home, which two backends (or a read-only container) share badly.
+control_socket_disable = True

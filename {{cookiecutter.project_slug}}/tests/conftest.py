@@ -64,6 +64,14 @@ def training_events(n: int | None = None) -> list[dict]:
     return [annotation_event(i, data, result) for i, (data, result) in enumerate(items)]
 
 
+def holdout_request() -> dict:
+    """A captured /predict request carrying the variant's held-out examples."""
+    body = captured(f"predict_{SHAPE}")
+    template = body["tasks"][0]
+    body["tasks"] = [{**template, "id": 500 + i, "data": data} for i, (data, _) in enumerate(examples.holdout())]
+    return body
+
+
 def wait_for_training(client, project: str, timeout: float = 60.0) -> dict:
     """Poll the training status until the job finished (bounded)."""
     deadline = time.monotonic() + timeout
