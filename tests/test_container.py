@@ -119,6 +119,23 @@ def annotation_events(repo: Path) -> list[dict]:
     return events
 
 
+def holdout_request(repo: Path) -> dict:
+    """The captured /predict body with the variant's held-out tasks (inline data the container can read)."""
+    body = captured(repo, f"predict_{SHAPE[model_type_of(repo)]}")
+    template = body["tasks"][0]
+    body["tasks"] = [
+        {**template, "id": 500 + i, "data": data} for i, (data, _) in enumerate(load_examples(repo).holdout())
+    ]
+    return body
+
+
+def assert_predicted_by(answer: dict, version: str, tasks: int) -> None:
+    results = answer["results"]
+    assert len(results) == tasks, answer
+    assert all("error" not in r for r in results), answer
+    assert {r["model_version"] for r in results} == {version}, answer
+
+
 # --- static checks: compose file and Dockerfile ---------------------------------
 
 
@@ -127,7 +144,7 @@ def env_names_read_by_runtime(repo: Path) -> set[str]:
     names = set()
     for name in ("settings.py", "gunicorn_conf.py"):
         source = (repo / "lsbackend" / name).read_text(encoding="utf-8")
-        names |= set(re.findall(r"""(?:env|environ\.get|_int|_float)\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
+        names |= set(re.findall(r"""(?:env|environ\.get|getenv|_[a-z]+)\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
     return names
 
 
@@ -384,13 +401,16 @@ def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, 
 
     status, setup = http(ctr.port, "POST", "/setup", setup_body)
     assert setup["model_version"] == version
-    status, answer = http(ctr.port, "POST", "/predict", predict_body)
-    assert status == 200 and {r["model_version"] for r in answer["results"]} == {version}, answer
+    holdout = holdout_request(baked)
+    status, answer = http(ctr.port, "POST", "/predict", holdout)
+    assert status == 200, answer
+    assert_predicted_by(answer, version, len(holdout["tasks"]))
 
     # A new container on the same volume serves the trained model at once.
     ctr.remove()
     again = containers()
     status, setup = http(again.port, "POST", "/setup", setup_body)
     assert status == 200 and setup["model_version"] == version, setup
-    status, answer = http(again.port, "POST", "/predict", predict_body)
-    assert status == 200 and {r["model_version"] for r in answer["results"]} == {version}, answer
+    status, answer = http(again.port, "POST", "/predict", holdout)
+    assert status == 200, answer
+    assert_predicted_by(answer, version, len(holdout["tasks"]))
