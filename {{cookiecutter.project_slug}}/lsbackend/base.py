@@ -100,10 +100,13 @@ class LabelStudioMLBase:
         """The labels an annotation gave through this model's control."""
         found = []
         for item in annotation.get("result") or []:
-            if item.get("from_name") != self.control.name:
+            if not isinstance(item, dict) or item.get("from_name") != self.control.name:
                 continue
-            value = item.get("value") or {}
-            found.extend(value.get("choices") or value.get("labels") or [])
+            value = item.get("value")
+            chosen = (value.get("choices") or value.get("labels")) if isinstance(value, dict) else None
+            # a malformed result item is skipped, so one bad annotation cannot break every training
+            if isinstance(chosen, list):
+                found.extend(c for c in chosen if isinstance(c, str))
         return found
 
     def result_item(self, value: dict, score: float | None = None) -> dict:

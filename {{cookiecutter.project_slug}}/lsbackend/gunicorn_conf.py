@@ -18,3 +18,15 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # No control socket: it lives in the user's home, which two backends (or a read-only container) share badly.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Check MODEL_DIR once in the master: a worker failing on it would be restarted forever."""
+    from pathlib import Path
+
+    from lsbackend.storage import StorageError, check_writable
+
+    try:
+        check_writable(Path(os.environ.get("MODEL_DIR", "data/models")))
+    except StorageError as exc:
+        raise SystemExit(f"error: {exc}") from None
