@@ -6,7 +6,9 @@ trained through its own ``fit`` and asked through its own ``predict``, exactly
 as the runtime does. Variants are discovered from the template's ``_variants/``;
 a variant needs a data generator ``bench/datasets/<variant>.py`` (``METRIC``,
 ``make(n_train, n_test, seed)``, ``score(predictions, truths)``) and is skipped,
-with the reason printed, when it has none or does not bake.
+with the reason printed, when it has none or does not bake. A generator whose
+labels differ from the variant's default config sets ``LABEL_CONFIG``; the
+variant is then baked with it as the ``label_config`` answer, as a user would.
 
 The learning curve trains on the first N annotations of one seeded pool for
 each N, averages over seeds, prints a Markdown table and writes JSON to
@@ -54,14 +56,14 @@ def load_file(path: Path, name: str) -> ModuleType:
     return module
 
 
-def bake(variant: str, into: Path) -> Path | str:
+def bake(variant: str, into: Path, label_config: str = "") -> Path | str:
     """Generate the repo for ``variant`` with cookiecutter: its folder, or why it did not bake."""
     from cookiecutter.exceptions import CookiecutterException
     from cookiecutter.main import cookiecutter
 
     try:
         return Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(into),
-                                 extra_context={"model_type": variant}))
+                                 extra_context={"model_type": variant, "label_config": label_config}))
     except CookiecutterException as exc:  # e.g. the pre-gen hook refuses a model type not enabled yet
         return f"does not bake ({type(exc).__name__}: {exc}); run cookiecutter with model_type={variant} to see why"
 
@@ -95,9 +97,13 @@ def run_once(model_class: type, api: ModuleType, config: str, train: list, test:
     return row
 
 
+def load_dataset(variant: str) -> ModuleType:
+    return load_file(DATASETS / f"{variant}.py", f"bench_dataset_{variant}")
+
+
 def evaluate_variant(variant: str, repo: Path, sizes: list[int], seeds: int, test_size: int) -> dict:
     """The learning curve of one baked variant: metrics per training size, averaged over seeds."""
-    dataset = load_file(DATASETS / f"{variant}.py", f"bench_dataset_{variant}")
+    dataset = load_dataset(variant)
     model_class, api = import_baked(repo)
     config = (repo / "label_config.xml").read_text(encoding="utf-8")
     runs = {size: [] for size in sizes}
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     results, started = {}, time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ls-ml-bench-") as tmp:
         for variant in variants:
-            repo = bake(variant, Path(tmp) / variant)
+            repo = bake(variant, Path(tmp) / variant, getattr(load_dataset(variant), "LABEL_CONFIG", ""))
             if isinstance(repo, str):
                 skipped[variant] = repo
                 continue

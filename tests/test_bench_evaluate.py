@@ -21,8 +21,9 @@ def load_evaluate():
     return module
 
 
-def test_tiny_run_bakes_trains_and_reports_numbers_between_0_and_1(tmp_path):
-    cmd = [sys.executable, str(SCRIPT), "--sizes", "10,20", "--variants", "text_classification",
+@pytest.mark.parametrize("variant", ["text_classification", "image_classification"])
+def test_tiny_run_bakes_trains_and_reports_numbers_between_0_and_1(tmp_path, variant):
+    cmd = [sys.executable, str(SCRIPT), "--sizes", "10,20", "--variants", variant,
            "--seeds", "1", "--test-size", "20", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -30,7 +31,10 @@ def test_tiny_run_bakes_trains_and_reports_numbers_between_0_and_1(tmp_path):
     (curve,) = [r["curve"] for r in report["results"].values()]
     assert [point["annotations"] for point in curve] == [10, 20]
     assert all(0.0 <= point["accuracy"] <= 1.0 for point in curve)
-    assert "| text_classification | accuracy |" in proc.stdout
+    # image_classification is baked with its generator's LABEL_CONFIG; with the default Cat/Dog/Other
+    # config every annotation's label would be unknown and fit would refuse.
+    assert curve[-1]["fit_refused"] == 0
+    assert f"| {variant} | accuracy |" in proc.stdout
 
 
 def test_a_variant_without_a_data_generator_is_skipped_with_the_reason(tmp_path):
@@ -49,7 +53,7 @@ def test_an_unknown_variant_is_refused_with_the_known_ones():
         load_evaluate().choose("speech")
 
 
-@pytest.mark.parametrize("name", ["text_classification", "ner"])
+@pytest.mark.parametrize("name", ["text_classification", "ner", "image_classification"])
 def test_every_data_generator_is_seeded_and_scores_perfect_answers_as_1(name):
     dataset = load_evaluate().load_file(TEMPLATE / "bench" / "datasets" / f"{name}.py", f"dataset_{name}")
     train, test = dataset.make(5, 8, seed=3)
@@ -61,6 +65,6 @@ def test_every_data_generator_is_seeded_and_scores_perfect_answers_as_1(name):
 
 
 def _answer(name: str, truth) -> list[dict]:
-    if name == "text_classification":
+    if name in ("text_classification", "image_classification"):
         return [{"value": {"choices": [truth]}}]
     return [{"value": {"start": s, "end": e, "labels": [label]}} for s, e, label in truth]
