@@ -7,14 +7,16 @@ process with a fresh model directory, so tests cannot see each other's models.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from .baked_backend import BakedBackend, bake_backend, start_backend
 from .label_studio import LabelStudio, LabelStudioClient, ensure_label_studio, running_label_studio
-from .processes import ManagedProcess
+from .processes import FileServer, ManagedProcess, free_port, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -35,34 +37,82 @@ def ls_client(label_studio: LabelStudio) -> LabelStudioClient:
 
 
 @pytest.fixture(scope="session")
-def baked_text_backend(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The template baked for text classification, as a user would bake it."""
-    return bake_backend(
-        tmp_path_factory.mktemp("baked"), model_type="text_classification", project_name="LS Integration"
-    )
+def baked_variants(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``bake(model_type)``: the template baked for that model type, as a user would bake it (once per session)."""
+    baked: dict[str, Path] = {}
+
+    def bake(model_type: str) -> Path:
+        if model_type not in baked:
+            baked[model_type] = bake_backend(
+                tmp_path_factory.mktemp(f"baked-{model_type}"), model_type=model_type, project_name="LS Integration"
+            )
+        return baked[model_type]
+
+    return bake
 
 
-@pytest.fixture(params=["personal_access_token", "legacy_token"])
-def backend_api_key(request: pytest.FixtureRequest, label_studio: LabelStudio, ls_client: LabelStudioClient) -> str:
-    """What the user pastes into LABEL_STUDIO_API_KEY: both kinds of token Label Studio 1.23 hands out.
+@pytest.fixture
+def model_type(request: pytest.FixtureRequest) -> str:
+    """Which variant to bake; tests set it with ``parametrize(..., indirect=True)``."""
+    return request.param
 
-    A personal access token is what the 1.23 UI offers by default; the legacy
-    token is what older setups and ``--user-token`` give.
+
+@pytest.fixture
+def baked_dir(baked_variants: Callable[[str], Path], model_type: str) -> Path:
+    return baked_variants(model_type)
+
+
+@pytest.fixture(scope="session")
+def personal_access_token(label_studio: LabelStudio) -> str:
+    """The admin's personal access token, created once: Label Studio 1.23 answers a second
+    ``POST /api/token/`` with 409 "You already have a valid token" until the first is revoked."""
+    return label_studio.client().create_personal_access_token()
+
+
+@pytest.fixture
+def backend_api_key(request: pytest.FixtureRequest, label_studio: LabelStudio, personal_access_token: str) -> str:
+    """What the user pastes into LABEL_STUDIO_API_KEY: either kind of token Label Studio 1.23 hands out.
+
+    ``personal_access_token`` is what the 1.23 UI offers by default; ``legacy_token``
+    is what older setups and ``--user-token`` give. Tests choose with
+    ``parametrize(..., indirect=True)``.
     """
     if request.param == "personal_access_token":
-        return ls_client.create_personal_access_token()
+        return personal_access_token
+    assert request.param == "legacy_token", request.param
     return label_studio.token
 
 
 @pytest.fixture
-def backend(
-    baked_text_backend: Path, label_studio: LabelStudio, backend_api_key: str, tmp_path: Path
-) -> Iterator[BakedBackend]:
-    server = start_backend(baked_text_backend, tmp_path, label_studio.url, backend_api_key)
+def backend(baked_dir: Path, label_studio: LabelStudio, backend_api_key: str, tmp_path: Path) -> Iterator[BakedBackend]:
+    server = start_backend(baked_dir, tmp_path, label_studio.url, backend_api_key)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer]:
+    """``python -m http.server`` on 127.0.0.1 in its own process, with its access log for failures."""
+    workdir = tmp_path_factory.mktemp("file-server")
+    root = workdir / "files"
+    root.mkdir()
+    (root / "ready.txt").write_text("ok")
+    port = free_port()
+    args = [sys.executable, "-u", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)]
+    process = ManagedProcess("file-server", args, workdir / "file-server.log", cwd=workdir).start()
+    server = FileServer(url=f"http://127.0.0.1:{port}", root=root, process=process)
+    try:
+        wait_until(
+            lambda: requests.get(f"{server.url}/ready.txt", timeout=5).ok,
+            timeout=30,
+            what=f"file server on {server.url}",
+            logs=[process],
+        )
+        yield server
+    finally:
+        process.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -273,6 +273,23 @@ class LabelStudioClient:
         created = [task for task in self.list_tasks(project_id) if task["id"] not in before]
         return sorted(created, key=lambda task: task["id"])
 
+    def upload_files(self, project_id: int, files: Sequence[tuple[str, bytes, str]]) -> list[dict]:
+        """Upload files (``(name, content, mime type)``) the way the Import dialog does; return the new tasks.
+
+        Label Studio stores each file under its media root and creates one task per
+        file whose data field (the labeling config's only ``$key``) is
+        ``/data/upload/<project>/<random prefix>-<name>``: a path on Label Studio that
+        needs an API key to download.
+        """
+        before = {task["id"] for task in self.list_tasks(project_id)}
+        # One form field per file: Label Studio reads ``request.FILES`` one value per field name, so
+        # several files under one name (as ``requests`` sends a list) import only the last one.
+        multipart = [(f"file{index}", (name, content, mime)) for index, (name, content, mime) in enumerate(files)]
+        answer = self._call("POST", f"/api/projects/{project_id}/import", files=multipart)
+        assert answer["task_count"] == len(files), answer
+        created = [task for task in self.list_tasks(project_id) if task["id"] not in before]
+        return sorted(created, key=lambda task: task["id"])
+
     def list_tasks(self, project_id: int) -> list[dict]:
         tasks: list[dict] = []
         page = 1
@@ -335,3 +352,26 @@ def choices_result(from_name: str, to_name: str, choice: str) -> list[dict]:
 def chosen_labels(prediction: dict) -> list[str]:
     """All choices a prediction (or annotation) selects, whatever control they belong to."""
     return [choice for item in prediction.get("result") or [] for choice in item.get("value", {}).get("choices", [])]
+
+
+def labels_result(from_name: str, to_name: str, text: str, spans: Sequence[tuple[int, int, str]]) -> list[dict]:
+    """An annotation marking ``(start, end, label)`` spans of ``text`` in a Labels control, as the UI saves it."""
+    return [
+        {
+            "id": f"span{index}",
+            "from_name": from_name,
+            "to_name": to_name,
+            "type": "labels",
+            "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]},
+        }
+        for index, (start, end, label) in enumerate(spans)
+    ]
+
+
+def labelled_spans(prediction: dict) -> list[tuple[int, int, str, str]]:
+    """``(start, end, text, label)`` of every span a prediction (or annotation) marks, in text order."""
+    return sorted(
+        (item["value"]["start"], item["value"]["end"], item["value"].get("text"), label)
+        for item in prediction.get("result") or []
+        for label in item.get("value", {}).get("labels", [])
+    )

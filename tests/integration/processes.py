@@ -102,6 +102,15 @@ class ManagedProcess:
             self.popen.wait(timeout=grace)
 
 
+@dataclass
+class FileServer:
+    """A plain HTTP server on loopback serving ``root``: where tasks' ``http://`` image URLs point."""
+
+    url: str
+    root: Path
+    process: ManagedProcess
+
+
 def wait_until(
     probe: Callable[[], T | None],
     *,

@@ -1,9 +1,16 @@
-"""A real Label Studio 1.23.2 connects to a baked backend, gets predictions, and trains it.
+"""A real Label Studio 1.23.2 connects to a baked backend, gets predictions, and trains it: every variant.
 
 This is the user's path through the product: connect the backend to a project,
 retrieve predictions, annotate some tasks, press Train, retrieve predictions
 again. Every step goes through Label Studio's API; the backend is only asked
 for its training status (a backend endpoint Label Studio does not know about).
+
+The flow is the same for each variant (``text_classification``,
+``image_classification``, ``ner``); a ``Scenario`` says what the tasks are,
+how one is annotated and what counts as a correct prediction. Images come in
+the two ways users bring them: ``http://`` URLs on a server of their own (here
+one on loopback), and files uploaded to Label Studio, which the backend must
+download from ``/data/upload/...`` with ``LABEL_STUDIO_API_KEY``.
 
 Run with ``pytest -m integration tests/integration``. The first run installs
 Label Studio into a cached venv (see ``label_studio.default_venv_dir``).
@@ -11,15 +18,20 @@ Label Studio into a cached venv (see ``label_studio.default_venv_dir``).
 
 from __future__ import annotations
 
+import importlib.util
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 from .baked_backend import BakedBackend
-from .label_studio import LabelStudioClient, choices_result, chosen_labels
+from .label_studio import LabelStudioClient, choices_result, chosen_labels, labelled_spans, labels_result
+from .processes import FileServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -59,8 +71,24 @@ ANNOTATED_PER_CLASS = 6
 
 
 @dataclass(frozen=True)
-class ChoicesConfig:
-    """Where a Choices-over-Text config puts things: the names annotations must use."""
+class Case:
+    """One imported task and what the test knows about it.
+
+    ``role``: ``early`` (annotated before the backend is connected, so only the
+    backend's own API call can fetch it), ``later`` (annotated after, arrives by
+    webhook) or ``held`` (never annotated; its prediction is checked).
+    ``kind`` says how its data reached Label Studio (``text``, ``url``, ``upload``).
+    """
+
+    task_id: int
+    truth: Any
+    role: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """Where the baked config puts things: the names annotations must use."""
 
     from_name: str
     to_name: str
@@ -68,18 +96,203 @@ class ChoicesConfig:
     labels: tuple[str, ...]
 
 
-def read_choices_config(xml: str) -> ChoicesConfig:
+def read_config(xml: str, control: str, obj: str, option: str) -> ControlConfig:
     """Read control/object names from the baked config instead of assuming them."""
     root = ET.fromstring(xml)
-    choices = root.find(".//Choices")
-    assert choices is not None, f"no <Choices> in the baked label config:\n{xml}"
-    text = next(el for el in root.iter("Text") if el.get("name") == choices.get("toName"))
-    return ChoicesConfig(
-        from_name=choices.attrib["name"],
-        to_name=choices.attrib["toName"],
-        data_key=text.attrib["value"].lstrip("$"),
-        labels=tuple(choice.attrib["value"] for choice in choices.iter("Choice")),
+    found = root.find(f".//{control}")
+    assert found is not None, f"no <{control}> in the baked label config:\n{xml}"
+    target = next(el for el in root.iter(obj) if el.get("name") == found.get("toName"))
+    return ControlConfig(
+        from_name=found.attrib["name"],
+        to_name=found.attrib["toName"],
+        data_key=target.attrib["value"].lstrip("$"),
+        labels=tuple(el.attrib["value"] for el in found.iter(option)),
     )
+
+
+def load_baked_examples(baked_dir: Path) -> ModuleType:
+    """The baked project's own ``tests/examples.py`` (the images its unit tests learn from), without sys.path."""
+    spec = importlib.util.spec_from_file_location("baked_examples", baked_dir / "tests" / "examples.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Scenario:
+    """What differs between variants; ``run_flow`` does the rest."""
+
+    config: ControlConfig
+    cases: list[Case]
+    annotation: Callable[[Case], list[dict]]  # the result an annotator saves for the case's truth
+    predicted: Callable[[dict], Any]  # what a stored prediction says, comparable to ``truth``
+    min_correct: float  # share of held-back tasks that must be predicted exactly right
+
+
+def roles(count: int, early: int, annotated: int) -> list[str]:
+    return ["early"] * early + ["later"] * (annotated - early) + ["held"] * (count - annotated)
+
+
+# --- text classification -------------------------------------------------------
+def text_scenario(client: LabelStudioClient, project_id: int, label_config: str, **_: Any) -> Scenario:
+    config = read_config(label_config, "Choices", "Text", "Choice")
+    assert {"Positive", "Negative"} <= set(config.labels), config
+    per_class = [(POSITIVE, "Positive"), (NEGATIVE, "Negative")]
+    cases: list[Case] = []
+    for texts, label in per_class:
+        tasks = client.import_tasks(project_id, [{config.data_key: text} for text in texts])
+        for task, role in zip(tasks, roles(len(texts), 1, ANNOTATED_PER_CLASS), strict=True):
+            cases.append(Case(task["id"], label, role, "text"))
+    return Scenario(
+        config=config,
+        cases=cases,
+        annotation=lambda case: choices_result(config.from_name, config.to_name, case.truth),
+        predicted=lambda prediction: chosen_labels(prediction)[0] if chosen_labels(prediction) else None,
+        min_correct=1.0,
+    )
+
+
+# --- image classification ------------------------------------------------------
+IMAGES_PER_CLASS_AND_KIND = 6
+ANNOTATED_IMAGES_PER_CLASS_AND_KIND = 4
+
+
+def image_scenario(
+    client: LabelStudioClient, project_id: int, label_config: str, baked_dir: Path, file_server: FileServer
+) -> Scenario:
+    """Reddish and bluish pictures (drawn by the baked ``examples.py``), half by URL and half uploaded.
+
+    The default config's choices are Cat/Dog/Other; the colours stand in for the
+    first two, which is all the model has to learn. Held-back pictures use shades
+    the annotated ones do not.
+    """
+    config = read_config(label_config, "Choices", "Image", "Choice")
+    assert len(config.labels) >= 2, config
+    examples = load_baked_examples(baked_dir)
+    holdout_shades = {
+        "Red": [c for c, name in examples.HOLDOUT if name == "Red"],
+        "Blue": [c for c, name in examples.HOLDOUT if name == "Blue"],
+    }
+    colours = {"Red": (examples.RED, config.labels[0]), "Blue": (examples.BLUE, config.labels[1])}
+    cases: list[Case] = []
+    uploads: list[tuple[str, bytes, str]] = []
+    upload_truth: dict[str, tuple[str, str]] = {}
+    for colour, (annotated_shades, label) in colours.items():
+        for kind in ("url", "upload"):
+            task_roles = roles(
+                IMAGES_PER_CLASS_AND_KIND, 1 if kind == "upload" else 0, ANNOTATED_IMAGES_PER_CLASS_AND_KIND
+            )
+            for index, role in enumerate(task_roles):
+                offset = index + (0 if kind == "url" else ANNOTATED_IMAGES_PER_CLASS_AND_KIND)
+                shades = holdout_shades[colour] if role == "held" else annotated_shades
+                seed = 1000 * len(cases) + 100 * len(uploads) + index
+                png = examples.png_bytes(examples.colour_image(shades[offset % len(shades)], seed))
+                name = f"{colour.lower()}-{kind}-{index}.png"
+                if kind == "url":
+                    (file_server.root / name).write_bytes(png)
+                    task = client.import_tasks(project_id, [{config.data_key: f"{file_server.url}/{name}"}])[0]
+                    cases.append(Case(task["id"], label, role, kind))
+                else:
+                    uploads.append((name, png, "image/png"))
+                    upload_truth[name] = (label, role)
+    uploaded = client.upload_files(project_id, uploads)
+    for task in uploaded:
+        path = task["data"].get(config.data_key)
+        assert isinstance(path, str) and path.startswith(f"/data/upload/{project_id}/"), (
+            f"an uploaded file's task does not point at Label Studio's upload folder: {task['data']}"
+        )
+        name = next((n for n in upload_truth if path.endswith((f"-{n}", f"/{n}"))), None)
+        assert name is not None, f"cannot tell which upload became {path}: {sorted(upload_truth)}"
+        label, role = upload_truth.pop(name)
+        cases.append(Case(task["id"], label, role, "upload"))
+    assert not upload_truth, f"uploads without a task: {sorted(upload_truth)}"
+    return Scenario(
+        config=config,
+        cases=cases,
+        annotation=lambda case: choices_result(config.from_name, config.to_name, case.truth),
+        predicted=lambda prediction: chosen_labels(prediction)[0] if chosen_labels(prediction) else None,
+        min_correct=1.0,
+    )
+
+
+# --- named entities --------------------------------------------------------------
+PERSONS = [
+    "Alice Smith",
+    "Bob Jones",
+    "Carla Diaz",
+    "David Brown",
+    "Eva Green",
+    "Frank Lee",
+    "Hannah Kim",
+    "Ivan Petrov",
+]
+ORGS = ["Acme Corp", "Globex", "Initech", "Umbrella Labs", "Stark Industries", "Wayne Enterprises"]
+CITIES = ["Paris", "Berlin", "Madrid", "London", "Oslo", "Vienna", "Rome", "Lisbon"]
+TEMPLATES = [
+    "{PER} works at {ORG} in {LOC}.",
+    "{PER} lives in {LOC}.",
+    "Yesterday {PER} flew to {LOC} for {ORG}.",
+    "The office of {ORG} in {LOC} is closed.",
+    "{PER} joined {ORG} last year.",
+    "According to {PER}, the meeting moved to {LOC}.",
+]
+NER_ANNOTATED = 24
+NER_HELD_BACK = 10
+
+
+def entity_sentence(index: int, held_back: bool = False) -> tuple[str, list[tuple[int, int, str]]]:
+    """The ``index``-th templated sentence and its ``(start, end, label)`` spans.
+
+    Every name is annotated somewhere; held-back sentences shift the names so
+    they pair them differently, and none repeats an annotated sentence
+    (``ner_scenario`` checks that).
+    """
+    template = TEMPLATES[index % len(TEMPLATES)]
+    shift = 1 if held_back else 0
+    fill = {
+        "PER": PERSONS[(index * 3 + 5 * shift) % len(PERSONS)],
+        "ORG": ORGS[(index * 5 + shift) % len(ORGS)],
+        "LOC": CITIES[(index * 7 + index // len(TEMPLATES) + 3 * shift) % len(CITIES)],
+    }
+    text, spans, at = "", [], 0
+    while "{" in template[at:]:
+        open_at = template.index("{", at)
+        close_at = template.index("}", open_at)
+        text += template[at:open_at]
+        label = template[open_at + 1 : close_at]
+        spans.append((len(text), len(text) + len(fill[label]), label))
+        text += fill[label]
+        at = close_at + 1
+    return text + template[at:], spans
+
+
+def ner_scenario(client: LabelStudioClient, project_id: int, label_config: str, **_: Any) -> Scenario:
+    config = read_config(label_config, "Labels", "Text", "Label")
+    assert {"PER", "ORG", "LOC"} <= set(config.labels), config
+    annotated = [entity_sentence(i) for i in range(NER_ANNOTATED)]
+    held_back = [entity_sentence(i, held_back=True) for i in range(NER_HELD_BACK)]
+    repeated = {text for text, _ in held_back} & {text for text, _ in annotated}
+    assert not repeated, f"held-back sentences that are also annotated: {repeated}"
+    sentences = annotated + held_back
+    tasks = client.import_tasks(project_id, [{config.data_key: text} for text, _ in sentences])
+    cases, texts = [], {}
+    for task, role, (text, spans) in zip(tasks, roles(len(sentences), 2, NER_ANNOTATED), sentences, strict=True):
+        truth = tuple(sorted((start, end, text[start:end], label) for start, end, label in spans))
+        cases.append(Case(task["id"], truth, role, "text"))
+        texts[task["id"]] = text
+    return Scenario(
+        config=config,
+        cases=cases,
+        annotation=lambda case: labels_result(
+            config.from_name, config.to_name, texts[case.task_id], [(s, e, label) for s, e, _, label in case.truth]
+        ),
+        predicted=lambda prediction: tuple(labelled_spans(prediction)),
+        min_correct=0.9,
+    )
+
+
+SCENARIOS = {"text_classification": text_scenario, "image_classification": image_scenario, "ner": ner_scenario}
 
 
 def predictions_by_task(client: LabelStudioClient, project_id: int) -> dict[int, list[dict]]:
@@ -89,31 +302,37 @@ def predictions_by_task(client: LabelStudioClient, project_id: int) -> dict[int,
     return grouped
 
 
+@pytest.mark.parametrize(
+    ("model_type", "backend_api_key"),
+    [
+        ("text_classification", "personal_access_token"),
+        ("text_classification", "legacy_token"),
+        ("image_classification", "personal_access_token"),
+        ("image_classification", "legacy_token"),
+        ("ner", "personal_access_token"),
+    ],
+    indirect=True,
+)
 def test_label_studio_predicts_trains_and_predicts_again(
-    ls_client: LabelStudioClient, backend: BakedBackend, baked_text_backend: Path
+    ls_client: LabelStudioClient, backend: BakedBackend, baked_dir: Path, model_type: str, file_server: FileServer
 ) -> None:
-    label_config = (baked_text_backend / "label_config.xml").read_text()
-    config = read_choices_config(label_config)
-    assert {"Positive", "Negative"} <= set(config.labels), config
-
-    # A project with the baked config, and 20 tasks whose true label we know.
-    project = ls_client.create_project("LS Integration test", label_config)
+    label_config = (baked_dir / "label_config.xml").read_text()
+    project = ls_client.create_project(f"LS Integration {model_type}", label_config)
     project_id = project["id"]
-    texts = [(text, "Positive") for text in POSITIVE] + [(text, "Negative") for text in NEGATIVE]
-    tasks = ls_client.import_tasks(project_id, [{config.data_key: text} for text, _ in texts])
-    truth = {task["id"]: label for task, (_, label) in zip(tasks, texts, strict=True)}
-    positive_ids, negative_ids = [t["id"] for t in tasks[: len(POSITIVE)]], [t["id"] for t in tasks[len(POSITIVE) :]]
-    annotated_early = [positive_ids[0], negative_ids[0]]
-    annotated_later = positive_ids[1:ANNOTATED_PER_CLASS] + negative_ids[1:ANNOTATED_PER_CLASS]
-    held_back = positive_ids[ANNOTATED_PER_CLASS:] + negative_ids[ANNOTATED_PER_CLASS:]
+    scenario = SCENARIOS[model_type](ls_client, project_id, label_config, baked_dir=baked_dir, file_server=file_server)
+    cases = {case.task_id: case for case in scenario.cases}
+    early = [c for c in scenario.cases if c.role == "early"]
+    later = [c for c in scenario.cases if c.role == "later"]
+    held_back = [c for c in scenario.cases if c.role == "held"]
+    assert early and later and held_back, scenario.cases
 
-    def annotate(task_ids: list[int]) -> None:
-        for task_id in task_ids:
-            ls_client.create_annotation(task_id, choices_result(config.from_name, config.to_name, truth[task_id]))
+    def annotate(to_annotate: list[Case]) -> None:
+        for case in to_annotate:
+            ls_client.create_annotation(case.task_id, scenario.annotation(case))
 
     # Annotations made before the backend is connected never reach it by webhook
     # (there is none yet): only its own Label Studio API call can fetch them.
-    annotate(annotated_early)
+    annotate(early)
 
     # Connect: Label Studio checks /health and /setup, and adds a webhook to <backend>/webhook.
     ml_backend = ls_client.connect_ml_backend(project_id, backend.url, "baked backend")
@@ -124,9 +343,9 @@ def test_label_studio_predicts_trains_and_predicts_again(
     assert backend.training_status(project_id)["state"] == "idle"
 
     # Before training: one empty prediction per task, versioned "untrained".
-    ls_client.retrieve_predictions(project_id, list(truth))
+    ls_client.retrieve_predictions(project_id, list(cases))
     before = predictions_by_task(ls_client, project_id)
-    assert sorted(before) == sorted(truth), f"tasks without a stored prediction: {set(truth) - set(before)}"
+    assert sorted(before) == sorted(cases), f"tasks without a stored prediction: {set(cases) - set(before)}"
     for task_id, stored in before.items():
         assert len(stored) == 1, f"task {task_id} has {len(stored)} predictions: {stored}"
         assert stored[0]["model_version"] == UNTRAINED, stored[0]
@@ -134,11 +353,9 @@ def test_label_studio_predicts_trains_and_predicts_again(
 
     # Annotate through Label Studio; each save fires ANNOTATION_CREATED at <backend>/webhook
     # (synchronously: Label Studio without Redis delivers webhooks inside the request).
-    annotate(annotated_later)
+    annotate(later)
     recorded = backend.training_status(project_id).get("recorded_annotations")
-    assert recorded == len(annotated_later), (
-        f"backend recorded {recorded} annotations from webhooks, expected {len(annotated_later)}"
-    )
+    assert recorded == len(later), f"backend recorded {recorded} annotations from webhooks, expected {len(later)}"
 
     # Train: Label Studio posts START_TRAINING to /webhook; the backend trains in the background.
     ls_client.start_training(ml_backend["id"])
@@ -146,22 +363,32 @@ def test_label_studio_predicts_trains_and_predicts_again(
     assert status["state"] == "succeeded", f"training did not succeed: {status}"
     new_version = status["model_version"]
     assert new_version and new_version != UNTRAINED, status
-    trained_on = len(annotated_early) + len(annotated_later)
+    trained_on = len(early) + len(later)
     assert status.get("annotations") == trained_on, (
         f"trained on {status.get('annotations')} annotations, expected {trained_on} "
-        f"({len(annotated_later)} by webhook + {len(annotated_early)} fetched with LABEL_STUDIO_API_KEY): {status}"
+        f"({len(later)} by webhook + {len(early)} fetched with LABEL_STUDIO_API_KEY): {status}"
     )
 
     # Label Studio learns the new version from /setup and re-predicts every task.
-    ls_client.retrieve_predictions(project_id, list(truth))
+    ls_client.retrieve_predictions(project_id, list(cases))
     assert ls_client.get_ml_backend(ml_backend["id"])["model_version"] == new_version
     after = predictions_by_task(ls_client, project_id)
+    versions = sorted({p["model_version"] for stored in after.values() for p in stored})
+    assert versions == sorted({UNTRAINED, new_version}), f"unexpected model versions (media errors?): {versions}"
     fresh = {task_id: [p for p in stored if p["model_version"] == new_version] for task_id, stored in after.items()}
-    missing = [task_id for task_id in truth if len(fresh.get(task_id, [])) != 1]
+    missing = [task_id for task_id in cases if len(fresh.get(task_id, [])) != 1]
     assert not missing, f"tasks without exactly one {new_version} prediction: {[after.get(t) for t in missing]}"
+    with_error = [fresh[t][0] for t in cases if fresh[t][0].get("error") or not isinstance(fresh[t][0]["result"], list)]
+    assert not with_error, f"predictions carrying an error: {with_error}"
     wrong = {
-        task_id: (truth[task_id], chosen_labels(fresh[task_id][0]))
-        for task_id in held_back
-        if chosen_labels(fresh[task_id][0]) != [truth[task_id]]
+        case.task_id: (case.kind, case.truth, scenario.predicted(fresh[case.task_id][0]))
+        for case in held_back
+        if scenario.predicted(fresh[case.task_id][0]) != case.truth
     }
-    assert not wrong, f"held-back tasks predicted wrongly (task: (truth, predicted)): {wrong}"
+    right = len(held_back) - len(wrong)
+    assert right >= scenario.min_correct * len(held_back), (
+        f"{right} of {len(held_back)} held-back tasks predicted right, need {scenario.min_correct:.0%}; "
+        f"wrong (task: (kind, truth, predicted)): {wrong}"
+    )
+    kinds = sorted({case.kind for case in held_back})
+    assert kinds == sorted({case.kind for case in scenario.cases}), f"held-back tasks miss a kind: {kinds}"
