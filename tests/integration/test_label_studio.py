@@ -175,9 +175,10 @@ def image_scenario(
         "Blue": [c for c, name in examples.HOLDOUT if name == "Blue"],
     }
     colours = {"Red": (examples.RED, config.labels[0]), "Blue": (examples.BLUE, config.labels[1])}
-    cases: list[Case] = []
+    url_truth: list[tuple[str, str, str]] = []  # (url, label, role) in import order
     uploads: list[tuple[str, bytes, str]] = []
     upload_truth: dict[str, tuple[str, str]] = {}
+    seed = 0
     for colour, (annotated_shades, label) in colours.items():
         for kind in ("url", "upload"):
             task_roles = roles(
@@ -186,16 +187,20 @@ def image_scenario(
             for index, role in enumerate(task_roles):
                 offset = index + (0 if kind == "url" else ANNOTATED_IMAGES_PER_CLASS_AND_KIND)
                 shades = holdout_shades[colour] if role == "held" else annotated_shades
-                seed = 1000 * len(cases) + 100 * len(uploads) + index
+                seed += 1
                 png = examples.png_bytes(examples.colour_image(shades[offset % len(shades)], seed))
                 name = f"{colour.lower()}-{kind}-{index}.png"
                 if kind == "url":
                     (file_server.root / name).write_bytes(png)
-                    task = client.import_tasks(project_id, [{config.data_key: f"{file_server.url}/{name}"}])[0]
-                    cases.append(Case(task["id"], label, role, kind))
+                    url_truth.append((f"{file_server.url}/{name}", label, role))
                 else:
                     uploads.append((name, png, "image/png"))
                     upload_truth[name] = (label, role)
+    imported = client.import_tasks(project_id, [{config.data_key: url} for url, _, _ in url_truth])
+    cases: list[Case] = []
+    for task, (url, label, role) in zip(imported, url_truth, strict=True):
+        assert task["data"][config.data_key] == url, f"Label Studio changed an image URL on import: {task['data']}"
+        cases.append(Case(task["id"], label, role, "url"))
     uploaded = client.upload_files(project_id, uploads)
     for task in uploaded:
         path = task["data"].get(config.data_key)
@@ -241,39 +246,46 @@ NER_ANNOTATED = 24
 NER_HELD_BACK = 10
 
 
-def entity_sentence(index: int, held_back: bool = False) -> tuple[str, list[tuple[int, int, str]]]:
-    """The ``index``-th templated sentence and its ``(start, end, label)`` spans.
+def entity_sentences(count: int, start: int = 0) -> list[tuple[str, list[tuple[int, int, str]]]]:
+    """``count`` templated sentences and their ``(start, end, label)`` spans.
 
-    Every name is annotated somewhere; held-back sentences shift the names so
-    they pair them differently, and none repeats an annotated sentence
-    (``ner_scenario`` checks that).
+    Each placeholder takes the next name of its kind in turn, beginning at
+    ``start``, so the annotated sentences use every name, and held-back ones
+    (another ``start``) pair the same names differently; ``ner_scenario`` checks
+    both.
     """
-    template = TEMPLATES[index % len(TEMPLATES)]
-    shift = 1 if held_back else 0
-    fill = {
-        "PER": PERSONS[(index * 3 + 5 * shift) % len(PERSONS)],
-        "ORG": ORGS[(index * 5 + shift) % len(ORGS)],
-        "LOC": CITIES[(index * 7 + index // len(TEMPLATES) + 3 * shift) % len(CITIES)],
-    }
-    text, spans, at = "", [], 0
-    while "{" in template[at:]:
-        open_at = template.index("{", at)
-        close_at = template.index("}", open_at)
-        text += template[at:open_at]
-        label = template[open_at + 1 : close_at]
-        spans.append((len(text), len(text) + len(fill[label]), label))
-        text += fill[label]
-        at = close_at + 1
-    return text + template[at:], spans
+    names = {"PER": PERSONS, "ORG": ORGS, "LOC": CITIES}
+    used = dict.fromkeys(names, start)
+    sentences = []
+    for index in range(count):
+        template = TEMPLATES[index % len(TEMPLATES)]
+        text, spans, at = "", [], 0
+        while "{" in template[at:]:
+            open_at = template.index("{", at)
+            close_at = template.index("}", open_at)
+            text += template[at:open_at]
+            label = template[open_at + 1 : close_at]
+            name = names[label][used[label] % len(names[label])]
+            used[label] += 1
+            spans.append((len(text), len(text) + len(name), label))
+            text += name
+            at = close_at + 1
+        sentences.append((text + template[at:], spans))
+    return sentences
 
 
 def ner_scenario(client: LabelStudioClient, project_id: int, label_config: str, **_: Any) -> Scenario:
     config = read_config(label_config, "Labels", "Text", "Label")
     assert {"PER", "ORG", "LOC"} <= set(config.labels), config
-    annotated = [entity_sentence(i) for i in range(NER_ANNOTATED)]
-    held_back = [entity_sentence(i, held_back=True) for i in range(NER_HELD_BACK)]
+    annotated = entity_sentences(NER_ANNOTATED)
+    held_back = entity_sentences(NER_HELD_BACK, start=4)
     repeated = {text for text, _ in held_back} & {text for text, _ in annotated}
     assert not repeated, f"held-back sentences that are also annotated: {repeated}"
+
+    def entities(sentences: list[tuple[str, list[tuple[int, int, str]]]]) -> set[tuple[str, str]]:
+        return {(text[start:end], label) for text, spans in sentences for start, end, label in spans}
+
+    assert entities(annotated) == entities(held_back) | entities(annotated), "held-back names never annotated"
     sentences = annotated + held_back
     tasks = client.import_tasks(project_id, [{config.data_key: text} for text, _ in sentences])
     cases, texts = [], {}
