@@ -43,6 +43,7 @@ def test_bakes_a_complete_repo_with_nothing_left_over(cookies, model_type):
                  "Makefile", ".gitattributes", "lsbackend/label_config.py", "tests/test_model.py", "tests/examples.py"):
         assert (repo / name).is_file(), name
     assert not (repo / "_variants").exists()
+    assert (repo / "lsbackend" / "media.py").exists() == (model_type == "image_classification")
     for path, text in text_files(repo):
         assert not LEFTOVER.search(text), f"unrendered Jinja left in {path.relative_to(repo)}"
 
