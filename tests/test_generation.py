@@ -64,6 +64,15 @@ def test_baked_repo_passes_its_own_tests_and_lint(cookies, model_type):
     run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=repo)
 
 
+@pytest.mark.slow
+def test_a_repo_baked_with_its_own_config_passes_its_own_tests(cookies):
+    """The generated tests must not depend on the default config: users bring their own."""
+    config = ('<View><Text name="review" value="$body"/><Choices name="verdict" toName="review">'
+              '<Choice value="Keep"/><Choice value="Drop"/></Choices></View>')
+    repo = bake(cookies, label_config=config)
+    run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"], cwd=repo)
+
+
 @pytest.mark.parametrize(
     "name",
     ['He said "hi" \\ back', "Ünïcødé Prøject ✓", "it's <b>&amp;</b>", "tab\there"],
