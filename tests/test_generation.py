@@ -144,3 +144,14 @@ def test_bad_answers_are_refused_before_generation(cookies, capfd, tmpdir, answe
     assert result.exit_code != 0
     assert message in capfd.readouterr().err
     assert_nothing_left(tmpdir)
+
+
+def test_the_template_test_environment_pins_what_baked_repos_pin(cookies):
+    """Baked repos are tested with the template's Python: its requirements must match theirs."""
+    def pins(path: Path) -> set[str]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return {line.strip().lower() for line in lines if "==" in line and not line.lstrip().startswith("#")}
+
+    repo = bake(cookies, model_type="image_classification")
+    template_pins = pins(Path(__file__).resolve().parent.parent / "requirements.txt")
+    assert pins(repo / "requirements.txt") | pins(repo / "requirements-dev.txt") <= template_pins
