@@ -43,6 +43,7 @@ def test_bakes_a_complete_repo_with_nothing_left_over(cookies, model_type):
                  "Makefile", ".gitattributes", "lsbackend/label_config.py", "tests/test_model.py", "tests/examples.py"):
         assert (repo / name).is_file(), name
     assert not (repo / "_variants").exists()
+    assert (repo / "lsbackend" / "media.py").exists() == (model_type == "image_classification")
     for path, text in text_files(repo):
         assert not LEFTOVER.search(text), f"unrendered Jinja left in {path.relative_to(repo)}"
 
@@ -61,6 +62,15 @@ def test_baked_repo_passes_its_own_tests_and_lint(cookies, model_type):
     repo = bake(cookies, model_type=model_type)
     run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo)
     run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=repo)
+
+
+@pytest.mark.slow
+def test_a_repo_baked_with_its_own_config_passes_its_own_tests(cookies):
+    """The generated tests must not depend on the default config: users bring their own."""
+    config = ('<View><Text name="review" value="$body"/><Choices name="verdict" toName="review">'
+              '<Choice value="Keep"/><Choice value="Drop"/></Choices></View>')
+    repo = bake(cookies, label_config=config)
+    run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"], cwd=repo)
 
 
 @pytest.mark.parametrize(
@@ -134,3 +144,14 @@ def test_bad_answers_are_refused_before_generation(cookies, capfd, tmpdir, answe
     assert result.exit_code != 0
     assert message in capfd.readouterr().err
     assert_nothing_left(tmpdir)
+
+
+def test_the_template_test_environment_pins_what_baked_repos_pin(cookies):
+    """Baked repos are tested with the template's Python: its requirements must match theirs."""
+    def pins(path: Path) -> set[str]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return {line.strip().lower() for line in lines if "==" in line and not line.lstrip().startswith("#")}
+
+    repo = bake(cookies, model_type="image_classification")
+    template_pins = pins(Path(__file__).resolve().parent.parent / "requirements.txt")
+    assert pins(repo / "requirements.txt") | pins(repo / "requirements-dev.txt") <= template_pins

@@ -120,7 +120,10 @@ def test_after_a_training_raises_the_next_training_runs_and_succeeds(client, bac
     monkeypatch.setattr(backend.model_class, "fit", real_fit)
     client.post("/webhook", json=start)
     assert wait_for_training(client, project)["state"] == "succeeded"
-    assert backend.queue.idle()
+    deadline = time.monotonic() + 10  # the job thread finishes just after it records its status
+    while not backend.queue.idle() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.queue.idle(), "the training thread should go idle once the job is done"
 
 
 # --- an unusable MODEL_DIR ---------------------------------------------------------------------------
