@@ -4,6 +4,7 @@ Threads serve predictions while a training job runs in a background thread of
 the same worker. The timeout is finite so a stuck worker gets replaced.
 """
 
+import gc
 import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9090')}"
@@ -16,3 +17,15 @@ keepalive = 5
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def post_worker_init(worker):
+    """Move everything imported so far (Flask, scikit-learn, ...) out of the garbage collector's view.
+
+    The ~100k objects of the imported libraries never die, yet every full
+    collection walks them; triggered by the allocations of a large batch, that
+    doubled predict_proba's time. Frozen objects are still freed by reference
+    counting; only cycle detection skips them.
+    """
+    gc.collect()
+    gc.freeze()
