@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = [
-    "single_task_p50", "single_task_p99", "rps_c1", "rps_c8", "batch_1", "batch_100", "batch_1000",
+    "single_task_p50", "single_task_p99", "health_p50", "rps_c1", "rps_c8", "batch_1", "batch_100", "batch_1000",
     "first_prediction_s", "worker_rss", "worker_pss", "fit_10k", "during_training_p50", "during_training_p99",
 ]
 
