@@ -23,7 +23,6 @@ import gc
 import http.client
 import json
 import os
-import pickle
 import platform
 import random
 import signal

@@ -25,7 +25,7 @@ FIGURES = [
 def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "predict_bench.py"), "--quick", "--results-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     report = json.loads((tmp_path / "predict_bench.json").read_text())
