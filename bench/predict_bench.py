@@ -51,10 +51,11 @@ TARGETS = {  # figure -> (max ratio or absolute, unit of the limit)
     "errors": 0,
 }
 
-FULL = dict(n_train=10_000, pool=2000, lat_rounds=10, lat_per_round=100, c8_rounds=5, c8_per_thread=40,
-            batch_rounds={1: 60, 100: 20, 1000: 8}, start_reps=3, fit_reps=3, train_n=10_000)
-QUICK = dict(n_train=600, pool=200, lat_rounds=2, lat_per_round=20, c8_rounds=1, c8_per_thread=5,
-             batch_rounds={1: 4, 100: 2, 1000: 2}, start_reps=1, fit_reps=1, train_n=600)
+FULL = {"n_train": 10_000, "pool": 2000, "lat_rounds": 10, "lat_per_round": 100, "c8_rounds": 5,
+        "c8_per_thread": 40, "batch_rounds": {1: 60, 100: 20, 1000: 8}, "start_reps": 3, "fit_reps": 3,
+        "train_n": 10_000}
+QUICK = {"n_train": 600, "pool": 200, "lat_rounds": 2, "lat_per_round": 20, "c8_rounds": 1, "c8_per_thread": 5,
+         "batch_rounds": {1: 4, 100: 2, 1000: 2}, "start_reps": 1, "fit_reps": 1, "train_n": 600}
 
 
 # --- helpers -----------------------------------------------------------------
@@ -237,7 +238,7 @@ class Server:
     def start(self) -> None:
         env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "MODEL_DIR": str(self.model_dir),
                "TRAIN_DEBOUNCE_SECONDS": "0", "PYTHONPATH": ""}
-        self.log = open(self.logfile, "ab")
+        self.log = open(self.logfile, "ab")  # noqa: SIM115 - closed in stop(), after the process
         self.started = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, "-m", "lsbackend", "start"], cwd=self.repo, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -605,14 +606,17 @@ def markdown(report: dict) -> str:
     h = f["health_p50"]
     notes = [
         "",
-        f"Ratios are server / raw (times slower); for requests/s raw / server. Raw floor: the same saved "
-        f"model, `pipeline.predict_proba` in-process. Model {report['model_version']}; "
-        f"{report['machine']['cpus']} CPUs, load average {report['machine']['loadavg'][0]:.2f} at the end "
-        f"(shared machine: noise; raw and server measured alternately). "
-        f"An empty GET /health round trip alone puts the one-task ratio at ≥ "
-        f"{h['lower_bound_single_task_ratio']:.2f}x. While training ({d['training_s']:.1f} s, {d['requests']} requests): max {d['max_ms']:.0f} ms; "
-        f"first request after the new model: {d['first_after_training_ms']:.0f} ms. "
-        f"Run took {report['seconds']:.0f} s{' (--quick)' if report['quick'] else ''}.",
+        (
+            f"Ratios are server / raw (times slower); for requests/s raw / server. Raw floor: the same saved "
+            f"model, `pipeline.predict_proba` in-process. Model {report['model_version']}; "
+            f"{report['machine']['cpus']} CPUs, load average {report['machine']['loadavg'][0]:.2f} at the end "
+            f"(shared machine: noise; raw and server measured alternately). "
+            f"An empty GET /health round trip alone puts the one-task ratio at ≥ "
+            f"{h['lower_bound_single_task_ratio']:.2f}x. "
+            f"While training ({d['training_s']:.1f} s, {d['requests']} requests): max {d['max_ms']:.0f} ms; "
+            f"first request after the new model: {d['first_after_training_ms']:.0f} ms. "
+            f"Run took {report['seconds']:.0f} s{' (--quick)' if report['quick'] else ''}."
+        ),
     ]
     return "\n".join(rows + notes) + "\n"
 

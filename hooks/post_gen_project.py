@@ -77,6 +77,13 @@ def install_variant(variant: Path) -> None:
         shutil.move(str(variant / name), str(Path("tests") / name))
 
 
+def remove_media_resolver() -> None:
+    """Only the image model downloads task data; the other variants need no resolver."""
+    if ANSWERS["model_type"] != "image_classification":
+        Path("lsbackend", "media.py").unlink()
+        Path("tests", "test_media.py").unlink()
+
+
 def remove_variants() -> None:
     shutil.rmtree(VARIANTS)
 
@@ -96,6 +103,7 @@ def main() -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     install_variant(variant)
+    remove_media_resolver()
     remove_variants()
     record_answers(config_text)
     return 0

@@ -16,8 +16,7 @@ ANSWERS = json.loads(r'''{{ {
     "python_version": cookiecutter.python_version,
 } | tojson }}''')
 
-SUPPORTED_MODEL_TYPES = ("text_classification",)
-PLANNED_MODEL_TYPES = ("image_classification", "ner")
+SUPPORTED_MODEL_TYPES = ("text_classification", "image_classification", "ner")
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 RESERVED_SLUGS = {"lsbackend", "model", "tests"}
@@ -43,8 +42,6 @@ def check_port(port: str) -> str | None:
 def check_model_type(model_type: str) -> str | None:
     if model_type in SUPPORTED_MODEL_TYPES:
         return None
-    if model_type in PLANNED_MODEL_TYPES:
-        return f"model_type {model_type!r} is not available yet; choose text_classification"
     return f"model_type {model_type!r} is unknown; choose one of: {', '.join(SUPPORTED_MODEL_TYPES)}"
 
 

@@ -21,6 +21,7 @@ FIGURES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc for memory figures")
 def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     run = subprocess.run(

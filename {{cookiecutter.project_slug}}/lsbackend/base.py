@@ -96,14 +96,26 @@ class LabelStudioMLBase:
             raise TaskDataError(task if isinstance(task, dict) else {}, key)
         return data[key]
 
+    def annotation_values(self, annotation: dict) -> list[dict]:
+        """The ``value`` dicts of an annotation's result items for this model's control.
+
+        Malformed items are skipped, so one bad annotation cannot break every later training.
+        """
+        items = annotation.get("result")
+        return [
+            item["value"]
+            for item in (items if isinstance(items, list) else [])
+            if isinstance(item, dict) and item.get("from_name") == self.control.name
+            and isinstance(item.get("value"), dict)
+        ]
+
     def annotation_labels(self, annotation: dict) -> list[str]:
         """The labels an annotation gave through this model's control."""
         found = []
-        for item in annotation.get("result") or []:
-            if item.get("from_name") != self.control.name:
-                continue
-            value = item.get("value") or {}
-            found.extend(value.get("choices") or value.get("labels") or [])
+        for value in self.annotation_values(annotation):
+            chosen = value.get("choices") or value.get("labels")
+            if isinstance(chosen, list):
+                found.extend(c for c in chosen if isinstance(c, str))
         return found
 
     def result_item(self, value: dict, score: float | None = None) -> dict:

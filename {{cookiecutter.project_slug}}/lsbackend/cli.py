@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from .base import TaskDataError
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import annotations_from_tasks
 from .service import Backend, load_model_class
@@ -80,7 +81,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Tasks JSON in, the same tasks with ``predictions`` out, ready to import into Label Studio."""
     backend = _backend()
     tasks = _read_json(args.tasks)
-    tasks = [t if "data" in t else {"data": t} for t in tasks]
+    # accept tasks or bare data dicts; number tasks without an id so errors can name them
+    tasks = [{"id": i, **t} if "data" in t else {"id": i, "data": t} for i, t in enumerate(tasks)]
     config = backend.label_config(args.project)
     predictions = backend.predict(args.project, config, tasks)
     out = [{**task, "predictions": [pred]} for task, pred in zip(tasks, predictions, strict=True)]
@@ -122,4 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--project", default="default")
     p.set_defaults(func=cmd_train)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (TaskDataError, ConfigError) as exc:
+        print(f"error: {exc.reason}", file=sys.stderr)
+        return 1

@@ -17,6 +17,20 @@ keepalive = 5
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# No control socket: it lives in the user's home, which two backends (or a read-only container) share badly.
+control_socket_disable = True
+
+
+def on_starting(server):
+    """Check MODEL_DIR once in the master: a worker failing on it would be restarted forever."""
+    from pathlib import Path
+
+    from lsbackend.storage import StorageError, check_writable
+
+    try:
+        check_writable(Path(os.environ.get("MODEL_DIR", "data/models")))
+    except StorageError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def post_worker_init(worker):

@@ -184,7 +184,7 @@ def _refuse_dtd(*_args: object) -> None:
 
 def _parse_xml(text: str) -> _Node:
     """Parse with expat into plain nodes, refusing any DTD before it expands."""
-    parser = xml.parsers.expat.ParserCreate()
+    parser = xml.parsers.expat.ParserCreate(encoding="utf-8")  # we pass UTF-8 bytes, whatever the declaration says
     root = _Node("#document", {})
     stack = [root]
 
@@ -198,7 +198,14 @@ def _parse_xml(text: str) -> _Node:
     parser.StartDoctypeDeclHandler = _refuse_dtd
     parser.EntityDeclHandler = _refuse_dtd
     try:
-        parser.Parse(text, True)
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"Labeling config is not valid text: unpaired surrogate at character {exc.start}",
+            "The config contains a lone UTF-16 surrogate (an escaped \\udXXX); send it as proper UTF-8.",
+        ) from None
+    try:
+        parser.Parse(data, True)
     except xml.parsers.expat.ExpatError as exc:
         raise ConfigError(
             f"Labeling config is not valid XML: {xml.parsers.expat.ErrorString(exc.code)} "
@@ -209,9 +216,12 @@ def _parse_xml(text: str) -> _Node:
 
 
 def _walk(node: _Node):
-    yield node
-    for child in node.children:
-        yield from _walk(child)
+    """Every node under ``node`` in document order, without recursion (configs may nest deeply)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
 
 
 def _labels_of(node: _Node) -> tuple[str, ...]:

@@ -35,7 +35,8 @@ class LabelStudioClient:
         self.api_key = api_key
         self._access: tuple[str, float] | None = None
 
-    def _auth_header(self) -> str:
+    def auth_header(self) -> str:
+        """The Authorization header value; a personal access token is exchanged (and cached) first."""
         if not is_personal_access_token(self.api_key):
             return f"Token {self.api_key}"
         if self._access is None or self._access[1] < time.monotonic():
@@ -49,7 +50,7 @@ class LabelStudioClient:
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         if auth:
-            req.add_header("Authorization", self._auth_header())
+            req.add_header("Authorization", self.auth_header())
         try:
             with urllib.request.urlopen(req, timeout=TIMEOUT_SECONDS) as resp:
                 return json.loads(resp.read() or b"null")

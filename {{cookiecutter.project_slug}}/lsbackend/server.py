@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from pathlib import Path
 
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
@@ -31,7 +32,9 @@ from .service import Backend, PredictionError
 from .storage import project_key
 
 log = logging.getLogger(__name__)
-OPEN_PATHS = {"/health", "/"}
+OPEN_PATHS = {"/health", "/", "/openapi.json"}
+#: The API as an OpenAPI 3 document, served at /openapi.json; tests check the server against it.
+OPENAPI = Path(__file__).with_name("openapi.json").read_bytes()
 RECORDED = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
 DELETED = {"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}
 
@@ -60,9 +63,12 @@ def _encode(body: object) -> bytes:
     if orjson is not None:
         try:
             return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-        except TypeError:  # a type orjson does not know: let json say what it makes of it
+        except TypeError:  # a type orjson does not know, or a lone surrogate: the standard library decides
             pass
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape it instead of failing
+        return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 class _JSONProvider(DefaultJSONProvider):
@@ -70,7 +76,10 @@ class _JSONProvider(DefaultJSONProvider):
 
     def loads(self, s, **kwargs):
         if orjson is not None and not kwargs:
-            return orjson.loads(s)
+            try:
+                return orjson.loads(s)
+            except orjson.JSONDecodeError:  # e.g. lone surrogates, which json accepts: same answers as before
+                pass
         return super().loads(s, **kwargs)
 
 
@@ -174,6 +183,10 @@ def create_app(backend: Backend) -> Flask:
     def health():
         return answer({"status": "UP", "model_class": backend.model_class.__name__})
 
+    @app.get("/openapi.json")
+    def openapi():
+        return Response(OPENAPI, mimetype="application/json")
+
     @app.post("/setup")
     def setup():
         body = _json_body()
@@ -224,8 +237,11 @@ def create_app(backend: Backend) -> Flask:
         """Older Label Studio versions call /train instead of sending START_TRAINING."""
         body = _json_body()
         project = _project(body.get("project"))
-        if isinstance(body.get("label_config"), str):
-            backend.setup(project, body["label_config"])
+        config = body.get("label_config")
+        if config is not None and not isinstance(config, str):
+            raise BadRequest(400, "'label_config' must be a string")
+        if config:
+            backend.setup(project, config)
         backend.request_training(project)
         return answer({"status": "queued", "project": project}, 201)
 
@@ -244,6 +260,12 @@ def _record(backend: Backend, project: str, body: dict) -> dict:
     annotation, task = body.get("annotation"), body.get("task")
     if not isinstance(annotation, dict) or "id" not in annotation:
         raise BadRequest(400, f"{body['action']} without 'annotation.id'")
+    if not isinstance(annotation["id"], int) or isinstance(annotation["id"], bool) or annotation["id"] < 0:
+        # the id names the annotation's file: anything but a plain number could escape the directory
+        raise BadRequest(400, "'annotation.id' must be a non-negative integer")
+    result = annotation.get("result")
+    if result is not None and not (isinstance(result, list) and all(isinstance(r, dict) for r in result)):
+        raise BadRequest(400, "'annotation.result' must be a list of result objects")
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise BadRequest(400, f"{body['action']} without 'task.data'")
     record = normalize_annotation(annotation, task)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import INITIAL_VERSION, LabelStudioMLBase
-from .label_config import parse_label_config
+from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
 from .settings import Settings
 from .storage import ProjectStore, check_writable
@@ -79,7 +79,11 @@ class Backend:
         """The config to use: the one sent, else the project's last, else the repo's default."""
         config = given or self.store(project).label_config() or self.default_config
         if not config:
-            raise ValueError("no labeling config: send label_config or create label_config.xml")
+            raise ConfigError(
+                "No labeling config for this project",
+                "Connect the project in Label Studio (its /setup sends the config), send label_config "
+                "with /predict, or create label_config.xml next to model.py.",
+            )
         return config
 
     # --- setup and predict -------------------------------------------------
@@ -172,6 +176,18 @@ class Backend:
             store.save_status(status)
         return status
 
+    @staticmethod
+    def _training_now(store: ProjectStore) -> bool:
+        """Whether some process holds the project's training lock (flock dies with its process)."""
+        try:
+            with open(store.dir / "train.lock", "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return False  # closing the file releases the probe
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True
+
     def request_training(self, project: str) -> None:
         """Queue a background training; the status says "queued" until it starts."""
         store = self.store(project)
@@ -181,6 +197,10 @@ class Backend:
     def status(self, project: str) -> dict:
         store = self.store(project)
         status = store.status()
+        if status.get("state") == "running" and not self._training_now(store):
+            # the training.json of a process killed mid-training would say "running" forever
+            status.update(state="interrupted", error="the process training this project stopped before it "
+                          "finished (killed or crashed); the previous model keeps serving; train again")
         status.update(
             project=project,
             model_version=store.current_version() or INITIAL_VERSION,

@@ -7,24 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def _int(name: str, default: int) -> int:
+def _number(name: str, default: float, cast: type = int) -> float:
+    """An env var as a number, or exit with a message naming the variable and a valid value."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        return cast(raw)
     except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a whole number; set it to one, e.g. {name}={default}") from None
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a number; set it to one, e.g. {name}={default}") from None
+        kind = "whole number" if cast is int else "number"
+        raise SystemExit(f"{name}={raw!r} is not a {kind}; set it to one, e.g. {name}={default}") from None
 
 
 @dataclass(frozen=True)
@@ -44,24 +36,32 @@ class Settings:
     max_request_bytes: int = 50 * 1024 * 1024
     keep_versions: int = 3
     log_level: str = "INFO"
+    local_files_root: str = ""
+    media_timeout_seconds: float = 10.0
+    media_max_bytes: int = 20 * 1024 * 1024
+    media_cache_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ.get
         return cls(
             host=env("HOST", cls.host),
-            port=_int("PORT", cls.port),
+            port=_number("PORT", cls.port),
             model_dir=Path(env("MODEL_DIR", str(cls.model_dir))),
             label_config_path=Path(env("LABEL_CONFIG", str(cls.label_config_path))),
             label_studio_url=env("LABEL_STUDIO_URL", "").rstrip("/"),
             label_studio_api_key=env("LABEL_STUDIO_API_KEY", ""),
             basic_auth_user=env("BASIC_AUTH_USER", ""),
             basic_auth_pass=env("BASIC_AUTH_PASS", ""),
-            train_debounce_seconds=_float("TRAIN_DEBOUNCE_SECONDS", cls.train_debounce_seconds),
-            train_every_n=_int("TRAIN_EVERY_N", cls.train_every_n),
-            max_request_bytes=_int("MAX_REQUEST_MB", 50) * 1024 * 1024,
-            keep_versions=max(1, _int("KEEP_VERSIONS", cls.keep_versions)),
+            train_debounce_seconds=_number("TRAIN_DEBOUNCE_SECONDS", cls.train_debounce_seconds, float),
+            train_every_n=_number("TRAIN_EVERY_N", cls.train_every_n),
+            max_request_bytes=_number("MAX_REQUEST_MB", 50) * 1024 * 1024,
+            keep_versions=max(1, _number("KEEP_VERSIONS", cls.keep_versions)),
             log_level=env("LOG_LEVEL", cls.log_level).upper(),
+            local_files_root=env("LOCAL_FILES_ROOT", ""),
+            media_timeout_seconds=_number("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds, float),
+            media_max_bytes=_number("MEDIA_MAX_MB", 20) * 1024 * 1024,
+            media_cache_bytes=_number("MEDIA_CACHE_MB", 64) * 1024 * 1024,
         )
 
     @property

@@ -70,6 +70,8 @@ def project_key(project: object) -> str:
         project = project.get("id")
     if project is None or project == "":
         return "default"
+    if isinstance(project, bool):  # str(True) would pass for an id
+        raise ValueError(f"project {project!r} is not a Label Studio project id")
     key = str(project).split(".", 1)[0]
     if not PROJECT_ID.match(key):
         raise ValueError(f"project {str(project)[:40]!r} is not a Label Studio project id")
@@ -130,14 +132,14 @@ class ProjectStore:
 
     # --- annotations ------------------------------------------------------
     def save_annotation(self, annotation: dict) -> None:
-        path = self.dir / "annotations" / f"{annotation['id']}.json"
-        atomic_write(path, json.dumps(annotation, ensure_ascii=False).encode())
+        path = self.dir / "annotations" / f"{int(annotation['id'])}.json"  # int: never a path
+        atomic_write(path, json.dumps(annotation).encode())  # ASCII escapes: any str encodes
 
     def delete_annotation(self, annotation_id: object) -> bool:
         try:
             (self.dir / "annotations" / f"{int(annotation_id)}.json").unlink()
             return True
-        except (FileNotFoundError, ValueError, TypeError):
+        except (FileNotFoundError, ValueError, TypeError, OverflowError):
             return False
 
     def annotations(self) -> Iterator[dict]:
@@ -152,7 +154,7 @@ class ProjectStore:
     def save_label_config(self, xml: str) -> None:
         path = self.dir / "label_config.xml"
         if not path.exists() or path.read_text(encoding="utf-8") != xml:
-            atomic_write(path, xml.encode())
+            atomic_write(path, xml.encode("utf-8", "replace"))  # a lone surrogate cannot be stored as UTF-8
 
     def label_config(self) -> str | None:
         try:

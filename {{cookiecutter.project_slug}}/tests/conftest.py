@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,10 +27,23 @@ def captured(name: str) -> dict:
     return json.loads((PROTOCOL / f"{name}.json").read_text(encoding="utf-8"))["json"]
 
 
+def _examples_config() -> Path:
+    """The captured config the examples are labeled with, as a file.
+
+    Tests use it rather than the repo's label_config.xml, which is whatever the user chose.
+    """
+    path = Path(tempfile.mkdtemp(prefix="lsbackend-tests-")) / "label_config.xml"
+    path.write_text(captured(f"setup_{SHAPE}")["schema"], encoding="utf-8")
+    return path
+
+
+EXAMPLES_CONFIG = _examples_config()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
-        model_dir=tmp_path / "models", label_config_path=ROOT / "label_config.xml", train_debounce_seconds=0.2
+        model_dir=tmp_path / "models", label_config_path=EXAMPLES_CONFIG, train_debounce_seconds=0.2
     )
 
 
@@ -62,6 +76,14 @@ def training_events(n: int | None = None) -> list[dict]:
     """Annotation webhooks for the variant's labeled examples."""
     items = examples.training_set()[:n]
     return [annotation_event(i, data, result) for i, (data, result) in enumerate(items)]
+
+
+def holdout_request() -> dict:
+    """A captured /predict request carrying the variant's held-out examples."""
+    body = captured(f"predict_{SHAPE}")
+    template = body["tasks"][0]
+    body["tasks"] = [{**template, "id": 500 + i, "data": data} for i, (data, _) in enumerate(examples.holdout())]
+    return body
 
 
 def wait_for_training(client, project: str, timeout: float = 60.0) -> dict:

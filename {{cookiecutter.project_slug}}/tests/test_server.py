@@ -14,7 +14,15 @@ from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
 import examples
-from conftest import MODEL_CLASS, ROOT, SHAPE, captured, training_events, wait_for_training
+from conftest import (
+    EXAMPLES_CONFIG,
+    MODEL_CLASS,
+    SHAPE,
+    captured,
+    holdout_request,
+    training_events,
+    wait_for_training,
+)
 
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
 
@@ -27,13 +35,6 @@ def train(client) -> dict:
     status = wait_for_training(client, PROJECT)
     assert status["state"] == "succeeded", status
     return status
-
-
-def holdout_request() -> dict:
-    body = captured(f"predict_{SHAPE}")
-    template = body["tasks"][0]
-    body["tasks"] = [{**template, "id": 500 + i, "data": data} for i, (data, _) in enumerate(examples.holdout())]
-    return body
 
 
 def test_health_and_root_answer_without_loading_a_model(client, backend):
@@ -88,9 +89,14 @@ def test_a_large_batch_gets_exactly_one_result_per_task_in_order(client):
 
 
 def test_interactive_predict_with_context_answers(client):
-    if SHAPE != "text":
-        pytest.skip("Label Studio's interactive capture exists for the text shape only")
-    response = client.post("/predict", json=captured("predict_text_interactive"))
+    """Opening a task with interactive pre-annotation sends one task and a context."""
+    if SHAPE == "text":
+        body = captured("predict_text_interactive")
+    else:  # the same shape as the text capture, with this variant's task
+        body = captured(f"predict_{SHAPE}")
+        body["tasks"] = body["tasks"][:1]
+        body["params"]["context"] = {"result": []}
+    response = client.post("/predict", json=body)
     assert response.status_code == 200 and len(response.get_json()["results"]) == 1
 
 
@@ -253,7 +259,7 @@ def test_metrics_count_requests(client):
 class TestBasicAuth:
     @pytest.fixture
     def client(self, tmp_path):
-        settings = Settings(model_dir=tmp_path, label_config_path=ROOT / "label_config.xml",
+        settings = Settings(model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG,
                             basic_auth_user="ls", basic_auth_pass="s3cret")
         return create_app(Backend(MODEL_CLASS, settings)).test_client()
 

@@ -1,0 +1,70 @@
+"""The quality benchmark runs end to end in a tiny setting and reports sane numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+SCRIPT = TEMPLATE / "bench" / "evaluate.py"
+
+
+def load_evaluate():
+    spec = importlib.util.spec_from_file_location("bench_evaluate", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("variant", ["text_classification", "image_classification"])
+def test_tiny_run_bakes_trains_and_reports_numbers_between_0_and_1(tmp_path, variant):
+    cmd = [sys.executable, str(SCRIPT), "--sizes", "10,20", "--variants", variant,
+           "--seeds", "1", "--test-size", "20", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "evaluate.json").read_text(encoding="utf-8"))
+    (curve,) = [r["curve"] for r in report["results"].values()]
+    assert [point["annotations"] for point in curve] == [10, 20]
+    assert all(0.0 <= point["accuracy"] <= 1.0 for point in curve)
+    # image_classification is baked with its generator's LABEL_CONFIG; with the default Cat/Dog/Other
+    # config every annotation's label would be unknown and fit would refuse.
+    assert curve[-1]["fit_refused"] == 0
+    assert f"| {variant} | accuracy |" in proc.stdout
+
+
+def test_a_variant_without_a_data_generator_is_skipped_with_the_reason(tmp_path):
+    for name in ("ready", "missing"):
+        (tmp_path / "variants" / name).mkdir(parents=True)
+        (tmp_path / "variants" / name / "model.py").write_text("")
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "ready.py").write_text("")
+    ready, skipped = load_evaluate().discover(tmp_path / "variants", tmp_path / "datasets")
+    assert ready == ["ready"]
+    assert skipped == {"missing": "no data generator: add bench/datasets/missing.py (METRIC, make, score)"}
+
+
+def test_an_unknown_variant_is_refused_with_the_known_ones():
+    with pytest.raises(SystemExit, match="unknown variant\\(s\\) speech; the template has: .*text_classification"):
+        load_evaluate().choose("speech")
+
+
+@pytest.mark.parametrize("name", ["text_classification", "ner", "image_classification"])
+def test_every_data_generator_is_seeded_and_scores_perfect_answers_as_1(name):
+    dataset = load_evaluate().load_file(TEMPLATE / "bench" / "datasets" / f"{name}.py", f"dataset_{name}")
+    train, test = dataset.make(5, 8, seed=3)
+    assert (train, test) == dataset.make(5, 8, seed=3) and len(train) == 5 and len(test) == 8
+    assert dataset.make(5, 8, seed=4) != (train, test)
+    perfect = [{"result": _answer(name, truth)} for _, truth in test]
+    assert dataset.score(perfect, [truth for _, truth in test])[dataset.METRIC] == 1.0
+    assert dataset.score([{"result": []} for _ in test], [truth for _, truth in test])[dataset.METRIC] == 0.0
+
+
+def _answer(name: str, truth) -> list[dict]:
+    if name in ("text_classification", "image_classification"):
+        return [{"value": {"choices": [truth]}}]
+    return [{"value": {"start": s, "end": e, "labels": [label]}} for s, e, label in truth]

@@ -1,0 +1,169 @@
+"""Your model: image classification with colour and gradient features and logistic regression.
+
+This is the one file meant for you to edit. The runtime (``lsbackend``) calls:
+
+- ``predict(tasks)`` for pre-annotations: return one prediction per task;
+- ``fit(annotations)`` when training runs: return a dict, which is saved and
+  handed back to every later model object as ``self.train_output``.
+
+``self.control`` / ``self.object_tag`` are the ``<Choices>`` and ``<Image>`` tags
+of the project's labeling config; ``self.labels`` are its choices.
+
+The features need no pretrained weights or downloads: per-channel colour
+histograms, a tiny colour thumbnail and histograms of gradient orientations
+(the idea behind HOG), so the model learns colours and simple shapes from a
+few dozen annotations. For photos of cats and dogs, swap ``image_features``
+for embeddings of a pretrained network and keep the rest.
+
+Images are loaded by ``lsbackend.media`` (URLs, Label Studio paths, cloud
+URIs, data URIs, local files). A task whose image cannot be loaded gets an
+empty prediction with an ``error`` field; the other tasks are predicted.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from lsbackend import LabelStudioMLBase, TaskDataError
+from lsbackend.media import MediaError, default_resolver, failed_prediction
+
+log = logging.getLogger(__name__)
+
+SIDE = 32  # images are compared at SIDE x SIDE pixels
+COLOUR_BINS = 8
+ORIENTATION_BINS = 9
+THUMBNAIL = 4
+
+
+def decode_image(data: bytes, side: int = SIDE) -> Image.Image:
+    """Decode bytes into a small RGB image, or ``MediaError`` if they are not an image."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.draft("RGB", (side * 2, side * 2))  # JPEG: decode at reduced size, much faster
+        return image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
+    except Image.DecompressionBombError as exc:
+        raise MediaError(f"image refused: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise MediaError(f"not an image Pillow can read ({len(data)} bytes): {exc}") from None
+
+
+def _orientation_histogram(gray: np.ndarray) -> np.ndarray:
+    """Gradient-magnitude-weighted histogram of edge orientations (0..180 degrees), L1-normalised."""
+    gy, gx = np.gradient(gray)
+    magnitude = np.hypot(gx, gy)
+    angle = np.mod(np.arctan2(gy, gx), np.pi)
+    bins = np.minimum((angle / np.pi * ORIENTATION_BINS).astype(int), ORIENTATION_BINS - 1)
+    histogram = np.bincount(bins.ravel(), weights=magnitude.ravel(), minlength=ORIENTATION_BINS)
+    return histogram / (histogram.sum() + 1e-6)
+
+
+def image_features(image: Image.Image) -> np.ndarray:
+    """A fixed-length vector describing colours and edge directions of the image."""
+    pixels = np.asarray(image, dtype=np.float64) / 255.0  # SIDE x SIDE x 3
+    colour = [
+        np.histogram(pixels[..., c], bins=COLOUR_BINS, range=(0.0, 1.0))[0] / pixels[..., c].size for c in range(3)
+    ]
+    thumbnail = np.asarray(image.resize((THUMBNAIL, THUMBNAIL), Image.Resampling.BOX), dtype=np.float64) / 255.0
+    gray = pixels @ np.array([0.299, 0.587, 0.114])
+    half = gray.shape[0] // 2
+    cells = [gray[:half, :half], gray[:half, half:], gray[half:, :half], gray[half:, half:]]
+    edges = [_orientation_histogram(gray)] + [_orientation_histogram(cell) for cell in cells]
+    return np.concatenate(colour + [thumbnail.ravel()] + edges)
+
+
+class ImageClassifier(LabelStudioMLBase):
+    """Classifies each task's image into one of the config's choices."""
+
+    model_type = "image_classification"
+
+    def setup(self) -> None:
+        self.media = default_resolver()
+        self.pipeline: Pipeline | None = self.train_output.get("pipeline")
+        classes = self.pipeline.classes_ if self.pipeline is not None else []
+        # Only labels still in the config may be predicted (the config can change).
+        self.allowed = np.array([label in self.labels for label in classes], dtype=bool)
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
+        references = [self._reference(task) for task in tasks]  # a missing field fails the request, by name
+        if self.pipeline is None or not self.allowed.any():
+            # Not trained yet: an empty result rather than a made-up label, and no downloads.
+            return [self.prediction([]) for _ in tasks]
+        loaded = self._load_images(tasks, references)
+        # One task's broken image must not cost the others their predictions.
+        predictions = [
+            failed_prediction(task, item, self.model_version) if isinstance(item, MediaError) else {}
+            for task, item in zip(tasks, loaded, strict=True)
+        ]
+        good = [i for i, item in enumerate(loaded) if not isinstance(item, MediaError)]
+        if good:
+            for i, prediction in zip(good, self._classify([loaded[i] for i in good]), strict=True):
+                predictions[i] = prediction
+        return predictions
+
+    def _reference(self, task: dict) -> str:
+        reference = self.task_value(task)
+        if not isinstance(reference, str):
+            raise TaskDataError(task, self.object_tag.data_key or "", "has no image URL or path in")
+        return reference
+
+    def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
+        chosen = [(a, self._chosen_label(a)) for a in annotations]
+        chosen = [(a, label) for a, label in chosen if label is not None]
+        tasks = [a["task"] for a, _ in chosen]
+        loaded = self._load_images(tasks, [self.task_value(t) for t in tasks])
+        features, labels, failures = [], [], []
+        for (annotation, label), item in zip(chosen, loaded, strict=True):
+            if isinstance(item, MediaError):
+                failures.append(f"task {annotation['task'].get('id')}: {item}")
+                continue
+            features.append(image_features(item))
+            labels.append(label)
+        for failure in failures:
+            log.warning("training skips %s", failure)
+        if len(set(labels)) < 2:
+            why = f"; {len(failures)} images failed to load, first: {failures[0]}" if failures else ""
+            raise ValueError(
+                f"training needs annotations with at least 2 different labels, got {sorted(set(labels))}{why}"
+            )
+        pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+        pipeline.fit(np.stack(features), labels)
+        return {"pipeline": pipeline, "trained_on": len(labels), "skipped_images": failures[:20]}
+
+    # --- helpers ----------------------------------------------------------
+    def _chosen_label(self, annotation: dict) -> str | None:
+        chosen = [c for c in self.annotation_labels(annotation) if c in self.labels]
+        return chosen[0] if chosen else None
+
+    def _load_images(self, tasks: list[dict], references: list[Any]) -> list[Image.Image | MediaError]:
+        """Each task's decoded image, or the ``MediaError`` that says why it could not be loaded."""
+        fetched = self.media.fetch_many((ref, task.get("id")) for ref, task in zip(references, tasks, strict=True))
+        loaded: list[Image.Image | MediaError] = []
+        for item in fetched:
+            if isinstance(item, MediaError):
+                loaded.append(item)
+                continue
+            try:
+                loaded.append(decode_image(item))
+            except MediaError as exc:
+                loaded.append(exc)
+        return loaded
+
+    def _classify(self, images: list[Image.Image]) -> list[dict]:
+        assert self.pipeline is not None
+        probabilities = self.pipeline.predict_proba(np.stack([image_features(image) for image in images]))
+        probabilities[:, ~self.allowed] = -1.0
+        best = probabilities.argmax(axis=1)
+        scores = probabilities[np.arange(len(images)), best]
+        classes = self.pipeline.classes_
+        return [
+            self.prediction([self.choice_result(str(classes[i]), score)], score)
+            for i, score in zip(best, scores.tolist(), strict=True)
+        ]

@@ -1,0 +1,212 @@
+"""The image classifier itself: it learns from annotations and predicts the config's choices."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from lsbackend.label_config import ConfigError, check_fit
+from lsbackend.label_studio_api import normalize_annotation
+from lsbackend.media import MediaResolver, set_default_resolver
+from lsbackend.server import create_app
+from lsbackend.settings import Settings
+from lsbackend.storage import project_key
+from model import ImageClassifier
+
+import examples
+from conftest import captured
+
+CONFIG = captured("setup_image")["schema"]
+SHAPES_CONFIG = CONFIG.replace(
+    '<Choice value="Red"/><Choice value="Blue"/>', '<Choice value="Circle"/><Choice value="Square"/>'
+)
+TOKEN = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(autouse=True)
+def offline_resolver():
+    """Tests see no LABEL_STUDIO_URL or LOCAL_FILES_ROOT from the environment."""
+    set_default_resolver(MediaResolver(Settings()))
+    yield
+    set_default_resolver(None)
+
+
+def annotations(pairs):
+    return [normalize_annotation({"id": i, "result": r}, {"id": i, "data": d}) for i, (d, r) in enumerate(pairs)]
+
+
+def trained(config: str = CONFIG, pairs=None) -> ImageClassifier:
+    model = ImageClassifier(config)
+    output = model.fit(annotations(pairs or examples.training_set()))
+    return ImageClassifier(config, train_output=output, model_version="v1")
+
+
+def red(seed: int = 1) -> str:
+    return examples.data_uri(examples.colour_image((215, 40, 40), seed))
+
+
+def test_untrained_model_predicts_no_labels_and_downloads_nothing():
+    tasks = captured("predict_image")["tasks"]  # its URLs would all fail: nothing is fetched
+    predictions = ImageClassifier(CONFIG).predict(tasks)
+    assert predictions == [{"result": [], "score": 0.0, "model_version": "untrained"} for _ in tasks]
+
+
+def test_learns_colours_of_held_out_images():
+    model = trained()
+    data, labels = zip(*examples.holdout(), strict=True)
+    predictions = model.predict([{"id": i, "data": d} for i, d in enumerate(data)])
+    assert [examples.predicted_label(p) for p in predictions] == list(labels)
+
+
+def test_learns_shapes_whatever_their_colour():
+    shapes = [("Circle", "Square")[i % 2] for i in range(40)]
+    images = [examples.data_uri(examples.shape_image(shape, i)) for i, shape in enumerate(shapes)]
+    pairs = [({"image": image}, examples.result(shape)) for image, shape in zip(images, shapes, strict=True)]
+    model = trained(SHAPES_CONFIG, pairs)
+    held_out = [("Circle", "Square")[i % 2] for i in range(12)]
+    tasks = [{"id": i, "data": {"image": examples.data_uri(examples.shape_image(s, 5000 + i))}} for i, s in
+             enumerate(held_out)]
+    predicted = [examples.predicted_label(p) for p in model.predict(tasks)]
+    assert sum(p == s for p, s in zip(predicted, held_out, strict=True)) >= 11, predicted
+
+
+def test_result_items_come_from_the_config():
+    prediction = trained().predict([{"id": 1, "data": {"image": red()}}])[0]
+    item = prediction["result"][0]
+    assert (item["from_name"], item["to_name"], item["type"]) == ("choice", "image", "choices")
+    assert item["value"] == {"choices": ["Red"]}
+    assert 0.5 < prediction["score"] <= 1.0 and prediction["model_version"] == "v1"
+
+
+def test_labels_removed_from_the_config_are_never_predicted():
+    model = trained()
+    narrowed = CONFIG.replace('<Choice value="Red"/>', '<Choice value="Green"/>')
+    model = ImageClassifier(narrowed, train_output=model.train_output)
+    prediction = model.predict([{"id": 1, "data": {"image": red()}}])[0]
+    assert examples.predicted_label(prediction) == "Blue"
+
+
+def test_training_with_one_label_fails_clearly():
+    red_only = [p for p in examples.training_set() if p[1][0]["value"]["choices"] == ["Red"]]
+    with pytest.raises(ValueError, match="at least 2 different labels"):
+        ImageClassifier(CONFIG).fit(annotations(red_only))
+
+
+def test_training_skips_images_that_fail_and_says_so(caplog):
+    pairs = examples.training_set() + [({"image": "/data/upload/1/gone.png"}, examples.result("Red"))]
+    with caplog.at_level(logging.WARNING):
+        output = ImageClassifier(CONFIG).fit(annotations(pairs))
+    assert output["trained_on"] == len(pairs) - 1
+    assert len(output["skipped_images"]) == 1 and "set LABEL_STUDIO_URL" in output["skipped_images"][0]
+    assert "training skips task" in caplog.text
+
+
+def test_training_where_every_image_fails_names_the_first_cause():
+    pairs = [({"image": f"s3://bucket/{i}.png"}, examples.result(("Red", "Blue")[i % 2])) for i in range(4)]
+    with pytest.raises(ValueError, match="4 images failed to load, first: task 0: .*set LABEL_STUDIO_URL"):
+        ImageClassifier(CONFIG).fit(annotations(pairs))
+
+
+def test_one_broken_image_does_not_cost_the_others_their_predictions(caplog):
+    tasks = [
+        {"id": 1, "data": {"image": red()}},
+        {"id": 2, "data": {"image": "/data/upload/1/blue.png"}},
+        {"id": 3, "data": {"image": "data:image/png;base64,bm90IGFuIGltYWdl"}},
+        {"id": 4, "data": {"image": examples.data_uri(examples.colour_image((40, 60, 210), 7))}},
+    ]
+    with caplog.at_level(logging.WARNING, logger="lsbackend.media"):
+        predictions = trained().predict(tasks)
+    assert [examples.predicted_label(p) for p in predictions] == ["Red", None, None, "Blue"]
+    assert "set LABEL_STUDIO_URL" in predictions[1]["error"]
+    assert "not an image Pillow can read" in predictions[2]["error"]
+    assert {p["model_version"] for p in predictions[1:3]} == {"v1+media-error"}
+    assert "error" not in predictions[0] and predictions[0]["model_version"] == "v1"
+    assert "task 2: no prediction" in caplog.text and "task 3: no prediction" in caplog.text
+
+
+def test_captured_request_answers_every_task_even_when_some_images_fail(backend):
+    """Label Studio's captured batch: an http URL, a /data/upload path and an s3:// URI."""
+    client = create_app(backend).test_client()
+    version = backend.store(project_key(captured("setup_image")["project"])).save_model(trained().train_output)
+    body = captured("predict_image")
+    body["tasks"][0]["data"]["image"] = red()
+    response = client.post("/predict", json=body)
+    assert response.status_code == 200
+    results = response.get_json()["results"]
+    assert examples.predicted_label(results[0]) == "Red" and results[0]["model_version"] == version
+    assert [r["result"] for r in results[1:]] == [[], []]
+    assert "'/data/upload/1/blue.png' is served by Label Studio: set LABEL_STUDIO_URL" in results[1]["error"]
+    assert "'s3://bucket/x.png' is served by Label Studio: set LABEL_STUDIO_URL" in results[2]["error"]
+
+
+class ImageHost:
+    """A loopback server standing in for Label Studio's /data/upload/, which needs the API key."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = files.get(self.path)
+                status = 401 if self.headers.get("Authorization") != f"Token {TOKEN}" else 200 if body else 404
+                body = body if status == 200 else b"{}"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_trains_and_predicts_on_images_uploaded_to_label_studio():
+    pairs = [(examples.colour_image(c, 300 + i), "Red") for i, c in enumerate(examples.RED)]
+    pairs += [(examples.colour_image(c, 400 + i), "Blue") for i, c in enumerate(examples.BLUE)]
+    files = {f"/data/upload/7/{i}.png": examples.png_bytes(image) for i, (image, _) in enumerate(pairs)}
+    host = ImageHost(files)
+    try:
+        set_default_resolver(MediaResolver(Settings(label_studio_url=host.url, label_studio_api_key=TOKEN)))
+        model = trained(pairs=[({"image": f"/data/upload/7/{i}.png"}, examples.result(label))
+                               for i, (_, label) in enumerate(pairs)])
+        tasks = [{"id": i, "data": {"image": f"/data/upload/7/{i}.png"}} for i in (0, 9)]
+        assert [examples.predicted_label(p) for p in model.predict(tasks)] == ["Red", "Blue"]
+    finally:
+        host.close()
+
+
+@pytest.mark.parametrize(
+    "config, phrase",
+    [
+        ('<View><Image name="i" value="$i"/><RectangleLabels name="b" toName="i"><Label value="Car"/>'
+         "</RectangleLabels></View>", "object detection, which needs a different model"),
+        ('<View><Image name="i" value="$i"/><PolygonLabels name="b" toName="i"><Label value="Car"/>'
+         "</PolygonLabels></View>", "segmentation, which needs a different model"),
+        ('<View><Image name="i" value="$i"/><BrushLabels name="b" toName="i"><Label value="Car"/>'
+         "</BrushLabels></View>", "segmentation, which needs a different model"),
+        ('<View><Image name="i" value="$i"/><KeyPointLabels name="b" toName="i"><Label value="Eye"/>'
+         "</KeyPointLabels></View>", "keypoint detection, which needs a different model"),
+        ('<View><Image name="i" value="$i"/><TextArea name="c" toName="i"/></View>', "captioning"),
+        ('<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="A"/><Choice value="B"/>'
+         "</Choices></View>", "model_type text_classification"),
+        ('<View><Image name="i" value="$i"/><Choices name="c" toName="i"><Choice value="A"/></Choices></View>',
+         "needs at least 2 Choice values"),
+        ('<View><Image name="i" value="i"/><Choices name="c" toName="i"><Choice value="A"/><Choice value="B"/>'
+         "</Choices></View>", 'must read a task field like value="\\$i"'),
+        ('<View><Image name="i" value="$i"/><Choices name="c" toName="img"><Choice value="A"/><Choice value="B"/>'
+         "</Choices></View>", "no object tag has that name"),
+    ],
+)
+def test_configs_that_do_not_fit_are_refused_with_the_reason(config, phrase):
+    with pytest.raises(ConfigError) as caught:
+        check_fit(config, "image_classification")
+    assert re.search(phrase, caught.value.explain()), caught.value.explain()

@@ -1,0 +1,270 @@
+"""Your model: named-entity recognition with a token classifier (BIO tags, logistic regression).
+
+This is the one file meant for you to edit. The runtime (``lsbackend``) calls:
+
+- ``predict(tasks)`` for pre-annotations: return one prediction per task;
+- ``fit(annotations)`` when training runs: return a dict, which is saved and
+  handed back to every later model object as ``self.train_output``.
+
+``self.control`` / ``self.object_tag`` are the ``<Labels>`` and ``<Text>`` tags
+of the project's labeling config; ``self.labels`` are its labels.
+
+How spans become training data and back (the rules Label Studio users see):
+
+- Text is split into tokens with exact character offsets: runs of letters,
+  digits, combining marks and ``_`` are one token; every other non-space
+  character (punctuation, emoji) is a token of its own; CJK ideographs and kana
+  are one token each (those scripts have no spaces). Whitespace is never part
+  of a token, so predicted spans never start or end with whitespace.
+- Offsets are Python string indices, i.e. code points, which is what Label
+  Studio stores (its frontend counts code points, not UTF-16 units). When an
+  annotation's ``text`` does not match ``text[start:end]`` (old exports,
+  normalised line breaks), the span is moved to the nearest exact occurrence of
+  its ``text``; spans that cannot be placed are ignored.
+- A token belongs to an annotated span when they share at least one character,
+  so a span cut inside a word covers the whole word.
+- Overlapping annotated spans: the longer span wins (ties: the one starting
+  first); a span sharing any token with a span already kept is dropped whole.
+- Predictions are decoded with the BIO constraints (an ``I-X`` only after
+  ``B-X`` or ``I-X``), and each predicted entity is ``text[start:end]`` of its
+  first token's start and last token's end, so Label Studio highlights exactly it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import unicodedata
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+
+from lsbackend import LabelStudioMLBase, TaskDataError
+
+Token = tuple[int, int]  # (start, end) character offsets into the text
+Span = tuple[int, int, str]  # (start, end, label)
+
+OUTSIDE = "O"
+
+
+# --- tokens ---------------------------------------------------------------
+def _is_single_char_token(ch: str) -> bool:
+    """CJK ideographs and kana: scripts without spaces, so each character is a token."""
+    code = ord(ch)
+    return 0x3040 <= code <= 0x30FF or 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch == "_" or (unicodedata.category(ch)[0] in "LNM" and not _is_single_char_token(ch))
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into tokens, returned as exact ``(start, end)`` offsets."""
+    tokens: list[Token] = []
+    start = None
+    for i, ch in enumerate(text):
+        if _is_word_char(ch):
+            start = i if start is None else start
+            continue
+        if start is not None:
+            tokens.append((start, i))
+            start = None
+        if not ch.isspace():
+            tokens.append((i, i + 1))
+    if start is not None:
+        tokens.append((start, len(text)))
+    return tokens
+
+
+# --- spans <-> BIO tags ----------------------------------------------------
+def covered_tokens(starts: list[int], ends: list[int], start: int, end: int) -> range:
+    """Indices of the tokens (given by their sorted starts and ends) sharing a character with ``[start, end)``."""
+    first = bisect.bisect_right(ends, start)
+    last = bisect.bisect_left(starts, end)
+    return range(first, max(first, last))
+
+
+def bio_tags(tokens: list[Token], spans: list[Span]) -> list[str]:
+    """BIO tags for ``tokens``; overlaps resolved longest-first, then earliest-first."""
+    tags = [OUTSIDE] * len(tokens)
+    starts, ends = [s for s, _ in tokens], [e for _, e in tokens]
+    for start, end, label in sorted(spans, key=lambda s: (s[0] - s[1], s[0])):
+        covered = covered_tokens(starts, ends, start, end)
+        if not covered or any(tags[i] != OUTSIDE for i in covered):
+            continue
+        tags[covered[0]] = f"B-{label}"
+        for i in covered[1:]:
+            tags[i] = f"I-{label}"
+    return tags
+
+
+def tag_spans(tokens: list[Token], tags: list[str]) -> list[tuple[int, int, str]]:
+    """Entities of a tag sequence as ``(first token, last token, label)``; a stray ``I-X`` starts one."""
+    entities: list[list] = []
+    for i, tag in enumerate(tags):
+        if tag == OUTSIDE:
+            continue
+        prefix, label = tag.split("-", 1)
+        if prefix == "I" and entities and entities[-1][1] == i - 1 and entities[-1][2] == label:
+            entities[-1][1] = i
+        else:
+            entities.append([i, i, label])
+    return [tuple(e) for e in entities]
+
+
+def align_span(text: str, start: int, end: int, quoted: str | None) -> tuple[int, int] | None:
+    """The span's offsets in ``text``, moved to the nearest occurrence of ``quoted`` if they disagree."""
+    in_range = 0 <= start < end <= len(text)
+    if not quoted or (in_range and text[start:end] == quoted):
+        return (start, end) if in_range else None
+    found, at = [], text.find(quoted)
+    while at != -1:
+        found.append(at)
+        at = text.find(quoted, at + 1)
+    if not found:
+        return None
+    best = min(found, key=lambda pos: abs(pos - start))
+    return best, best + len(quoted)
+
+
+# --- features ----------------------------------------------------------------
+def _shape(word: str) -> str:
+    """``Alice`` -> ``Xx``, ``R2-D2`` -> ``Xd-Xd``: capitalisation and digits, repeats collapsed."""
+    out = []
+    for ch in word:
+        kind = "X" if ch.isupper() else "x" if ch.islower() else "d" if ch.isdigit() else ch
+        if not out or out[-1] != kind:
+            out.append(kind)
+    return "".join(out)[:8]
+
+
+def _word_features(word: str, prefix: str) -> dict[str, Any]:
+    return {f"{prefix}w": word.lower(), f"{prefix}shape": _shape(word), f"{prefix}title": word[:1].isupper()}
+
+
+def token_features(words: list[str]) -> list[dict[str, Any]]:
+    """One feature dict per token: the word, its affixes and shape, and a window of two tokens each side."""
+    padded = ["<s>", "<s>", *words, "</s>", "</s>"]
+    features = []
+    for i, word in enumerate(words):
+        lower = word.lower()
+        f = _word_features(word, "")
+        f.update(pre3=lower[:3], suf3=lower[-3:], suf2=lower[-2:], upper=word.isupper(), first=i == 0)
+        for offset in (-2, -1, 1, 2):
+            f.update(_word_features(padded[i + 2 + offset], f"{offset:+d}:"))
+        features.append(f)
+    return features
+
+
+# --- decoding ------------------------------------------------------------------
+def allowed_transitions(tags: list[str]) -> np.ndarray:
+    """``allowed[prev, cur]``: ``I-X`` may only follow ``B-X`` or ``I-X``."""
+    allowed = np.ones((len(tags), len(tags)), dtype=bool)
+    for j, cur in enumerate(tags):
+        if cur.startswith("I-"):
+            label = cur[2:]
+            allowed[:, j] = [prev in (f"B-{label}", f"I-{label}") for prev in tags]
+    return allowed
+
+
+def viterbi(log_probs: np.ndarray, allowed: np.ndarray, can_start: np.ndarray) -> list[int]:
+    """The most probable tag path that respects the BIO constraints."""
+    transition = np.where(allowed, 0.0, -np.inf)
+    score = log_probs[0] + np.where(can_start, 0.0, -np.inf)
+    back = np.zeros(log_probs.shape, dtype=int)
+    for i in range(1, len(log_probs)):
+        candidates = score[:, None] + transition
+        back[i] = candidates.argmax(axis=0)
+        score = candidates.max(axis=0) + log_probs[i]
+    path = [int(score.argmax())]
+    for i in range(len(log_probs) - 1, 0, -1):
+        path.append(int(back[i][path[-1]]))
+    return path[::-1]
+
+
+class NamedEntityRecognizer(LabelStudioMLBase):
+    """Marks the entities of each task's text with the config's labels."""
+
+    model_type = "ner"
+
+    def setup(self) -> None:
+        self.pipeline: Pipeline | None = self.train_output.get("pipeline")
+        tags = [str(t) for t in self.pipeline.classes_] if self.pipeline is not None else []
+        # Only labels still in the config may be predicted (the config can change).
+        self.tag_allowed = np.array([t == OUTSIDE or t[2:] in self.labels for t in tags], dtype=bool)
+        self.can_start = self.tag_allowed & np.array([not t.startswith("I-") for t in tags], dtype=bool)
+        self.transitions = allowed_transitions(tags) if tags else None
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
+        texts = [self._text(task) for task in tasks]
+        if self.pipeline is None or not (self.tag_allowed & (self.pipeline.classes_ != OUTSIDE)).any():
+            # Not trained yet: an empty result rather than made-up entities.
+            return [self.prediction([]) for _ in tasks]
+        tokenized = [tokenize(text) for text in texts]
+        features = [f for text, tokens in zip(texts, tokenized, strict=True) for f in self._features(text, tokens)]
+        probabilities = self.pipeline.predict_proba(features) if features else np.zeros((0, 0))
+        bounds = np.cumsum([0] + [len(tokens) for tokens in tokenized])
+        return [
+            self._prediction(text, tokens, probabilities[bounds[i] : bounds[i + 1]])
+            for i, (text, tokens) in enumerate(zip(texts, tokenized, strict=True))
+        ]
+
+    def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
+        features, tags = [], []
+        for annotation in annotations:
+            text = self._text(annotation["task"])
+            tokens = tokenize(text)
+            features.extend(self._features(text, tokens))
+            tags.extend(bio_tags(tokens, self.annotated_spans(annotation, text)))
+        if set(tags) <= {OUTSIDE} or OUTSIDE not in tags:
+            raise ValueError(
+                "training needs annotations that mark at least one entity with a label of the config "
+                f"({', '.join(self.labels)}) and leave some words unmarked; got {len(annotations)} annotations "
+                "without such spans"
+            )
+        pipeline = make_pipeline(DictVectorizer(), LogisticRegression(max_iter=2000, C=10.0))
+        pipeline.fit(features, tags)
+        return {"pipeline": pipeline, "trained_on": len(annotations)}
+
+    def annotated_spans(self, annotation: dict, text: str) -> list[Span]:
+        """The ``(start, end, label)`` spans an annotation marked with this model's control."""
+        spans = []
+        for value in self.annotation_values(annotation):
+            given = value.get("labels")
+            labels = [label for label in (given if isinstance(given, list) else []) if label in self.labels]
+            start, end = value.get("start"), value.get("end")
+            if not labels:
+                continue
+            if not (isinstance(start, int) and isinstance(end, int)):
+                continue
+            placed = align_span(text, start, end, value.get("text"))
+            if placed is not None:
+                spans.append((*placed, labels[0]))
+        return spans
+
+    def _prediction(self, text: str, tokens: list[Token], probabilities: np.ndarray) -> dict:
+        if not tokens:
+            return self.prediction([], 1.0)
+        log_probs = np.log(np.clip(probabilities, 1e-12, 1.0))
+        log_probs[:, ~self.tag_allowed] = -np.inf
+        path = viterbi(log_probs, self.transitions, self.can_start)
+        tags = [str(self.pipeline.classes_[j]) for j in path]
+        chosen = probabilities[np.arange(len(path)), path]
+        results = []
+        for first, last, label in tag_spans(tokens, tags):
+            start, end = tokens[first][0], tokens[last][1]
+            score = float(chosen[first : last + 1].mean())
+            results.append(self.span_result(start, end, text[start:end], label, score))
+        scores = [r["score"] for r in results] or chosen.tolist()
+        return self.prediction(results, float(np.mean(scores)))
+
+    def _features(self, text: str, tokens: list[Token]) -> list[dict[str, Any]]:
+        return token_features([text[s:e] for s, e in tokens])
+
+    def _text(self, task: dict) -> str:
+        text = self.task_value(task)
+        if not isinstance(text, str):
+            raise TaskDataError(task, self.object_tag.data_key or "", "has non-text data in")
+        return text

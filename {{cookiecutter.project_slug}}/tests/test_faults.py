@@ -1,0 +1,355 @@
+"""Faults the backend must survive: a process killed mid-save, a failing training, an unusable
+MODEL_DIR, and several processes sharing one MODEL_DIR (real subprocesses, real gunicorn)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lsbackend.server import create_app
+from lsbackend.service import Backend
+from lsbackend.settings import Settings
+from lsbackend.storage import StorageError
+
+import examples
+from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, SHAPE, captured, training_events, wait_for_training
+
+TESTS = Path(__file__).resolve().parent
+PROJECT = "7"
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "PYTHONUNBUFFERED": "1",
+       "LABEL_CONFIG": str(EXAMPLES_CONFIG)}
+
+
+def annotations() -> list[dict]:
+    """The variant's labeled examples as the annotation dicts ``fit`` receives."""
+    return [
+        {"id": e["annotation"]["id"], "result": e["annotation"]["result"], "was_cancelled": False,
+         "updated_at": e["annotation"]["updated_at"], "task": {"id": e["task"]["id"], "data": e["task"]["data"]}}
+        for e in training_events()
+    ]
+
+
+def export(path: Path) -> Path:
+    """The same examples as a Label Studio JSON export (what ``python -m lsbackend train`` reads)."""
+    tasks = [{"id": a["task"]["id"], "data": a["task"]["data"], "annotations": [a]} for a in annotations()]
+    path.write_text(json.dumps(tasks), encoding="utf-8")
+    return path
+
+
+def make_backend(model_dir: Path) -> Backend:
+    return Backend(MODEL_CLASS, Settings(model_dir=model_dir, label_config_path=EXAMPLES_CONFIG))
+
+
+# --- killed while saving a model ---------------------------------------------------------------------
+KILL_AT_SAVE = """
+import json, os, signal, sys
+from pathlib import Path
+from lsbackend.service import Backend, load_model_class
+from lsbackend.settings import Settings
+
+model_dir, kill_before, annotations = sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text())
+config = Path(sys.argv[4])
+real_replace = os.replace
+
+def replace(src, dst):
+    name = Path(dst).name
+    if (kill_before == "model" and name.endswith(".pkl")) or (kill_before == "pointer" and name == "CURRENT"):
+        os.kill(os.getpid(), signal.SIGKILL)  # as hard as a power cut, at the worst moment
+    return real_replace(src, dst)
+
+os.replace = replace
+settings = Settings(model_dir=Path(model_dir), label_config_path=config)
+Backend(load_model_class("model"), settings).train("PROJECT_ID", annotations)
+sys.exit("the save step was never reached")
+""".replace("PROJECT_ID", PROJECT)
+
+
+@pytest.mark.parametrize("kill_before", ["model", "pointer"])
+def test_killed_while_saving_the_last_good_model_loads_on_restart(tmp_path, kill_before):
+    model_dir = tmp_path / "models"
+    good = make_backend(model_dir).train(PROJECT, annotations())["model_version"]
+    data = tmp_path / "annotations.json"
+    data.write_text(json.dumps(annotations()), encoding="utf-8")
+    args = [str(model_dir), kill_before, str(data), str(EXAMPLES_CONFIG)]
+    child = subprocess.run([sys.executable, "-c", KILL_AT_SAVE, *args],
+                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+    project_dir = model_dir / "projects" / PROJECT
+    leftovers = sorted(p.name for p in project_dir.rglob(".*.tmp"))
+    if kill_before == "model":
+        assert leftovers, "the kill should have left the half-saved model's temporary file"
+    restarted = make_backend(model_dir)  # a restart: a new process would build exactly this
+    assert restarted.store(PROJECT).current_version() == good
+    assert not any(name.startswith(".") for name in os.listdir(project_dir / "models") if name.endswith(".pkl"))
+    status = restarted.status(PROJECT)
+    assert status["state"] == "interrupted" and status["model_version"] == good  # not "running" forever
+    body = captured(f"predict_{SHAPE}")
+    body["tasks"] = [{"id": i, "data": d} for i, (d, _) in enumerate(examples.holdout())]
+    client = create_app(restarted).test_client()
+    results = client.post("/predict", json={**body, "project": PROJECT}).get_json()["results"]
+    assert {r["model_version"] for r in results} == {good}
+    assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]
+    again = restarted.train(PROJECT, annotations())  # and training works again after the crash
+    assert again["state"] == "succeeded" and again["model_version"].split("-")[0] == "v2"
+
+
+# --- a failing training ------------------------------------------------------------------------------
+def test_after_a_training_raises_the_next_training_runs_and_succeeds(client, backend, monkeypatch):
+    for event in training_events():
+        client.post("/webhook", json=event)
+    start = captured(f"webhook_start_training_{SHAPE}")
+    project = str(start["project"]["id"])
+    real_fit = backend.model_class.fit
+    monkeypatch.setattr(backend.model_class, "fit", lambda self, anns, **kw: 1 / 0)
+    client.post("/webhook", json=start)
+    failed = wait_for_training(client, project)
+    assert failed["state"] == "failed" and "ZeroDivisionError" in failed["error"]
+    monkeypatch.setattr(backend.model_class, "fit", real_fit)
+    client.post("/webhook", json=start)
+    assert wait_for_training(client, project)["state"] == "succeeded"
+    deadline = time.monotonic() + 10  # the job thread finishes just after it records its status
+    while not backend.queue.idle() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.queue.idle(), "the training thread should go idle once the job is done"
+
+
+# --- an unusable MODEL_DIR ---------------------------------------------------------------------------
+UNUSABLE = {
+    "missing and uncreatable": "/dev/null/models",  # a path under a file: mkdir fails even for root
+    "not writable": "/proc/self",  # exists, but nobody (root included) can create a file there
+}
+
+
+@pytest.mark.parametrize("model_dir", UNUSABLE.values(), ids=UNUSABLE.keys())
+def test_an_unusable_model_dir_stops_the_backend_at_once(model_dir):
+    with pytest.raises(StorageError, match=re.escape(f"MODEL_DIR {model_dir!r} is not writable")) as exc:
+        make_backend(Path(model_dir))
+    assert "Set MODEL_DIR to a writable directory" in str(exc.value)
+
+
+@pytest.mark.parametrize("command", ["serve", "start"])
+def test_the_server_commands_refuse_an_unusable_model_dir_with_the_fix(command):
+    env = {**ENV, "MODEL_DIR": "/dev/null/models", "PORT": str(free_port())}
+    proc = subprocess.run([sys.executable, "-m", "lsbackend", command], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "MODEL_DIR '/dev/null/models' is not writable" in proc.stderr
+    assert "Set MODEL_DIR to a writable directory" in proc.stderr
+
+
+# --- one project, several processes ------------------------------------------------------------------
+BLOCKING_FIT = """
+import json, os, sys, time
+from pathlib import Path
+from lsbackend.service import load_model_class
+
+Base = load_model_class("model")
+
+
+class BlockingModel(Base):
+    def fit(self, annotations, **kwargs):
+        log = Path(os.environ["FIT_LOG"])
+        with log.open("a") as fh:
+            fh.write(f"enter {os.getpid()}\\n")
+        release = Path(os.environ["FIT_RELEASE"])
+        deadline = time.monotonic() + 120
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with log.open("a") as fh:
+            fh.write(f"exit {os.getpid()}\\n")
+        return super().fit(annotations, **kwargs)
+"""
+
+
+def blocked_flock_waiters() -> int:
+    """How many flock() calls wait right now, system-wide (Linux /proc/locks marks them '->')."""
+    return sum(1 for line in Path("/proc/locks").read_text().splitlines() if "-> FLOCK" in line)
+
+
+def test_two_processes_never_train_one_project_at_once(tmp_path):
+    (tmp_path / "blocking_model.py").write_text(BLOCKING_FIT, encoding="utf-8")
+    fit_log, release = tmp_path / "fit.log", tmp_path / "release"
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]]),
+           "MODEL_CLASS": "blocking_model:BlockingModel", "MODEL_DIR": str(tmp_path / "models"),
+           "FIT_LOG": str(fit_log), "FIT_RELEASE": str(release)}
+    data = export(tmp_path / "export.json")
+    cmd = [sys.executable, "-m", "lsbackend", "train", str(data), "--project", PROJECT]
+    waiting_before = blocked_flock_waiters()
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: fit_log.exists() and "enter" in fit_log.read_text(), "the first training to start fitting")
+        second = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # either the second process waits on the project's lock (right) or enters fit too (wrong)
+            wait_until(lambda: blocked_flock_waiters() > waiting_before or fit_log.read_text().count("enter") > 1,
+                       "the second training to block on the lock or to start fitting")
+            assert fit_log.read_text().count("enter") == 1, "two processes were fitting the same project at once"
+            release.touch()
+            outputs = [p.communicate(timeout=120) for p in (first, second)]
+        finally:
+            second.kill()
+    finally:
+        release.touch()
+        first.kill()
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    versions = [json.loads(out)["model_version"] for out, _ in outputs]
+    assert sorted(v.split("-")[0] for v in versions) == ["v1", "v2"], versions  # the second built on the first
+    lines = fit_log.read_text().split()
+    assert [lines[i] for i in range(0, 8, 2)] == ["enter", "exit", "enter", "exit"], lines
+
+
+def wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+SECRETS = {"BASIC_AUTH_PASS": "pw-Gu9nPASS", "LABEL_STUDIO_API_KEY": "key-Gu9nAPIKEY"}
+MARKER = "BODY-MARKER-gunicorn"
+
+
+class Gunicorn:
+    """The production server (gunicorn, several workers) as a subprocess, with a tiny HTTP client."""
+
+    def __init__(self, tmp_path: Path, workers: int = 2) -> None:
+        self.port = free_port()
+        self.log = tmp_path / "server.log"
+        self.model_dir = tmp_path / "models"
+        env = {**ENV, "PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": str(workers), "THREADS": "4",
+               "MODEL_DIR": str(self.model_dir), "TRAIN_DEBOUNCE_SECONDS": "0.2", "ACCESS_LOG": "1",
+               "LOG_LEVEL": "debug", "BASIC_AUTH_USER": "ls", "LABEL_STUDIO_URL": "http://127.0.0.1:9", **SECRETS}
+        cmd = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "lsbackend" / "gunicorn_conf.py"),
+               "--access-logformat", "PID=%(p)s %(m)s %(U)s %(s)s", "lsbackend.wsgi:app"]
+        self.out = self.log.open("w")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.out, stderr=subprocess.STDOUT)
+        token = base64.b64encode(f"ls:{SECRETS['BASIC_AUTH_PASS']}".encode()).decode()
+        self.headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+        wait_until(self._up, "gunicorn to answer /health")
+
+    def _up(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            return self.request("GET", "/health")[0] == 200
+        except OSError:
+            return False
+
+    def request(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)  # a new connection each time
+        try:
+            conn.request(method, path, None if body is None else json.dumps(body), self.headers)
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read() or b"null")
+        finally:
+            conn.close()
+
+    def pids_for(self, path: str, status: int = 200, since: int = 0) -> set[str]:
+        """The worker processes that answered ``path`` with ``status`` (from the access log)."""
+        return set(re.findall(rf"PID=<?(\d+)>? \w+ {re.escape(path)} {status}\b", self.log.read_text()[since:]))
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        finally:
+            self.proc.kill()
+            self.out.close()
+        return self.log.read_text()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Gunicorn(tmp_path)
+    yield srv
+    srv.stop()
+
+
+def predict_body(n: int = 5) -> dict:
+    body = captured(f"predict_{SHAPE}")
+    data = [d for d, _ in examples.holdout()]
+    body["tasks"] = [{"id": i, "data": {**data[i % len(data)], "note": MARKER}} for i in range(n)]
+    body["project"] = PROJECT
+    return body
+
+
+@pytest.mark.slow
+def test_two_gunicorn_workers_train_serially_and_serve_the_newest_model(server):
+    def one_version(status: int, body: dict) -> str:
+        assert status == 200, body
+        versions = {r["model_version"] for r in body["results"]}
+        assert len(body["results"]) == 5 and len(versions) == 1, body  # one model answered the whole request
+        return versions.pop()
+
+    for _ in range(16):  # both workers load the untrained model first
+        assert one_version(*server.request("POST", "/predict", predict_body())) == "untrained"
+    for event in training_events():
+        event["project"] = {"id": int(PROJECT)}
+        assert server.request("POST", "/webhook", event)[0] == 200
+
+    seen, errors, stop = [], [], threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(one_version(*server.request("POST", "/predict", predict_body())))
+            except Exception as exc:  # noqa: BLE001 - every failure is reported below
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        start = {"action": "START_TRAINING", "project": {"id": int(PROJECT)}}
+        starters = [threading.Thread(target=lambda: server.request("POST", "/webhook", start)) for _ in range(2)]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        # every worker that got a START_TRAINING trains at least once
+        wait_until(lambda: server.log.read_text().count(" trained on ") >= len(server.pids_for("/webhook", 201))
+                   and server.request("GET", f"/training/{PROJECT}")[1]["state"] in ("succeeded", "failed"),
+                   "the trainings to finish", timeout=120)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == [] and seen, errors[:3]
+    trained = re.findall(rf"project {PROJECT} trained on \d+ annotations: (v\d+-\S+)", server.log.read_text())
+    assert trained and len({v.split("-")[0] for v in trained}) == len(trained), trained  # never two from one base
+    assert set(seen) <= {"untrained", *trained}, set(seen)
+
+    # after training, every worker serves the newest model (retried if a late training lands in between)
+    for _ in range(5):
+        since = len(server.log.read_text())
+        current = (server.model_dir / "projects" / PROJECT / "CURRENT").read_text().strip()
+        served = {one_version(*server.request("POST", "/predict", predict_body())) for _ in range(24)}
+        if (server.model_dir / "projects" / PROJECT / "CURRENT").read_text().strip() == current:
+            break
+    assert served == {current}, (served, current)
+    assert len(server.pids_for("/predict", since=since)) == 2, "the last /predict calls did not reach both workers"
+
+    log = server.stop()
+    assert "Label Studio" in log  # the training's API attempt was logged: the log is the real one
+    for name, secret in SECRETS.items():
+        assert secret not in log, f"{name} appeared in the server log"
+    assert MARKER not in log, "a request body appeared in the server log"

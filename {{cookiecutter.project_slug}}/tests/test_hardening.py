@@ -1,0 +1,286 @@
+"""Bad input that test_server.py does not try: each case must get a specific 4xx, never a 5xx.
+
+Several of these were 500s (or worse) before the runtime was fixed; the test names say what broke.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import resource
+import time
+
+import pytest
+
+from lsbackend.server import create_app
+from lsbackend.service import Backend
+from lsbackend.settings import Settings
+
+from conftest import (
+    EXAMPLES_CONFIG,
+    MODEL_CLASS,
+    SHAPE,
+    annotation_event,
+    captured,
+    training_events,
+    wait_for_training,
+)
+
+PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
+DATA_KEY = "image" if SHAPE == "image" else "text"
+
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
+    + "".join(
+        f' <!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">\n' for i in range(1, 10)
+    )
+    + "]>\n<View><Text name=\"text\" value=\"$text\"/>&lol9;</View>"
+)
+QUADRATIC_BLOWUP = '<!DOCTYPE v [<!ENTITY a "' + "x" * 50_000 + '">]><View>' + "&a;" * 20_000 + "</View>"
+EXTERNAL_ENTITY = '<!DOCTYPE v [<!ENTITY e SYSTEM "file:///etc/passwd">]><View>&e;</View>'
+
+
+def reason(response) -> str:
+    return response.status.split(" ", 1)[1]
+
+
+def predict_body(data: dict, **extra) -> dict:
+    body = captured(f"predict_{SHAPE}")
+    body["tasks"] = [{**body["tasks"][0], "id": 7, "data": data}]
+    body.update(extra)
+    return body
+
+
+# --- /predict ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [5, 1.5, None, True, ["a", "b"], {"nested": "x"}])
+def test_non_string_task_data_is_a_422_naming_the_task_and_field(client, value):
+    response = client.post("/predict", json=predict_body({DATA_KEY: value}))
+    assert response.status_code == 422, response.get_json()
+    assert reason(response).startswith("Task 7 ") and repr(DATA_KEY) in reason(response)
+
+
+def test_a_request_over_the_size_limit_is_a_413_naming_the_setting(tmp_path):
+    settings = Settings(model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG, max_request_bytes=1024 * 1024)
+    client = create_app(Backend(MODEL_CLASS, settings)).test_client()
+    body = json.dumps(predict_body({DATA_KEY: "x" * (1024 * 1024 + 1)}))
+    response = client.post("/predict", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert reason(response) == "Request larger than 1 MB; raise MAX_REQUEST_MB or send fewer tasks"
+    just_under = json.dumps(predict_body({DATA_KEY: "x" * 1000}))
+    assert client.post("/predict", data=just_under, content_type="application/json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ("<View", "Labeling config is not valid XML: "),
+        ("<View><Text name='t' value='$text'/></Vew>", "Labeling config is not valid XML: mismatched tag"),
+        ("<View><Text name='t' value='$text'/></View>", "Labeling config does not fit: needs "),
+        (
+            '<View><Image name="i" value="$i"/><RectangleLabels name="b" toName="i"><Label value="A"/>'
+            "</RectangleLabels></View>",
+            "Labeling config does not fit: needs ",
+        ),
+        (EXTERNAL_ENTITY, "Labeling config must not contain a DOCTYPE or entities"),
+    ],
+)
+def test_a_bad_label_config_in_predict_is_a_422(client, config, expected):
+    response = client.post("/predict", json=predict_body({DATA_KEY: "hello"}, label_config=config))
+    assert response.status_code == 422
+    assert reason(response).startswith(expected), reason(response)
+
+
+def test_predict_with_no_config_anywhere_is_a_422_saying_where_to_put_one(tmp_path):
+    settings = Settings(model_dir=tmp_path, label_config_path=tmp_path / "missing.xml")
+    client = create_app(Backend(MODEL_CLASS, settings)).test_client()
+    body = predict_body({DATA_KEY: "hello"})
+    body.pop("label_config", None)
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422  # was a 500 "Internal error: ValueError"
+    assert reason(response) == "No labeling config for this project"
+    assert "label_config.xml" in response.get_json()["detail"]
+
+
+# --- /setup --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bomb", [BILLION_LAUGHS, QUADRATIC_BLOWUP], ids=["billion-laughs", "quadratic-blowup"])
+def test_an_entity_expansion_bomb_in_setup_is_refused_before_it_expands(client, bomb):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    body = captured(f"setup_{SHAPE}")
+    body["schema"] = bomb
+    response = client.post("/setup", json=body)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert response.status_code == 422
+    assert reason(response) == "Labeling config must not contain a DOCTYPE or entities"
+    assert grown_kib < 100 * 1024, f"peak memory grew by {grown_kib} KiB: the entities were expanded"
+
+
+def test_a_deeply_nested_config_is_a_422_not_a_recursion_error(client):
+    body = captured(f"setup_{SHAPE}")
+    body["schema"] = "<View>" * 5000 + "</View>" * 5000
+    response = client.post("/setup", json=body)
+    assert response.status_code == 422  # was "500 Internal error: RecursionError"
+    assert reason(response) == "Labeling config has no object tag to label"
+
+
+def test_a_config_with_a_lone_surrogate_is_a_422(client):
+    body = captured(f"setup_{SHAPE}")
+    body["schema"] = body["schema"].replace("<View>", "<View>\ud800", 1)
+    response = client.post("/setup", json=body)
+    assert response.status_code == 422  # was "500 Internal error: UnicodeEncodeError"
+    assert reason(response).startswith("Labeling config is not valid text: unpaired surrogate")
+
+
+# --- /webhook ------------------------------------------------------------------------------------
+def test_annotation_deleted_singular_removes_the_annotation(client, backend):
+    event = training_events(1)[0]
+    client.post("/webhook", json=event)
+    assert backend.store(PROJECT).count_annotations() == 1
+    deleted = {"action": "ANNOTATION_DELETED", "project": {"id": int(PROJECT)},
+               "annotation": {"id": event["annotation"]["id"]}}
+    response = client.post("/webhook", json=deleted)
+    assert response.get_json() == {"status": "deleted", "annotations": [event["annotation"]["id"]]}
+    assert backend.store(PROJECT).count_annotations() == 0
+
+
+@pytest.mark.parametrize("bad_id", ["../../../escaped", "1/../../2", 1.5, True, -3, None, [1]])
+def test_an_annotation_id_that_is_not_a_number_is_refused_and_writes_nothing(client, settings, bad_id):
+    event = training_events(1)[0]
+    event["annotation"]["id"] = bad_id
+    response = client.post("/webhook", json=event)
+    assert response.status_code == 400  # "../../../escaped" used to write MODEL_DIR/escaped.json
+    assert reason(response) == "'annotation.id' must be a non-negative integer"
+    assert [p for p in settings.model_dir.rglob("*.json") if p.name != "label_config.xml"] == []
+
+
+@pytest.mark.parametrize("result", ["Positive", {"choices": ["Positive"]}, [1, 2]])
+def test_an_annotation_result_that_is_not_a_list_of_objects_is_refused(client, backend, result):
+    event = training_events(1)[0]
+    event["annotation"]["result"] = result
+    response = client.post("/webhook", json=event)
+    assert response.status_code == 400
+    assert reason(response) == "'annotation.result' must be a list of result objects"
+    assert backend.store(PROJECT).count_annotations() == 0
+
+
+def test_malformed_result_items_do_not_break_training(client):
+    """One odd annotation recorded from a webhook must not make every later training fail."""
+    events = training_events()
+    control = events[0]["annotation"]["result"][0]["from_name"]
+    odd = [
+        [{"from_name": control, "value": "junk"}],
+        [{"from_name": control, "value": {"choices": "not-a-list", "labels": 5}}],
+        [{"from_name": control, "value": {"choices": [None, 3]}}],
+    ]
+    for i, result in enumerate(odd):
+        events.append(annotation_event(900 + i, events[0]["task"]["data"], result))
+    for event in events:
+        assert client.post("/webhook", json=event).status_code == 200
+    client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}"))
+    assert wait_for_training(client, PROJECT)["state"] == "succeeded"
+
+
+@pytest.mark.parametrize("raw_id", ["Infinity", "-Infinity", "NaN", "1e400", '"abc"', "{}"])
+def test_deleting_an_unparseable_annotation_id_deletes_nothing(client, raw_id):
+    raw = '{"action": "ANNOTATIONS_DELETED", "project": 1, "annotations": [{"id": ' + raw_id + "}]}"
+    response = client.post("/webhook", data=raw, content_type="application/json")
+    assert response.status_code == 200  # Infinity was "500 Internal error: OverflowError"
+    assert response.get_json() == {"status": "deleted", "annotations": []}
+
+
+def test_lone_surrogates_anywhere_in_a_webhook_are_answered(client, backend):
+    assert client.post("/webhook", json={"action": "\ud800"}).status_code == 200  # was a 500 on the echo
+    body = {"action": "PROJECT_UPDATED", "project": {"id": int(PROJECT), "label_config": "<View>\udfff</View>"}}
+    assert client.post("/webhook", json=body).status_code == 200  # was a 500 storing the config
+    event = training_events(1)[0]
+    event["task"]["data"] = {k: "\ud83d text" for k in event["task"]["data"]}
+    assert client.post("/webhook", json=event).status_code == 200  # was a 500 storing the annotation
+    assert backend.store(PROJECT).count_annotations() == 1
+
+
+# --- secrets and request bodies never reach logs or error answers ---------------------------------
+SECRETS = {
+    "BASIC_AUTH_PASS": "pw-Zq81xPASS",
+    "LABEL_STUDIO_API_KEY": "key-Lk3vAPIKEY",
+    "access_token": "tok-Hh27ACCESS",
+    "body": "BODY-MARKER-do-not-log",
+}
+
+
+def test_secrets_and_bodies_stay_out_of_logs_and_error_answers(tmp_path, caplog):
+    settings = Settings(
+        model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG, train_debounce_seconds=0.05,
+        basic_auth_user="ls", basic_auth_pass=SECRETS["BASIC_AUTH_PASS"],
+        label_studio_url="http://127.0.0.1:9", label_studio_api_key=SECRETS["LABEL_STUDIO_API_KEY"],
+    )
+    backend = Backend(MODEL_CLASS, settings)
+    client = create_app(backend).test_client()
+    good = {"Authorization": "Basic " + base64.b64encode(f"ls:{SECRETS['BASIC_AUTH_PASS']}".encode()).decode()}
+    wrong = {"Authorization": "Basic " + base64.b64encode(f"ls:{SECRETS['BASIC_AUTH_PASS']}x".encode()).decode()}
+    marker = SECRETS["body"]
+    setup = captured(f"setup_{SHAPE}")
+    setup.update(access_token=SECRETS["access_token"], extra_params={"note": marker})
+    bad_setup = dict(setup, schema=f"<View><{marker}/></View>")
+    bomb = dict(setup, schema=BILLION_LAUGHS)
+    event = training_events(1)[0]
+    event["task"]["data"] = {k: f"{marker} {v}" for k, v in event["task"]["data"].items()}
+    bad_event = dict(event, task=None)
+    calls = [
+        ("post", "/setup", setup), ("post", "/setup", bad_setup), ("post", "/setup", bomb),
+        ("post", "/predict", predict_body({DATA_KEY: marker})),
+        ("post", "/predict", predict_body({DATA_KEY: 5, "x": marker})),
+        ("post", "/predict", predict_body({DATA_KEY: marker}, label_config=f"<{marker}")),
+        ("post", "/predict", {"tasks": marker, "access_token": SECRETS["access_token"]}),
+        ("post", "/webhook", event), ("post", "/webhook", bad_event),
+        ("post", "/webhook", {"action": marker, "project": {"id": marker}}),
+        ("post", "/train", {"project": PROJECT, "access_token": SECRETS["access_token"]}),
+        ("post", f"/predict/{marker}", {}), ("get", "/training/!bad", None), ("get", "/metrics", None),
+    ]
+    answers = []
+    with caplog.at_level(logging.DEBUG):
+        for method, path, body in calls:
+            for headers in (good, wrong, {}):
+                response = getattr(client, method)(path, json=body, headers=headers)
+                assert response.status_code < 500, (path, response.status)
+                answers.append(response.status + response.get_data(as_text=True))
+        client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}"), headers=good)
+        deadline = time.monotonic() + 60
+        while backend.status(PROJECT)["state"] not in ("succeeded", "failed", "skipped"):
+            assert time.monotonic() < deadline, "training did not finish"
+            time.sleep(0.05)  # it fails (one annotation, Label Studio unreachable) and logs why
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "Label Studio" in logged  # the unreachable API was logged, so the log was really captured
+    for name, secret in SECRETS.items():
+        assert secret not in logged, f"{name} appeared in the log"
+        if name != "body":
+            assert all(secret not in a for a in answers), f"{name} appeared in a response"
+
+
+@pytest.mark.parametrize("project", [True, False, [1], {"id": "../x"}, "1/2", "x" * 65])
+def test_a_project_that_is_not_an_id_is_a_400(client, project):
+    body = captured(f"setup_{SHAPE}")
+    body["project"] = project
+    response = client.post("/setup", json=body)
+    assert response.status_code == 400  # True used to become project "True"
+    assert reason(response).endswith("is not a Label Studio project id")
+
+
+def test_train_refuses_a_label_config_that_is_not_a_string(client):
+    response = client.post("/train", json={"project": PROJECT, "label_config": {"xml": "<View/>"}})
+    assert response.status_code == 400  # was silently ignored and training queued
+    assert reason(response) == "'label_config' must be a string"
+
+
+def test_a_crash_logs_the_traceback_but_not_the_request(client, backend, monkeypatch, caplog):
+    def crash(*args, **kwargs):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(backend, "predict", crash)
+    body = predict_body({DATA_KEY: SECRETS["body"]}, access_token=SECRETS["access_token"])
+    with caplog.at_level(logging.DEBUG):
+        response = client.post("/predict", json=body)
+    assert response.status_code == 500 and reason(response) == "Internal error: RuntimeError"
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "model exploded" in logged  # the log explains the crash
+    assert SECRETS["body"] not in logged and SECRETS["access_token"] not in logged
+    assert "model exploded" not in response.get_data(as_text=True)  # details stay in the log

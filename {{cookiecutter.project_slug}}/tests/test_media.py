@@ -1,0 +1,360 @@
+"""The media resolver, against local HTTP servers standing in for Label Studio and a cloud bucket."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from lsbackend.media import MediaError, MediaResolver, failed_prediction
+from lsbackend.settings import Settings
+
+LEGACY = "0123456789abcdef0123456789abcdef01234567"
+PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
+ACCESS = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIn0.YWNjZXNz"
+IMAGE = b"\x89PNG fake image bytes"
+
+
+class QuietServer(ThreadingHTTPServer):
+    """Clients that give up (size limit, timeout) break the pipe: expected here, not worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class FakeServer:
+    """A loopback HTTP server answering from a route table; records each request's path and auth header."""
+
+    def __init__(self, routes: dict) -> None:
+        self.routes = routes
+        self.seen: list[tuple[str, str]] = []
+        self.release = threading.Event()  # lets a deliberately slow handler finish at teardown
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def handle_any(self) -> None:
+                fake.seen.append((self.path, self.headers.get("Authorization", "")))
+                route = fake.routes.get(urllib.parse.urlsplit(self.path).path)
+                if route is None:
+                    return self.answer(404, b"not found")
+                route(self)
+
+            do_GET = do_POST = handle_any
+
+            def answer(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+                self.send_response(status)
+                for name, value in (headers or {"Content-Length": str(len(body))}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def authorized(handler) -> bool:
+    return handler.headers.get("Authorization") in (f"Token {LEGACY}", f"Bearer {ACCESS}")
+
+
+def needs_auth(body: bytes):
+    def route(handler) -> None:
+        if authorized(handler):
+            handler.answer(200, body)
+        else:
+            handler.answer(401, b'{"detail": "Authentication credentials were not provided."}')
+
+    return route
+
+
+def refresh(handler) -> None:
+    body = handler.rfile.read(int(handler.headers["Content-Length"]))
+    if PAT.encode() in body:
+        handler.answer(200, f'{{"access": "{ACCESS}"}}'.encode())
+    else:
+        handler.answer(401, b'{"detail": "Token is invalid"}')
+
+
+@pytest.fixture
+def bucket():
+    """Another origin, like a presigned S3 URL: it must never see Label Studio's key."""
+    server = FakeServer({"/bucket/x.png": lambda h: h.answer(200, IMAGE)})
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def label_studio(bucket):
+    def resolve(handler) -> None:
+        if not authorized(handler):
+            return handler.answer(401)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(handler.path).query)
+        uri = base64.urlsafe_b64decode(query["fileuri"][0]).decode()
+        if uri != "s3://bucket/x.png":
+            return handler.answer(404)
+        presigned = f"{bucket.url}/bucket/x.png?X-Amz-Signature=abc"
+        handler.answer(303, headers={"Location": presigned, "Content-Length": "0"})
+
+    def slow(handler) -> None:
+        server.release.wait(10)
+        handler.answer(200, IMAGE)
+
+    def chunked_big(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Connection", "close")
+        handler.end_headers()  # no Content-Length: the size is only known while reading
+        for _ in range(40):
+            handler.wfile.write(b"x" * 65536)
+
+    server = FakeServer({
+        "/api/token/refresh/": refresh,
+        "/data/upload/1/red.png": needs_auth(IMAGE),
+        "/data/local-files/": needs_auth(IMAGE),
+        "/tasks/30/resolve/": resolve,
+        "/public/red.png": lambda h: h.answer(200, IMAGE),
+        "/to-file": lambda h: h.answer(302, headers={"Location": "file:///etc/passwd", "Content-Length": "0"}),
+        "/to-ftp": lambda h: h.answer(302, headers={"Location": "ftp://example.com/x.png", "Content-Length": "0"}),
+        "/big": lambda h: h.answer(200, b"x" * (3 * 1024 * 1024)),
+        "/big-chunked": chunked_big,
+        "/slow": slow,
+    })
+    yield server
+    server.close()
+
+
+def resolver(url: str = "", key: str = "", **kwargs) -> MediaResolver:
+    settings = Settings(label_studio_url=url, label_studio_api_key=key, media_max_bytes=1024 * 1024, **kwargs)
+    return MediaResolver(settings)
+
+
+# --- Label Studio paths and auth ----------------------------------------------
+@pytest.mark.parametrize("key, header", [(LEGACY, f"Token {LEGACY}"), (PAT, f"Bearer {ACCESS}")])
+def test_label_studio_paths_are_fetched_with_the_api_key(label_studio, key, header):
+    media = resolver(label_studio.url, key)
+    assert media.fetch("/data/upload/1/red.png", 29) == IMAGE
+    assert media.fetch("/data/local-files/?d=images/red.png", 29) == IMAGE
+    gets = [(path, auth) for path, auth in label_studio.seen if not path.startswith("/api/token")]
+    assert gets == [("/data/upload/1/red.png", header), ("/data/local-files/?d=images/red.png", header)]
+
+
+def test_a_personal_access_token_is_refreshed_once_and_reused(label_studio):
+    media = resolver(label_studio.url, PAT)
+    media.fetch("/data/upload/1/red.png")
+    media.fetch("/data/local-files/?d=a.png")
+    assert [path for path, _ in label_studio.seen].count("/api/token/refresh/") == 1
+
+
+@pytest.mark.parametrize("key", ["wrong-legacy-token", PAT.replace("eyJ0", "eyJ1")])
+def test_a_refused_key_says_which_setting_to_check(label_studio, key):
+    with pytest.raises(MediaError, match="check LABEL_STUDIO_API_KEY: legacy token or personal access token"):
+        resolver(label_studio.url, key).fetch("/data/upload/1/red.png", 29)
+
+
+def test_a_relative_path_without_label_studio_url_says_to_set_it():
+    with pytest.raises(MediaError) as caught:
+        resolver().fetch("/data/upload/1/blue.png", 29)
+    message = str(caught.value)
+    assert "'/data/upload/1/blue.png'" in message and "set LABEL_STUDIO_URL" in message
+    assert "inside Docker, localhost is the container itself" in message
+
+
+def test_a_relative_path_without_api_key_says_to_set_it(label_studio):
+    with pytest.raises(MediaError, match="set LABEL_STUDIO_API_KEY"):
+        resolver(label_studio.url, "").fetch("/data/upload/1/red.png")
+    assert label_studio.seen == []
+
+
+def test_an_unreachable_label_studio_names_the_url_and_the_docker_pitfall(label_studio):
+    url = label_studio.url
+    label_studio.close()
+    with pytest.raises(MediaError) as caught:
+        resolver(url, LEGACY).fetch("/data/upload/1/red.png")
+    message = str(caught.value)
+    assert f"cannot reach Label Studio at {url}" in message and "localhost is the container" in message
+
+
+def test_the_key_goes_to_absolute_urls_on_label_studio_only(label_studio, bucket):
+    media = resolver(label_studio.url, LEGACY)
+    assert media.fetch(f"{label_studio.url}/data/upload/1/red.png") == IMAGE
+    assert media.fetch(f"{bucket.url}/bucket/x.png") == IMAGE
+    assert label_studio.seen[-1][1] == f"Token {LEGACY}"
+    assert bucket.seen == [("/bucket/x.png", "")]
+
+
+# --- cloud URIs -----------------------------------------------------------------
+def test_cloud_uris_are_resolved_by_label_studio_for_the_task(label_studio, bucket):
+    assert resolver(label_studio.url, LEGACY).fetch("s3://bucket/x.png", 30) == IMAGE
+    fileuri = base64.urlsafe_b64encode(b"s3://bucket/x.png").decode()
+    assert label_studio.seen == [(f"/tasks/30/resolve/?fileuri={fileuri}", f"Token {LEGACY}")]
+    assert bucket.seen == [("/bucket/x.png?X-Amz-Signature=abc", "")], "the API key leaked to the bucket"
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/x.png", "gs://bucket/x.png", "azure-blob://container/x.png"])
+def test_cloud_uris_without_label_studio_url_say_to_set_it(uri):
+    with pytest.raises(MediaError, match="set LABEL_STUDIO_URL"):
+        resolver().fetch(uri, 30)
+
+
+def test_a_cloud_uri_label_studio_cannot_resolve_is_reported(label_studio):
+    with pytest.raises(MediaError, match="Label Studio answered 404 for 'gs://other/y.png'"):
+        resolver(label_studio.url, LEGACY).fetch("gs://other/y.png", 30)
+
+
+# --- refusals and limits -------------------------------------------------------
+@pytest.mark.parametrize("path, scheme", [("/to-file", "file"), ("/to-ftp", "ftp")])
+def test_redirects_to_non_http_schemes_are_refused(label_studio, path, scheme):
+    with pytest.raises(MediaError, match=f"redirects to a {scheme} URL .*only http and https are followed"):
+        resolver().fetch(label_studio.url + path)
+
+
+@pytest.mark.parametrize("path", ["/big", "/big-chunked"])
+def test_downloads_over_the_size_limit_are_refused(label_studio, path):
+    with pytest.raises(MediaError, match="1 MB limit; raise MEDIA_MAX_MB"):
+        resolver().fetch(label_studio.url + path)
+
+
+def test_a_slow_server_times_out_with_the_setting_to_raise(label_studio):
+    with pytest.raises(MediaError, match=r"timed out after 0.3s; raise MEDIA_TIMEOUT_SECONDS"):
+        resolver(media_timeout_seconds=0.3).fetch(label_studio.url + "/slow")
+
+
+def test_a_missing_file_is_reported_as_such(label_studio):
+    with pytest.raises(MediaError, match="answered 404 .* does not exist there"):
+        resolver().fetch(label_studio.url + "/public/nothing.png")
+
+
+@pytest.mark.parametrize("uri", ["ftp://example.com/x.png", "images/x.png", "javascript:alert(1)"])
+def test_unsupported_references_list_what_works(uri):
+    with pytest.raises(MediaError, match="use an http\\(s\\) URL, a Label Studio path"):
+        resolver().fetch(uri)
+
+
+@pytest.mark.parametrize("value", [None, "", 42, {"url": "x"}])
+def test_a_task_value_that_is_not_a_reference_is_named(value):
+    with pytest.raises(MediaError, match="task 5 has no media reference"):
+        resolver().fetch(value, 5)
+
+
+# --- cache ---------------------------------------------------------------------
+def test_repeated_fetches_come_from_the_cache(label_studio):
+    media = resolver()
+    for _ in range(3):
+        assert media.fetch(label_studio.url + "/public/red.png") == IMAGE
+    assert len(label_studio.seen) == 1
+
+
+def test_the_cache_stays_within_its_byte_budget(label_studio):
+    media = resolver(media_cache_bytes=2 * len(IMAGE))
+    for i in range(5):
+        media.fetch(f"{label_studio.url}/public/red.png?v={i}")
+    assert len(media.cache) == 2
+    media.fetch(f"{label_studio.url}/public/red.png?v=4")  # most recent: still cached
+    media.fetch(f"{label_studio.url}/public/red.png?v=0")  # evicted: fetched again
+    assert [p for p, _ in label_studio.seen].count("/public/red.png?v=4") == 1
+    assert [p for p, _ in label_studio.seen].count("/public/red.png?v=0") == 2
+
+
+def test_fetch_many_keeps_order_and_reports_each_failure(label_studio):
+    items = [(label_studio.url + "/public/red.png", 1), ("/data/upload/1/x.png", 2), ("data:,hi", 3)]
+    got = resolver().fetch_many(items)
+    assert got[0] == IMAGE and isinstance(got[1], MediaError) and got[2] == b"hi"
+
+
+# --- data URIs -----------------------------------------------------------------
+def test_data_uris_are_decoded_without_network():
+    encoded = base64.b64encode(IMAGE).decode()
+    assert resolver().fetch(f"data:image/png;base64,{encoded}") == IMAGE
+    assert resolver().fetch("data:text/plain,a%20b") == b"a b"
+
+
+@pytest.mark.parametrize(
+    "uri, problem", [("data:image/png;base64", "no ','"), ("data:;base64,abc", "not valid base64")]
+)
+def test_broken_data_uris_are_refused(uri, problem):
+    with pytest.raises(MediaError, match=problem):
+        resolver().fetch(uri)
+
+
+def test_oversized_data_uris_are_refused():
+    payload = base64.b64encode(b"x" * (2 * 1024 * 1024)).decode()
+    with pytest.raises(MediaError, match="larger than the 1 MB limit"):
+        resolver().fetch(f"data:image/png;base64,{payload}")
+
+
+# --- local files ---------------------------------------------------------------
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "root" / "sub").mkdir(parents=True)
+    (tmp_path / "root" / "sub" / "a.png").write_bytes(IMAGE)
+    (tmp_path / "secret.png").write_bytes(b"secret")
+    os.symlink(tmp_path / "secret.png", tmp_path / "root" / "escape.png")
+    return tmp_path / "root"
+
+
+def test_local_files_under_the_root_are_read(root):
+    media = resolver(local_files_root=str(root))
+    assert media.fetch("sub/a.png") == IMAGE
+    assert media.fetch(str(root / "sub" / "a.png")) == IMAGE
+    assert media.fetch((root / "sub" / "a.png").as_uri()) == IMAGE
+
+
+@pytest.mark.parametrize("reference", ["../secret.png", "sub/../../secret.png", "escape.png"])
+def test_local_files_never_escape_the_root(root, reference):
+    with pytest.raises(MediaError, match="outside LOCAL_FILES_ROOT"):
+        resolver(local_files_root=str(root)).fetch(reference)
+
+
+def test_file_urls_outside_the_root_are_refused(root):
+    with pytest.raises(MediaError, match="outside LOCAL_FILES_ROOT"):
+        resolver(local_files_root=str(root)).fetch((root.parent / "secret.png").as_uri())
+
+
+def test_local_files_need_a_configured_root(root):
+    with pytest.raises(MediaError, match="set LOCAL_FILES_ROOT"):
+        resolver().fetch((root / "sub" / "a.png").as_uri())
+
+
+def test_a_missing_local_file_is_named(root):
+    with pytest.raises(MediaError, match="no such file under LOCAL_FILES_ROOT"):
+        resolver(local_files_root=str(root)).fetch("sub/none.png")
+
+
+def test_local_files_are_read_fresh_not_cached(root):
+    media = resolver(local_files_root=str(root))
+    assert media.fetch("sub/a.png") == IMAGE
+    (root / "sub" / "a.png").write_bytes(b"changed")
+    assert media.fetch("sub/a.png") == b"changed"
+
+
+def test_oversized_local_files_are_refused(root):
+    (root / "big.png").write_bytes(b"x" * (2 * 1024 * 1024))
+    with pytest.raises(MediaError, match="larger than the 1 MB limit"):
+        resolver(local_files_root=str(root)).fetch("big.png")
+
+
+# --- per-task failure ----------------------------------------------------------
+def test_a_failed_prediction_is_empty_logged_and_retried_later(caplog):
+    with caplog.at_level(logging.WARNING, logger="lsbackend.media"):
+        prediction = failed_prediction({"id": 29}, MediaError("set LABEL_STUDIO_URL"), "v3")
+    assert prediction == {
+        "result": [], "score": 0.0, "model_version": "v3+media-error", "error": "set LABEL_STUDIO_URL",
+    }
+    assert "task 29: no prediction: set LABEL_STUDIO_URL" in caplog.text
