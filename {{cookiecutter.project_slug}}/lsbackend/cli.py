@@ -47,6 +47,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     """The production server (gunicorn), as the Docker image runs it."""
     if args.port:
         os.environ["PORT"] = str(args.port)
+    # glibc gives each of the worker's threads its own heap arena; big batches leave every arena at its
+    # high-water mark. Two arenas cap that (an explicit MALLOC_ARENA_MAX wins); other libcs ignore it.
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "lsbackend.wsgi:app"]
     os.execv(sys.executable, argv)
     return 1  # not reached

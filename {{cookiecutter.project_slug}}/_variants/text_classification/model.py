@@ -42,10 +42,10 @@ class TextClassifier(LabelStudioMLBase):
         probabilities[:, ~self.allowed] = -1.0
         best = probabilities.argmax(axis=1)
         scores = probabilities[np.arange(len(texts)), best]
-        classes = self.pipeline.classes_
+        classes = [str(label) for label in self.pipeline.classes_]  # plain lists: no numpy scalar per task
         return [
-            self.prediction([self.choice_result(str(classes[i]), score)], score)
-            for i, score in zip(best, scores.tolist(), strict=True)
+            self.prediction([self.choice_result(classes[i], score)], score)
+            for i, score in zip(best.tolist(), scores.tolist(), strict=True)
         ]
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
