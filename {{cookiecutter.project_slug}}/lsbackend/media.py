@@ -50,7 +50,10 @@ class MediaError(RuntimeError):
 
 
 def _short(uri: str, limit: int = 80) -> str:
-    """The reference as shown in messages: data URIs and long URLs shortened."""
+    """The reference as shown in messages and logs: shortened, and without its query string,
+    where presigned URLs carry their credentials."""
+    if "?" in uri and not uri.startswith("data:"):
+        uri = uri.split("?", 1)[0] + "?..."
     return uri if len(uri) <= limit else uri[: limit - 3] + "..."
 
 
@@ -170,7 +173,8 @@ class MediaResolver:
         if uri.startswith("/"):
             return self._download(self._label_studio_url_for(uri), uri, from_label_studio=True)
         raise MediaError(
-            f"cannot load {_short(uri)!r}: use an http(s) URL, a Label Studio path (/data/...), "
+            f"cannot load a reference of this kind ({len(uri)} characters, not shown): "
+            "use an http(s) URL, a Label Studio path (/data/...), "
             f"a cloud URI ({', '.join(s + '://' for s in CLOUD_SCHEMES)}), a data: URI, "
             "or a file under LOCAL_FILES_ROOT"
         )

@@ -16,13 +16,9 @@ import re
 import time
 from pathlib import Path
 
+import orjson
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
-
-try:  # optional: parses a 1000-task /predict body 2x and encodes its answer 10x faster than json
-    import orjson
-except ImportError:  # pragma: no cover - the standard library does the same, slower
-    orjson = None
 
 from .base import TaskDataError
 from .label_config import ConfigError
@@ -60,11 +56,11 @@ def answer(body: object, status: int = 200, reason: str | None = None) -> Respon
 
 
 def _encode(body: object) -> bytes:
-    if orjson is not None:
-        try:
-            return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-        except TypeError:  # a type orjson does not know, or a lone surrogate: the standard library decides
-            pass
+    """JSON bytes; orjson because it encodes a 1000-task answer ~10x faster than json."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # a type orjson does not know, or a lone surrogate: the standard library decides
+        pass
     try:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape it instead of failing
@@ -72,10 +68,10 @@ def _encode(body: object) -> bytes:
 
 
 class _JSONProvider(DefaultJSONProvider):
-    """Request bodies parsed by orjson when it is installed (its errors are ValueErrors too)."""
+    """Request bodies parsed by orjson, 2x faster on a 1000-task body (its errors are ValueErrors too)."""
 
     def loads(self, s, **kwargs):
-        if orjson is not None and not kwargs:
+        if not kwargs:
             try:
                 return orjson.loads(s)
             except orjson.JSONDecodeError:  # e.g. lone surrogates, which json accepts: same answers as before
