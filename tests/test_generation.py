@@ -104,8 +104,8 @@ BAD_CONFIGS = {
     "no object tag": ("<View><Choices name='c' toName='t'><Choice value='a'/><Choice value='b'/></Choices></View>",
                       "Labeling config has no object tag to label"),
     "toName pointing nowhere": (
-        "<View><Text name='t' value='$t'/><Choices name='c' toName='x'><Choice value='a'/><Choice value='b'/>"
-        "</Choices></View>", "Choices 'c' has toName='x' but no object tag has that name"),
+        ("<View><Text name='t' value='$t'/><Choices name='c' toName='x'><Choice value='a'/><Choice value='b'/>"
+         "</Choices></View>"), "Choices 'c' has toName='x' but no object tag has that name"),
     "one label": ("<View><Text name='t' value='$t'/><Choices name='c' toName='t'><Choice value='a'/></Choices></View>",
                   "Choices 'c' needs at least 2 Choice values, has 1"),
     "wrong control": (
@@ -155,3 +155,25 @@ def test_the_template_test_environment_pins_what_baked_repos_pin(cookies):
     repo = bake(cookies, model_type="image_classification")
     template_pins = pins(Path(__file__).resolve().parent.parent / "requirements.txt")
     assert pins(repo / "requirements.txt") | pins(repo / "requirements-dev.txt") <= template_pins
+
+
+MISMATCH_MESSAGES = {
+    ("text_classification", "image_classification"): "needs Choices over Text, found Choices over Image",
+    ("text_classification", "ner"): "needs Choices over Text, found Labels over Text",
+    ("image_classification", "text_classification"): "needs Choices over Image, found Choices over Text",
+    ("image_classification", "ner"): "needs Choices over Image, found Labels over Text",
+    ("ner", "text_classification"): "needs Labels over Text, found Choices over Text",
+    ("ner", "image_classification"): "needs Labels over Text, found Choices over Image",
+}
+
+
+@pytest.mark.parametrize("model_type, other", sorted(MISMATCH_MESSAGES))
+def test_each_variants_config_is_refused_by_every_other_variant(cookies, capfd, tmpdir, tmp_path, model_type, other):
+    config = tmp_path / f"{other}.xml"  # cookiecutter renders answers, so not the template's own path
+    config.write_text(DEFAULT_CONFIGS[other].read_text(encoding="utf-8"), encoding="utf-8")
+    result = cookies.bake(extra_context={"model_type": model_type, "label_config": str(config)})
+    assert result.exit_code != 0
+    err = capfd.readouterr().err
+    assert f"Labeling config does not fit: {MISMATCH_MESSAGES[model_type, other]}" in err
+    assert "A config that works" in err
+    assert_nothing_left(tmpdir)
