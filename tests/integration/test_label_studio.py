@@ -135,6 +135,17 @@ def roles(count: int, early: int, annotated: int) -> list[str]:
 
 
 # --- text classification -------------------------------------------------------
+def choices_scenario(config, cases: list[Case]) -> Scenario:
+    """A classification scenario: annotate with the true choice, read back the first predicted one."""
+    return Scenario(
+        config=config,
+        cases=cases,
+        annotation=lambda case: choices_result(config.from_name, config.to_name, case.truth),
+        predicted=lambda prediction: chosen_labels(prediction)[0] if chosen_labels(prediction) else None,
+        min_correct=1.0,
+    )
+
+
 def text_scenario(client: LabelStudioClient, project_id: int, label_config: str, **_: Any) -> Scenario:
     config = read_config(label_config, "Choices", "Text", "Choice")
     assert {"Positive", "Negative"} <= set(config.labels), config
@@ -144,13 +155,7 @@ def text_scenario(client: LabelStudioClient, project_id: int, label_config: str,
         tasks = client.import_tasks(project_id, [{config.data_key: text} for text in texts])
         for task, role in zip(tasks, roles(len(texts), 1, ANNOTATED_PER_CLASS), strict=True):
             cases.append(Case(task["id"], label, role, "text"))
-    return Scenario(
-        config=config,
-        cases=cases,
-        annotation=lambda case: choices_result(config.from_name, config.to_name, case.truth),
-        predicted=lambda prediction: chosen_labels(prediction)[0] if chosen_labels(prediction) else None,
-        min_correct=1.0,
-    )
+    return choices_scenario(config, cases)
 
 
 # --- image classification ------------------------------------------------------
@@ -212,13 +217,7 @@ def image_scenario(
         label, role = upload_truth.pop(name)
         cases.append(Case(task["id"], label, role, "upload"))
     assert not upload_truth, f"uploads without a task: {sorted(upload_truth)}"
-    return Scenario(
-        config=config,
-        cases=cases,
-        annotation=lambda case: choices_result(config.from_name, config.to_name, case.truth),
-        predicted=lambda prediction: chosen_labels(prediction)[0] if chosen_labels(prediction) else None,
-        min_correct=1.0,
-    )
+    return choices_scenario(config, cases)
 
 
 # --- named entities --------------------------------------------------------------
