@@ -318,6 +318,14 @@ class LabelStudioClient:
         """The backend as Label Studio sees it: ``state`` (CO/ER/TR...), ``model_version``, ``error_message``."""
         return self._call("GET", f"/api/ml/{ml_backend_id}")
 
+    def ml_backend_versions(self, ml_backend_id: int) -> dict:
+        """The model-version list Label Studio reads from the backend's ``GET /versions`` (no project in it).
+
+        If the backend answers 404, Label Studio shows its last known version with
+        "Upgrade your ML backend version to latest." instead.
+        """
+        return self._call("GET", f"/api/ml/{ml_backend_id}/versions")
+
     def start_training(self, ml_backend_id: int) -> None:
         """The Train button: Label Studio POSTs ``START_TRAINING`` to the backend's /webhook and waits for it."""
         self._call("POST", f"/api/ml/{ml_backend_id}/train", json={})

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lsbackend serve|start|check|predict|train``."""
+"""Command line: ``python -m lsbackend serve|start|check|predict|train|versions|use``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .label_config import ConfigError, parse_label_config
 from .label_studio_api import annotations_from_tasks
 from .service import Backend, load_model_class
 from .settings import Settings
-from .storage import StorageError
+from .storage import StorageError, UnknownVersion, project_key
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -103,6 +103,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if status["state"] == "succeeded" else 1
 
 
+def project_arg(value: str) -> str:
+    """``--project`` as the store names it; a path or junk is refused before anything runs."""
+    try:
+        return project_key(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    """List a project's kept model versions, newest first; * marks the one serving."""
+    found = _backend().versions(args.project)
+    for version in found["versions"]:
+        print(f"{'*' if version == found['current'] else ' '} {version}")
+    if not found["versions"]:
+        print(f"project {args.project} has no kept versions yet (serving {found['current']})", file=sys.stderr)
+    return 0
+
+
+def cmd_use(args: argparse.Namespace) -> int:
+    """Serve a kept version again (roll back); running servers switch at their next request."""
+    backend = _backend()
+    try:
+        backend.use_version(args.project, args.version)
+    except UnknownVersion as exc:
+        print(f"error: {exc}; list them with: python -m lsbackend versions --project {args.project}",
+              file=sys.stderr)
+        return 1
+    print(f"project {args.project} now serves {args.version}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lsbackend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("export", help="Label Studio JSON export, or - for stdin")
     p.add_argument("--project", default="default")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("versions", help=cmd_versions.__doc__)
+    p.add_argument("--project", default="default", type=project_arg)
+    p.set_defaults(func=cmd_versions)
+    p = sub.add_parser("use", help=cmd_use.__doc__)
+    p.add_argument("version", help="a kept version, as listed by the versions command")
+    p.add_argument("--project", default="default", type=project_arg)
+    p.set_defaults(func=cmd_use)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -194,6 +194,15 @@ def create_app(backend: Backend) -> Flask:
         version = backend.setup(_project(body["project"]), schema)
         return answer({"model_version": version})
 
+    @app.get("/versions")
+    def versions():
+        """Label Studio's model-version list. It names no project, so the latest /setup's project answers."""
+        asked = request.args.get("project")
+        project = backend.versions_project(_project(asked) if asked else None)
+        if project is None:
+            return answer({"versions": [], "current": None, "project": None})
+        return answer({**backend.versions(project), "project": project})
+
     @app.post("/predict")
     def predict():
         body = _json_body()

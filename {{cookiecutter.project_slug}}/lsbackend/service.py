@@ -19,7 +19,7 @@ from .base import INITIAL_VERSION, LabelStudioMLBase
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
 from .settings import Settings
-from .storage import ProjectStore, check_writable
+from .storage import ProjectStore, StoreRoot, check_writable
 from .training import ThreadTrainingQueue, TrainingQueue
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,27 @@ class Backend:
         self.model_class.check_config(parse_label_config(config))
         store = self.store(project)
         store.save_label_config(config)
+        StoreRoot(self.settings.model_dir).note_setup(project)
         return store.current_version() or INITIAL_VERSION
+
+    # --- model versions ----------------------------------------------------
+    def versions_project(self, asked: str | None) -> str | None:
+        """The project ``GET /versions`` is about: the one asked for, else the one set up last."""
+        return asked or StoreRoot(self.settings.model_dir).last_setup()
+
+    def versions(self, project: str) -> dict:
+        """The project's kept versions, newest first, and which one serves."""
+        store = self.store(project)
+        return {"versions": store.versions(), "current": store.current_version() or INITIAL_VERSION}
+
+    def use_version(self, project: str, version: str) -> str:
+        """Roll back (or forward) to a kept version; every worker switches at its next request."""
+        store = self.store(project)
+        with open(self._train_lock_path(store), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # never between a training's save and its pointer write
+            store.use_version(version)
+        log.info("project %s now serves version %s", project, version)
+        return version
 
     def model(self, project: str, config: str) -> LabelStudioMLBase:
         """This process's model object for a project, rebuilt only when the config or version changed."""
@@ -143,8 +163,7 @@ class Backend:
         A failure is recorded in the status and the previous model keeps serving.
         """
         store = self.store(project)
-        store.dir.mkdir(parents=True, exist_ok=True)
-        with open(store.dir / "train.lock", "w") as lock:
+        with open(self._train_lock_path(store), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one training per project across processes
             return self._train_locked(project, store, annotations)
 
@@ -175,6 +194,11 @@ class Backend:
             status["finished_at"] = time.time()
             store.save_status(status)
         return status
+
+    @staticmethod
+    def _train_lock_path(store: ProjectStore) -> Path:
+        store.dir.mkdir(parents=True, exist_ok=True)
+        return store.dir / "train.lock"
 
     @staticmethod
     def _training_now(store: ProjectStore) -> bool:

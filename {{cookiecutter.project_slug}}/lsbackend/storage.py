@@ -24,8 +24,21 @@ from typing import Any
 PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+TRAINED_VERSION = re.compile(r"^v(\d+)-")
+
+
 class StorageError(RuntimeError):
     """MODEL_DIR cannot be used; the message names the directory and the fix."""
+
+
+class UnknownVersion(LookupError):
+    """A model version that is not (or no longer) kept; the message lists the kept ones."""
+
+
+def version_number(version: str) -> int:
+    """The training number in ``v<N>-<time>``; 0 for any other version name."""
+    match = TRAINED_VERSION.match(version)
+    return int(match.group(1)) if match else 0
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -78,6 +91,27 @@ def project_key(project: object) -> str:
     return key
 
 
+class StoreRoot:
+    """What belongs to no single project: which project Label Studio set up last.
+
+    Label Studio asks ``GET /versions`` without saying for which project; the
+    project of its latest ``/setup`` is the best answer a shared backend has.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / "last_setup"
+
+    def note_setup(self, project: str) -> None:
+        if self.last_setup() != project:  # /setup runs before every batch: write only on change
+            atomic_write(self.path, project.encode())
+
+    def last_setup(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+
 class ProjectStore:
     """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``."""
 
@@ -120,15 +154,28 @@ class ProjectStore:
         return version
 
     def _next_version(self) -> str:
-        previous = self.current_version() or "v0"
-        number = int(previous[1:].split("-", 1)[0]) + 1 if re.match(r"^v\d+", previous) else 1
-        return f"v{number}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        """One more than the highest number ever kept, so a rollback never reuses a version name."""
+        numbers = [version_number(v) for v in [*self.versions(), self.current_version() or ""]]
+        return f"v{max(numbers, default=0) + 1}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
 
     def _prune(self) -> None:
-        models = sorted((self.dir / "models").glob("v*.pkl"), key=lambda p: p.stat().st_mtime_ns)
-        for old in models[: -self.keep_versions]:
+        """Keep the newest ``keep_versions`` trained models (a training just made the newest current)."""
+        trained = [v for v in self.versions() if TRAINED_VERSION.match(v)]
+        for old in trained[self.keep_versions:]:
             with contextlib.suppress(FileNotFoundError):
-                old.unlink()
+                (self.dir / "models" / f"{old}.pkl").unlink()
+
+    def versions(self) -> list[str]:
+        """The kept model versions, newest (highest number) first."""
+        names = [p.stem for p in (self.dir / "models").glob("*.pkl") if not p.name.startswith(".")]
+        return sorted(names, key=lambda v: (version_number(v), v), reverse=True)
+
+    def use_version(self, version: str) -> None:
+        """Make a kept version current again; every process picks it up through ``CURRENT``."""
+        if version not in self.versions():
+            kept = ", ".join(self.versions()) or "none yet"
+            raise UnknownVersion(f"version {version!r} is not kept for this project (kept: {kept})")
+        atomic_write(self.pointer, version.encode())
 
     # --- annotations ------------------------------------------------------
     def save_annotation(self, annotation: dict) -> None:
