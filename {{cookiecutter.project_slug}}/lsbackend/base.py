@@ -38,6 +38,8 @@ class LabelStudioMLBase:
       the object tag it reads, and that control's labels;
     - ``train_output``: what the last successful ``fit`` returned (persisted);
     - ``model_version``: changes on every successful training;
+    - ``extra_params``: the "Extra params" JSON object of Label Studio's Connect
+      dialog, kept per project (``{}`` when none were given);
     - ``project_id``.
     """
 
@@ -49,6 +51,7 @@ class LabelStudioMLBase:
         project_id: str = "default",
         train_output: dict | None = None,
         model_version: str = INITIAL_VERSION,
+        extra_params: dict | None = None,
     ) -> None:
         self.project_id = project_id
         self.label_config = label_config
@@ -57,6 +60,7 @@ class LabelStudioMLBase:
         self.control, self.object_tag = self.check_config(self.config)
         self.train_output: dict = train_output or {}
         self.model_version = model_version
+        self.extra_params: dict = dict(extra_params or {})
         self.setup()
 
     # --- the parts a model overrides -------------------------------------
@@ -70,6 +74,26 @@ class LabelStudioMLBase:
         if cls.model_type is None:
             raise ConfigError(f"{cls.__name__} sets no model_type; set it or override check_config")
         return check_fit(config, cls.model_type)
+
+    @classmethod
+    def check_extra_params(cls, params: dict) -> None:
+        """Refuse extra params this model cannot use, at ``/setup``, with a ``ConfigError`` naming the fix.
+
+        The default checks ``score_threshold``; override (and call ``super()``) to check your own.
+        """
+        threshold = params.get("score_threshold")
+        if threshold is not None and not (
+            isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 <= threshold <= 1
+        ):
+            raise ConfigError(
+                "Extra params: score_threshold must be a number from 0 to 1",
+                f"got {threshold!r}; set it in Label Studio's Connect Model dialog, e.g. {{\"score_threshold\": 0.6}}",
+            )
+
+    @property
+    def score_threshold(self) -> float:
+        """``extra_params["score_threshold"]``: predictions scoring less are left out (0 keeps all)."""
+        return float(self.extra_params.get("score_threshold") or 0.0)
 
     def setup(self) -> None:
         """Prepare per-object state (runs once when the object is built)."""

@@ -107,6 +107,21 @@ def _tasks(body: dict) -> list[dict]:
     return tasks
 
 
+def _extra_params(value: object) -> dict:
+    """The Connect dialog's extra params as a dict; null (none given) clears them."""
+    refused = BadRequest(422, 'Extra params must be a JSON object, e.g. {"score_threshold": 0.5}')
+    if isinstance(value, str) and value.strip():  # the dialog's text, if Label Studio passed it unparsed
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise refused from None
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict):
+        raise refused
+    return value
+
+
 def create_app(backend: Backend) -> Flask:
     """Build the Flask app around one ``Backend``."""
     app = Flask(__name__)
@@ -191,7 +206,8 @@ def create_app(backend: Backend) -> Flask:
             raise BadRequest(400, "'schema' (the labeling config) is missing")
         if "project" not in body:
             raise BadRequest(400, "'project' is missing")
-        version = backend.setup(_project(body["project"]), schema)
+        extra = _extra_params(body["extra_params"]) if "extra_params" in body else None  # absent: keep them
+        version = backend.setup(_project(body["project"]), schema, extra)
         return answer({"model_version": version})
 
     @app.get("/versions")

@@ -49,7 +49,7 @@ def load_model_class(spec: str = "model") -> type[LabelStudioMLBase]:
 @dataclass
 class _Loaded:
     config: str
-    stamp: int
+    stamp: tuple[int, int]
     model: LabelStudioMLBase
 
 
@@ -87,11 +87,15 @@ class Backend:
         return config
 
     # --- setup and predict -------------------------------------------------
-    def setup(self, project: str, config: str) -> str:
-        """Check the config fits this model, remember it, return the current version."""
+    def setup(self, project: str, config: str, extra_params: dict | None = None) -> str:
+        """Check the config fits this model, remember it and the extra params, return the current version."""
         self.model_class.check_config(parse_label_config(config))
+        if extra_params is not None:
+            self.model_class.check_extra_params(extra_params)
         store = self.store(project)
         store.save_label_config(config)
+        if extra_params is not None:
+            store.save_extra_params(extra_params)
         StoreRoot(self.settings.model_dir).note_setup(project)
         return store.current_version() or INITIAL_VERSION
 
@@ -124,7 +128,8 @@ class Backend:
         with self._lock:
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
-            model = self.model_class(config, project, train_output=output, model_version=version)
+            model = self.model_class(config, project, train_output=output, model_version=version,
+                                     extra_params=store.extra_params())
             self._models[project] = _Loaded(config, stamp, model)
             return model
 
@@ -181,7 +186,8 @@ class Backend:
                 return status
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
-            model = self.model_class(self.label_config(project), project, train_output=output, model_version=version)
+            model = self.model_class(self.label_config(project), project, train_output=output,
+                                     model_version=version, extra_params=store.extra_params())
             result = model.fit(usable)
             if not isinstance(result, dict):
                 raise TypeError(f"fit must return a dict, returned {type(result).__name__}")

@@ -77,6 +77,13 @@ def check_writable(root: Path) -> None:
         ) from None
 
 
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 def project_key(project: object) -> str:
     """Label Studio's project id from what it sends: ``"5.1795850610"``, ``5`` or ``{"id": 5}``."""
     if isinstance(project, dict):
@@ -124,12 +131,9 @@ class ProjectStore:
     def pointer(self) -> Path:
         return self.dir / "CURRENT"
 
-    def stamp(self) -> int:
-        """Changes whenever a new model becomes current (one stat, no read)."""
-        try:
-            return self.pointer.stat().st_mtime_ns
-        except FileNotFoundError:
-            return 0
+    def stamp(self) -> tuple[int, int]:
+        """Changes whenever a new model becomes current or the extra params change (two stats, no read)."""
+        return _mtime(self.pointer), _mtime(self.dir / "extra_params.json")
 
     def current_version(self) -> str | None:
         try:
@@ -208,6 +212,18 @@ class ProjectStore:
             return (self.dir / "label_config.xml").read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+
+    def save_extra_params(self, params: dict) -> None:
+        """Keep the Connect dialog's extra params; written only when they changed (/setup runs often)."""
+        if params != self.extra_params():
+            atomic_write(self.dir / "extra_params.json", json.dumps(params).encode())
+
+    def extra_params(self) -> dict:
+        try:
+            found = json.loads((self.dir / "extra_params.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return found if isinstance(found, dict) else {}
 
     def save_status(self, status: dict) -> None:
         atomic_write(self.dir / "training.json", json.dumps(status).encode())

@@ -103,7 +103,10 @@ def test_killed_while_saving_the_last_good_model_loads_on_restart(tmp_path, kill
     assert {r["model_version"] for r in results} == {good}
     assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]
     again = restarted.train(PROJECT, annotations())  # and training works again after the crash
-    assert again["state"] == "succeeded" and again["model_version"].split("-")[0] == "v2"
+    assert again["state"] == "succeeded" and again["model_version"] != good
+    # a model saved whole just before the kill keeps its number (v2); the next training never reuses it
+    assert again["model_version"].split("-")[0] == ("v3" if kill_before == "pointer" else "v2")
+    assert restarted.store(PROJECT).current_version() == again["model_version"]
 
 
 # --- a failing training ------------------------------------------------------------------------------

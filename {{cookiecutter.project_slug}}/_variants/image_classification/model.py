@@ -163,7 +163,8 @@ class ImageClassifier(LabelStudioMLBase):
         best = probabilities.argmax(axis=1)
         scores = probabilities[np.arange(len(images)), best]
         classes = self.pipeline.classes_
+        threshold = self.score_threshold  # extra_params from Label Studio's Connect dialog
         return [
-            self.prediction([self.choice_result(str(classes[i]), score)], score)
+            self.prediction([self.choice_result(str(classes[i]), score)] if score >= threshold else [], score)
             for i, score in zip(best, scores.tolist(), strict=True)
         ]

@@ -43,8 +43,9 @@ class TextClassifier(LabelStudioMLBase):
         best = probabilities.argmax(axis=1)
         scores = probabilities[np.arange(len(texts)), best]
         classes = [str(label) for label in self.pipeline.classes_]  # plain lists: no numpy scalar per task
+        threshold = self.score_threshold  # extra_params from Label Studio's Connect dialog
         return [
-            self.prediction([self.choice_result(classes[i], score)], score)
+            self.prediction([self.choice_result(classes[i], score)] if score >= threshold else [], score)
             for i, score in zip(best.tolist(), scores.tolist(), strict=True)
         ]
 
