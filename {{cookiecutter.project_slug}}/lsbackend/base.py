@@ -13,6 +13,9 @@ from typing import Any, ClassVar
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
 
 INITIAL_VERSION = "untrained"
+#: With ``<Choices choice="multiple">``, a label is predicted when its own score reaches this
+#: (``extra_params["score_threshold"]`` replaces it).
+MULTI_LABEL_THRESHOLD = 0.5
 
 
 class TaskDataError(ValueError):
@@ -153,6 +156,28 @@ class LabelStudioMLBase:
         if score is not None:
             item["score"] = float(score)
         return item
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the control lets annotators pick several labels (``<Choices choice="multiple">``)."""
+        return str(self.control.attrs.get("choice", "")).lower() == "multiple"
+
+    def multi_label_prediction(self, classes: list[str], scores: list[float]) -> dict:
+        """One task's prediction picking every label whose own score reaches the threshold.
+
+        ``scores[i]`` is the model's independent probability of ``classes[i]`` (one-vs-rest).
+        The result item lists the labels in config order; its score is the lowest of
+        theirs. With no label above the threshold the result is empty and the score is the
+        highest one seen, so a user can tell "unsure" from "untrained".
+        """
+        threshold = float(self.extra_params.get("score_threshold") or MULTI_LABEL_THRESHOLD)
+        labels = self.labels
+        by_label = {label: score for label, score in zip(classes, scores, strict=True) if label in labels}
+        chosen = [label for label in labels if by_label.get(label, -1.0) >= threshold]
+        if not chosen:
+            return self.prediction([], max(by_label.values(), default=0.0))
+        score = min(by_label[label] for label in chosen)
+        return self.prediction([self.result_item({"choices": chosen}, score)], score)
 
     def choice_result(self, label: str, score: float) -> dict:
         """A ``choices`` result item selecting ``label``."""

@@ -7,7 +7,10 @@ This is the one file meant for you to edit. The runtime (``lsbackend``) calls:
   handed back to every later model object as ``self.train_output``.
 
 ``self.control`` / ``self.object_tag`` are the ``<Choices>`` and ``<Image>`` tags
-of the project's labeling config; ``self.labels`` are its choices.
+of the project's labeling config; ``self.labels`` are its choices. With
+``<Choices choice="multiple">`` the model learns one yes/no classifier per label
+(one-vs-rest) and predicts every label whose probability reaches 0.5 (or the
+project's ``score_threshold`` extra param).
 
 The features need no pretrained weights or downloads: per-channel colour
 histograms, a tiny colour thumbnail and histograms of gradient orientations
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -80,16 +84,19 @@ def image_features(image: Image.Image) -> np.ndarray:
 
 
 class ImageClassifier(LabelStudioMLBase):
-    """Classifies each task's image into one of the config's choices."""
+    """Classifies each task's image into one of the config's choices (or several, for multi-label)."""
 
     model_type = "image_classification"
 
     def setup(self) -> None:
         self.media = default_resolver()
         self.pipeline: Pipeline | None = self.train_output.get("pipeline")
-        classes = self.pipeline.classes_ if self.pipeline is not None else []
+        # a multi-label pipeline answers per label index; a single-label one names its classes
+        self.classes: list[str] = self.train_output.get("classes") or (
+            [str(c) for c in self.pipeline.classes_] if self.pipeline is not None else []
+        )
         # Only labels still in the config may be predicted (the config can change).
-        self.allowed = np.array([label in self.labels for label in classes], dtype=bool)
+        self.allowed = np.array([label in self.labels for label in self.classes], dtype=bool)
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         references = [self._reference(task) for task in tasks]  # a missing field fails the request, by name
@@ -115,32 +122,37 @@ class ImageClassifier(LabelStudioMLBase):
         return reference
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
-        chosen = [(a, self._chosen_label(a)) for a in annotations]
-        chosen = [(a, label) for a, label in chosen if label is not None]
+        chosen = [(a, self._chosen_labels(a)) for a in annotations]
+        chosen = [(a, labels) for a, labels in chosen if labels]
         tasks = [a["task"] for a, _ in chosen]
         loaded = self._load_images(tasks, [self.task_value(t) for t in tasks])
         features, labels, failures = [], [], []
-        for (annotation, label), item in zip(chosen, loaded, strict=True):
+        for (annotation, found), item in zip(chosen, loaded, strict=True):
             if isinstance(item, MediaError):
                 failures.append(f"task {annotation['task'].get('id')}: {item}")
                 continue
             features.append(image_features(item))
-            labels.append(label)
+            labels.append(found)
         for failure in failures:
             log.warning("training skips %s", failure)
-        if len(set(labels)) < 2:
+        seen = sorted({label for found in labels for label in found})
+        if len(seen) < 2:
             why = f"; {len(failures)} images failed to load, first: {failures[0]}" if failures else ""
-            raise ValueError(
-                f"training needs annotations with at least 2 different labels, got {sorted(set(labels))}{why}"
-            )
+            raise ValueError(f"training needs annotations with at least 2 different labels, got {seen}{why}")
+        output = {"trained_on": len(labels), "skipped_images": failures[:20]}
+        if self.multi_label:  # one yes/no classifier per label seen (a label on every image is learnt as constant)
+            classes = [label for label in self.labels if label in seen]
+            indicator = np.array([[label in found for label in classes] for found in labels], dtype=int)
+            classifier = OneVsRestClassifier(LogisticRegression(max_iter=2000, C=1.0))
+            pipeline = make_pipeline(StandardScaler(), classifier).fit(np.stack(features), indicator)
+            return {**output, "pipeline": pipeline, "classes": classes}
         pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
-        pipeline.fit(np.stack(features), labels)
-        return {"pipeline": pipeline, "trained_on": len(labels), "skipped_images": failures[:20]}
+        pipeline.fit(np.stack(features), [found[0] for found in labels])
+        return {**output, "pipeline": pipeline}
 
     # --- helpers ----------------------------------------------------------
-    def _chosen_label(self, annotation: dict) -> str | None:
-        chosen = [c for c in self.annotation_labels(annotation) if c in self.labels]
-        return chosen[0] if chosen else None
+    def _chosen_labels(self, annotation: dict) -> list[str]:
+        return [c for c in self.annotation_labels(annotation) if c in self.labels]
 
     def _load_images(self, tasks: list[dict], references: list[Any]) -> list[Image.Image | MediaError]:
         """Each task's decoded image, or the ``MediaError`` that says why it could not be loaded."""
@@ -159,10 +171,12 @@ class ImageClassifier(LabelStudioMLBase):
     def _classify(self, images: list[Image.Image]) -> list[dict]:
         assert self.pipeline is not None
         probabilities = self.pipeline.predict_proba(np.stack([image_features(image) for image in images]))
+        if self.multi_label:
+            return [self.multi_label_prediction(self.classes, row) for row in probabilities.tolist()]
         probabilities[:, ~self.allowed] = -1.0
         best = probabilities.argmax(axis=1)
         scores = probabilities[np.arange(len(images)), best]
-        classes = self.pipeline.classes_
+        classes = self.classes
         threshold = self.score_threshold  # extra_params from Label Studio's Connect dialog
         return [
             self.prediction([self.choice_result(str(classes[i]), score)] if score >= threshold else [], score)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from PIL import Image, ImageDraw
 
 from lsbackend.label_config import ConfigError, check_fit
 from lsbackend.label_studio_api import normalize_annotation
@@ -210,3 +212,40 @@ def test_configs_that_do_not_fit_are_refused_with_the_reason(config, phrase):
     with pytest.raises(ConfigError) as caught:
         check_fit(config, "image_classification")
     assert re.search(phrase, caught.value.explain()), caught.value.explain()
+
+
+# --- multi-label: <Choices choice="multiple"> ------------------------------------------------------------
+MULTI_CONFIG = CONFIG.replace('<Choice value="Red"/><Choice value="Blue"/>',
+                              '<Choice value="Red"/><Choice value="Blue"/><Choice value="Circle"/>'
+                              '<Choice value="Square"/>').replace('<Choices ', '<Choices choice="multiple" ', 1)
+
+
+def coloured_shape(colour: str, shape: str, seed: int) -> str:
+    """A reddish or bluish circle or square on a grey background: two labels per picture."""
+    rng = random.Random(seed)
+    base = examples.RED if colour == "Red" else examples.BLUE
+    image = Image.new("RGB", (examples.SIZE, examples.SIZE), (128, 128, 128))
+    side = rng.randint(20, 30)
+    x0, y0 = rng.randint(2, examples.SIZE - side - 2), rng.randint(2, examples.SIZE - side - 2)
+    draw = ImageDraw.Draw(image)
+    (draw.ellipse if shape == "Circle" else draw.rectangle)((x0, y0, x0 + side, y0 + side),
+                                                            fill=base[rng.randrange(len(base))])
+    return examples.data_uri(image)
+
+
+def multi_pairs(count: int, seed: int):
+    combos = [("Red", "Circle"), ("Blue", "Square"), ("Red", "Square"), ("Blue", "Circle")]
+    return [({"image": coloured_shape(c, s, seed + i)},
+             [{"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": [c, s]}}])
+            for i, (c, s) in enumerate(combos[i % 4] for i in range(count))]
+
+
+def test_multiple_choice_predicts_colour_and_shape_together():
+    assert 'choice="multiple"' in MULTI_CONFIG
+    model = trained(MULTI_CONFIG, multi_pairs(64, 1000))
+    held = multi_pairs(16, 5000)
+    predictions = model.predict([{"id": i, "data": d} for i, (d, _) in enumerate(held)])
+    right = sum(p["result"] and p["result"][0]["value"]["choices"] == r[0]["value"]["choices"]
+                for p, (_, r) in zip(predictions, held, strict=True))
+    assert right >= 14, [p["result"] for p in predictions]
+    assert all(p["result"][0]["score"] >= 0.5 for p in predictions if p["result"])

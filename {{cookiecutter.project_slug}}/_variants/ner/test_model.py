@@ -171,3 +171,15 @@ def test_training_without_entities_fails_clearly():
 def test_non_text_data_names_the_task_and_field():
     with pytest.raises(TaskDataError, match="Task 7 has non-text data in 'text'"):
         trained().predict([{"id": 7, "data": {"text": 42}}])
+
+
+def test_a_text_given_by_url_is_refused_at_setup_and_at_predict(client):
+    """With valueType="url" Label Studio hands over the URL string; classifying it would be nonsense."""
+    body = captured("setup_ner")
+    body["schema"] = body["schema"].replace('value="$text"', 'value="$text" valueType="url"')
+    assert 'valueType="url"' in body["schema"]
+    response = client.post("/setup", json=body)
+    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
+    tasks = [{"id": 1, "data": {"text": "https://example.com/review.txt"}}]
+    response = client.post("/predict", json={"tasks": tasks, "project": "5", "label_config": body["schema"]})
+    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
