@@ -13,7 +13,7 @@ from lsbackend.service import Backend
 from lsbackend.settings import Settings
 from lsbackend.storage import UnknownVersion
 
-from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, SHAPE, captured
+from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, SHAPE, captured, holdout_request
 from test_faults import ENV, Gunicorn, annotations, predict_body
 
 SETUP = captured(f"setup_{SHAPE}")
@@ -31,7 +31,7 @@ def train_times(backend: Backend, project: str, n: int) -> list[str]:
 
 
 def served_version(client, project: str) -> str:
-    body = {**captured(f"predict_{SHAPE}"), "project": project}
+    body = {**holdout_request(), "project": project}  # inline data: no downloads
     versions = {r["model_version"] for r in client.post("/predict", json=body).get_json()["results"]}
     assert len(versions) == 1, versions
     return versions.pop()
