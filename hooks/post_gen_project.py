@@ -78,10 +78,12 @@ def install_variant(variant: Path) -> None:
 
 
 def remove_media_resolver() -> None:
-    """Only the image model downloads task data; the other variants need no resolver."""
+    """Only the image model downloads task data or runs ONNX networks; the others need neither."""
     if ANSWERS["model_type"] != "image_classification":
         Path("lsbackend", "media.py").unlink()
+        Path("lsbackend", "onnx_model.py").unlink()
         Path("tests", "test_media.py").unlink()
+        Path("requirements-onnx.txt").unlink()
 
 
 def remove_variants() -> None:

@@ -8,6 +8,7 @@ runtime swaps it in only when ``fit`` succeeded and its output was saved.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
@@ -97,6 +98,17 @@ class LabelStudioMLBase:
     def score_threshold(self) -> float:
         """``extra_params["score_threshold"]``: predictions scoring less are left out (0 keeps all)."""
         return float(self.extra_params.get("score_threshold") or 0.0)
+
+    @classmethod
+    def load_pretrained(cls, path: Path) -> dict:
+        """Turn the file ``MODEL_URI`` names into a ``train_output`` to predict with before any training.
+
+        Runs once per process, in a background thread, with the fetched and checked copy of
+        the file (its suffix kept: ``.joblib``, ``.onnx``, ...). Override it in ``model.py``;
+        the returned dict reaches ``setup`` as ``self.train_output``.
+        """
+        raise NotImplementedError(f"{cls.__name__} does not load pretrained models: implement "
+                                  "load_pretrained in model.py, or unset MODEL_URI")
 
     def setup(self) -> None:
         """Prepare per-object state (runs once when the object is built)."""

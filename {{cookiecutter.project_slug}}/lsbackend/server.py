@@ -24,6 +24,7 @@ from .base import TaskDataError
 from .label_config import ConfigError
 from .label_studio_api import normalize_annotation
 from .metrics import Metrics
+from .pretrained import ModelLoading, PretrainedError
 from .service import Backend, PredictionError
 from .storage import project_key
 
@@ -169,6 +170,16 @@ def create_app(backend: Backend) -> Flask:
         detail = "The labeling config reads this field; import tasks that carry it or change the config."
         return answer({"error": exc.reason, "detail": detail}, 422, exc.reason)
 
+    @app.errorhandler(ModelLoading)
+    def _loading(exc: ModelLoading):
+        resp = answer({"error": str(exc)}, 503, str(exc))
+        resp.headers["Retry-After"] = "5"
+        return resp
+
+    @app.errorhandler(PretrainedError)
+    def _pretrained(exc: PretrainedError):
+        return answer({"error": str(exc)}, 503, str(exc))
+
     @app.errorhandler(413)
     def _too_large(_exc):
         limit = settings.max_request_bytes // (1024 * 1024)
@@ -192,7 +203,10 @@ def create_app(backend: Backend) -> Flask:
     @app.get("/")
     @app.get("/health")
     def health():
-        return answer({"status": "UP", "model_class": backend.model_class.__name__})
+        body = {"status": "UP", "model_class": backend.model_class.__name__}
+        if backend.pretrained is not None:  # never waits: loading happens in the background
+            body["pretrained"] = backend.pretrained.state
+        return answer(body)
 
     @app.get("/openapi.json")
     def openapi():

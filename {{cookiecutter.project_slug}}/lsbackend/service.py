@@ -18,8 +18,9 @@ from pathlib import Path
 from .base import INITIAL_VERSION, LabelStudioMLBase
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
+from .pretrained import ModelLoading, PretrainedError, PretrainedModel
 from .settings import Settings
-from .storage import ProjectStore, StoreRoot, check_writable
+from .storage import PretrainedStore, ProjectStore, StoreRoot, check_writable
 from .training import ThreadTrainingQueue, TrainingQueue
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,38 @@ class Backend:
         self.queue = queue or ThreadTrainingQueue(self.train, settings.train_debounce_seconds)
         self._models: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
+        self.pretrained = self._start_pretrained()
+
+    def _start_pretrained(self) -> PretrainedModel | None:
+        """Begin fetching and loading MODEL_URI in the background (each process holds its own copy)."""
+        settings = self.settings
+        if not settings.model_uri:
+            return None
+        return PretrainedModel(settings.model_uri, PretrainedStore(settings.model_dir),
+                               self.model_class.load_pretrained, settings.model_max_bytes,
+                               settings.model_sha256, settings.model_fetch_timeout_seconds)
+
+    def _starting_point(self, store: ProjectStore, wait_for_pretrained: bool = True) -> tuple[str, dict]:
+        """The project's current (version, train_output): its trained model, else the pretrained one.
+
+        While MODEL_URI is loading this raises ``ModelLoading`` (``/predict`` answers 503), unless
+        ``wait_for_pretrained`` is off (training then starts from nothing rather than wait).
+        """
+        saved = store.load_model()
+        if saved:
+            return saved
+        if self.pretrained is not None:
+            try:
+                return self.pretrained.get()
+            except (ModelLoading, PretrainedError):
+                if wait_for_pretrained:
+                    raise
+        return INITIAL_VERSION, {}
+
+    def _shown_version(self, store: ProjectStore) -> str:
+        """What /setup and the status report: the trained version, else the pretrained one once known."""
+        pretrained = self.pretrained.version if self.pretrained is not None else None
+        return store.current_version() or pretrained or INITIAL_VERSION
 
     @staticmethod
     def _read_default_config(path: Path) -> str | None:
@@ -97,7 +130,7 @@ class Backend:
         if extra_params is not None:
             store.save_extra_params(extra_params)
         StoreRoot(self.settings.model_dir).note_setup(project)
-        return store.current_version() or INITIAL_VERSION
+        return self._shown_version(store)
 
     # --- model versions ----------------------------------------------------
     def versions_project(self, asked: str | None) -> str | None:
@@ -107,7 +140,10 @@ class Backend:
     def versions(self, project: str) -> dict:
         """The project's kept versions, newest first, and which one serves."""
         store = self.store(project)
-        return {"versions": store.versions(), "current": store.current_version() or INITIAL_VERSION}
+        versions = store.versions()
+        if self.pretrained is not None and self.pretrained.version:
+            versions.append(self.pretrained.version)  # the oldest: what the project started from
+        return {"versions": versions, "current": self._shown_version(store)}
 
     def use_version(self, project: str, version: str) -> str:
         """Roll back (or forward) to a kept version; every worker switches at its next request."""
@@ -126,8 +162,7 @@ class Backend:
         if loaded and loaded.stamp == stamp and (loaded.config is config or loaded.config == config):
             return loaded.model
         with self._lock:
-            saved = store.load_model()
-            version, output = saved if saved else (INITIAL_VERSION, {})
+            version, output = self._starting_point(store)
             model = self.model_class(config, project, train_output=output, model_version=version,
                                      extra_params=store.extra_params())
             self._models[project] = _Loaded(config, stamp, model)
@@ -184,8 +219,7 @@ class Backend:
             if not usable:
                 status.update(state="skipped", error="no usable annotations (all empty, skipped or cancelled)")
                 return status
-            saved = store.load_model()
-            version, output = saved if saved else (INITIAL_VERSION, {})
+            version, output = self._starting_point(store, wait_for_pretrained=False)
             model = self.model_class(self.label_config(project), project, train_output=output,
                                      model_version=version, extra_params=store.extra_params())
             result = model.fit(usable)
@@ -233,7 +267,7 @@ class Backend:
                           "finished (killed or crashed); the previous model keeps serving; train again")
         status.update(
             project=project,
-            model_version=store.current_version() or INITIAL_VERSION,
+            model_version=self._shown_version(store),
             recorded_annotations=store.count_annotations(),
         )
         return status

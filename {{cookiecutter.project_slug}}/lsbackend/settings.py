@@ -40,6 +40,10 @@ class Settings:
     media_timeout_seconds: float = 10.0
     media_max_bytes: int = 20 * 1024 * 1024
     media_cache_bytes: int = 64 * 1024 * 1024
+    model_uri: str = ""
+    model_sha256: str = ""
+    model_max_bytes: int = 2048 * 1024 * 1024
+    model_fetch_timeout_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -62,6 +66,10 @@ class Settings:
             media_timeout_seconds=_number("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds, float),
             media_max_bytes=_number("MEDIA_MAX_MB", 20) * 1024 * 1024,
             media_cache_bytes=_number("MEDIA_CACHE_MB", 64) * 1024 * 1024,
+            model_uri=env("MODEL_URI", "").strip(),
+            model_sha256=env("MODEL_SHA256", "").strip(),
+            model_max_bytes=_number("MODEL_MAX_MB", 2048) * 1024 * 1024,
+            model_fetch_timeout_seconds=_number("MODEL_FETCH_TIMEOUT_SECONDS", 60.0, float),
         )
 
     @property

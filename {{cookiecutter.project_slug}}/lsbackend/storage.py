@@ -11,6 +11,7 @@ replace the local disk without touching ``model.py``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pickle
@@ -233,3 +234,50 @@ class ProjectStore:
             return json.loads((self.dir / "training.json").read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return {"state": "idle"}
+
+
+class PretrainedStore:
+    """The artifact ``MODEL_URI`` names, cached once under ``MODEL_DIR/pretrained/`` for every process.
+
+    Files are named by their SHA-256, so a cached file is never half-written or stale: ``record``
+    says which URI it came from, and a different URI is fetched anew. ``lock`` serialises the
+    fetch across worker processes (the first downloads, the others find it cached).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.dir = Path(root) / "pretrained"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".fetch.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def temporary(self) -> Path:
+        """A fresh file in the cache's folder, to download into (renamed by ``keep``)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.dir, prefix=".download.", suffix=".tmp")
+        os.close(fd)
+        return Path(name)
+
+    def keep(self, download: Path, uri: str, sha256: str, size: int, suffix: str) -> dict:
+        """Move a verified download into place and record where it came from."""
+        path = self.dir / f"{sha256}{suffix}"
+        os.replace(download, path)
+        record = {"uri": uri, "sha256": sha256, "size": size, "file": path.name, "fetched_at": time.time()}
+        atomic_write(self.dir / "source.json", json.dumps(record).encode())
+        return record
+
+    def record(self, uri: str) -> dict | None:
+        """The cached artifact fetched from ``uri``, if its file is still there."""
+        try:
+            record = json.loads((self.dir / "source.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        if record.get("uri") != uri or not (self.dir / str(record.get("file"))).is_file():
+            return None
+        return record
+
+    def path(self, record: dict) -> Path:
+        return self.dir / record["file"]

@@ -12,6 +12,7 @@ from test_faults import annotations
 
 SETUP = captured(f"setup_{SHAPE}")
 PROJECT = SETUP["project"].split(".")[0]
+OTHER = "99"  # a project of its own, whatever the variant's captured project is
 
 
 def setup(client, project: str = PROJECT, **body) -> object:
@@ -26,16 +27,16 @@ def predicted_results(client, project: str = PROJECT) -> list[list[dict]]:
 
 @pytest.fixture
 def trained(backend: Backend) -> Backend:
-    for project in (PROJECT, "6"):
+    for project in (PROJECT, OTHER):
         assert backend.train(project, annotations())["state"] == "succeeded"
     return backend
 
 
 def test_extra_params_reach_the_model_per_project(client, trained, config):
     assert setup(client, extra_params={"score_threshold": 0.25, "note": "mine"}).status_code == 200
-    assert setup(client, "6", extra_params=None).status_code == 200
+    assert setup(client, OTHER, extra_params=None).status_code == 200
     assert trained.model(PROJECT, config).extra_params == {"score_threshold": 0.25, "note": "mine"}
-    assert trained.model("6", config).extra_params == {}
+    assert trained.model(OTHER, config).extra_params == {}
 
 
 def test_a_score_threshold_leaves_out_unsure_predictions_until_it_is_cleared(client, trained):
@@ -43,7 +44,7 @@ def test_a_score_threshold_leaves_out_unsure_predictions_until_it_is_cleared(cli
     assert all(predicted_results(client)), "the trained model predicts every held-out task"
     assert setup(client, extra_params={"score_threshold": 1.0}).status_code == 200
     assert not any(predicted_results(client)), "nothing is certain enough for a threshold of 1"
-    assert all(predicted_results(client, "6")), "another project keeps its own (no) threshold"
+    assert all(predicted_results(client, OTHER)), "another project keeps its own (no) threshold"
     setup(client, extra_params=None)  # the user emptied the field: Label Studio sends null
     assert all(predicted_results(client))
 

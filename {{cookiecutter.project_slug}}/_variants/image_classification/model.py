@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.linear_model import LogisticRegression
@@ -38,10 +40,12 @@ from sklearn.preprocessing import StandardScaler
 
 from lsbackend import LabelStudioMLBase, TaskDataError
 from lsbackend.media import MediaError, default_resolver, failed_prediction
+from lsbackend.onnx_model import OnnxClassifier
 
 log = logging.getLogger(__name__)
 
 SIDE = 32  # images are compared at SIDE x SIDE pixels
+DEFAULT_NETWORK_SIDE = 224  # for an ONNX network whose input size is not fixed
 COLOUR_BINS = 8
 ORIENTATION_BINS = 9
 THUMBNAIL = 4
@@ -83,6 +87,17 @@ def image_features(image: Image.Image) -> np.ndarray:
     return np.concatenate(colour + [thumbnail.ravel()] + edges)
 
 
+def network_input(images: list[Image.Image], network: OnnxClassifier) -> np.ndarray:
+    """Images as the float32 batch a vision network takes: [N, 3, H, W], RGB scaled to 0..1, then
+    normalised with the model's ``mean``/``std`` metadata when it has them (e.g. ImageNet's)."""
+    height, width = (d if isinstance(d, int) else DEFAULT_NETWORK_SIDE for d in network.input_shape[2:4])
+    batch = np.stack([np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+                      for image in images]) / 255.0
+    if network.mean is not None and network.std is not None:
+        batch = (batch - network.mean) / network.std
+    return batch.transpose(0, 3, 1, 2)
+
+
 class ImageClassifier(LabelStudioMLBase):
     """Classifies each task's image into one of the config's choices (or several, for multi-label)."""
 
@@ -91,12 +106,33 @@ class ImageClassifier(LabelStudioMLBase):
     def setup(self) -> None:
         self.media = default_resolver()
         self.pipeline: Pipeline | None = self.train_output.get("pipeline")
-        # a multi-label pipeline answers per label index; a single-label one names its classes
-        self.classes: list[str] = self.train_output.get("classes") or (
-            [str(c) for c in self.pipeline.classes_] if self.pipeline is not None else []
-        )
+        self.decode_side = SIDE
+        if isinstance(self.pipeline, OnnxClassifier):  # a pretrained network (MODEL_URI=...onnx)
+            self.classes = self.pipeline.labels or self.labels
+            sides = [d for d in self.pipeline.input_shape[2:4] if isinstance(d, int)]
+            self.decode_side = max(sides, default=DEFAULT_NETWORK_SIDE)
+        else:  # a multi-label pipeline answers per label index; a single-label one names its classes
+            self.classes = self.train_output.get("classes") or (
+                [str(c) for c in self.pipeline.classes_] if self.pipeline is not None else []
+            )
         # Only labels still in the config may be predicted (the config can change).
         self.allowed = np.array([label in self.labels for label in self.classes], dtype=bool)
+
+    @classmethod
+    def load_pretrained(cls, path: Path) -> dict:
+        """MODEL_URI: an ONNX network (``.onnx``), or a scikit-learn pipeline over ``image_features``
+        saved with ``joblib.dump``. Training replaces either with a model of its own."""
+        if path.suffix == ".onnx":
+            network = OnnxClassifier(path)
+            if len(network.input_shape) != 4:
+                raise ValueError("the ONNX model needs an image input [batch, 3, height, width], "
+                                 f"found shape {network.input_shape}")
+            return {"pipeline": network}
+        pipeline = joblib.load(path)  # runs code from the file: point MODEL_URI only at files you trust
+        if not hasattr(pipeline, "predict_proba") or not hasattr(pipeline, "classes_"):
+            raise ValueError(f"MODEL_URI holds a {type(pipeline).__name__}, not a fitted classifier with "
+                             "predict_proba")
+        return {"pipeline": pipeline}
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         references = [self._reference(task) for task in tasks]  # a missing field fails the request, by name
@@ -163,14 +199,17 @@ class ImageClassifier(LabelStudioMLBase):
                 loaded.append(item)
                 continue
             try:
-                loaded.append(decode_image(item))
+                loaded.append(decode_image(item, self.decode_side))
             except MediaError as exc:
                 loaded.append(exc)
         return loaded
 
     def _classify(self, images: list[Image.Image]) -> list[dict]:
         assert self.pipeline is not None
-        probabilities = self.pipeline.predict_proba(np.stack([image_features(image) for image in images]))
+        if isinstance(self.pipeline, OnnxClassifier):
+            probabilities = self.pipeline.predict_proba(network_input(images, self.pipeline))
+        else:
+            probabilities = self.pipeline.predict_proba(np.stack([image_features(image) for image in images]))
         if self.multi_label:
             return [self.multi_label_prediction(self.classes, row) for row in probabilities.tolist()]
         probabilities[:, ~self.allowed] = -1.0

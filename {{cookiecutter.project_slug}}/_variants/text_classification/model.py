@@ -15,8 +15,10 @@ project's ``score_threshold`` extra param).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -39,6 +41,16 @@ class TextClassifier(LabelStudioMLBase):
         )
         # Only labels still in the config may be predicted (the config can change).
         self.allowed = np.array([label in self.labels for label in self.classes], dtype=bool)
+
+    @classmethod
+    def load_pretrained(cls, path: Path) -> dict:
+        """MODEL_URI: a fitted scikit-learn pipeline (texts in, ``predict_proba`` out) saved with
+        ``joblib.dump``; its ``classes_`` are the config's choices. Training replaces it with a new one."""
+        pipeline = joblib.load(path)  # runs code from the file: point MODEL_URI only at files you trust
+        if not hasattr(pipeline, "predict_proba") or not hasattr(pipeline, "classes_"):
+            raise ValueError(f"MODEL_URI holds a {type(pipeline).__name__}, not a fitted classifier with "
+                             "predict_proba")
+        return {"pipeline": pipeline}
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         texts = [self._text(task) for task in tasks]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+from dataclasses import replace
 
+import joblib
 import pytest
 
 from lsbackend import TaskDataError
 from lsbackend.label_studio_api import normalize_annotation
+from lsbackend.server import create_app
+from lsbackend.service import Backend
 from model import TextClassifier
 
 import examples
-from conftest import captured
+from conftest import captured, holdout_request
 
 CONFIG = captured("setup_text")["schema"]
 
@@ -120,3 +125,26 @@ def test_a_text_given_by_url_is_refused_at_setup_and_at_predict(client):
     tasks = [{"id": 1, "data": {"text": "https://example.com/review.txt"}}]
     response = client.post("/predict", json={"tasks": tasks, "project": "5", "label_config": body["schema"]})
     assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
+
+
+# --- starting from existing weights: MODEL_URI ---------------------------------------------------------------
+def test_a_joblib_pipeline_from_model_uri_predicts_before_any_training(tmp_path, settings):
+    path = tmp_path / "sentiment.joblib"
+    joblib.dump(trained().pipeline, path)  # what a user trained last month, saved the usual way
+    backend = Backend(TextClassifier, replace(settings, model_uri=str(path)))
+    assert backend.pretrained.wait(60)
+    client = create_app(backend).test_client()
+    version = client.post("/setup", json=captured("setup_text")).get_json()["model_version"]
+    assert version == "pretrained-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    results = client.post("/predict", json=holdout_request()).get_json()["results"]
+    assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]
+    assert {r["model_version"] for r in results} == {version}
+
+
+def test_a_model_uri_file_that_is_no_classifier_is_refused_with_the_reason(tmp_path, settings):
+    path = tmp_path / "numbers.joblib"
+    joblib.dump([1, 2, 3], path)
+    backend = Backend(TextClassifier, replace(settings, model_uri=str(path)))
+    assert backend.pretrained.wait(60)
+    response = create_app(backend).test_client().post("/predict", json=holdout_request())
+    assert response.status_code == 503 and "MODEL_URI holds a list, not a fitted classifier" in response.status
