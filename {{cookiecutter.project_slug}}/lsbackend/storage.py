@@ -11,6 +11,7 @@ replace the local disk without touching ``model.py``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -154,8 +155,7 @@ class ProjectStore:
         broken = self._broken()
         for version in self._candidates(current):
             try:
-                with open(self.dir / "models" / f"{version}.pkl", "rb") as fh:
-                    output = pickle.load(fh)
+                output = pickle.loads(self._verified_bytes(version))
                 if not isinstance(output, dict):
                     raise TypeError(f"holds a {type(output).__name__}, not the dict fit returned")
             except Exception as exc:  # noqa: BLE001 (any unpickling failure means: try an older version)
@@ -171,6 +171,20 @@ class ProjectStore:
         if broken != self._broken():
             self._save_broken(broken)
         return None
+
+    def _verified_bytes(self, version: str) -> bytes:
+        """The model file's bytes, checked against the checksum written when it was saved.
+
+        A flipped byte inside an array still unpickles: only the checksum tells it apart.
+        """
+        data = (self.dir / "models" / f"{version}.pkl").read_bytes()
+        try:
+            expected = (self.dir / "models" / f"{version}.sha256").read_text(encoding="ascii").strip()
+        except FileNotFoundError:  # saved before checksums were written
+            return data
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError("the file differs from what was saved (checksum mismatch)")
+        return data
 
     def served_version(self) -> str | None:
         """The version ``load_model`` would serve, judged without unpickling (``/setup`` must be quick):
@@ -222,7 +236,9 @@ class ProjectStore:
     def save_model(self, train_output: dict) -> str:
         """Save a trained model and make it current; return its new version."""
         version = self._next_version()
-        atomic_write(self.dir / "models" / f"{version}.pkl", pickle.dumps(train_output, protocol=5))
+        data = pickle.dumps(train_output, protocol=5)
+        atomic_write(self.dir / "models" / f"{version}.sha256", hashlib.sha256(data).hexdigest().encode())
+        atomic_write(self.dir / "models" / f"{version}.pkl", data)
         atomic_write(self.pointer, version.encode())
         self._prune(keep={version})
         return version
@@ -237,8 +253,9 @@ class ProjectStore:
         protected = keep | {self.current_version()}
         for old in self.versions()[self.keep_versions :]:
             if old not in protected:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.dir / "models" / f"{old}.pkl").unlink()
+                for suffix in (".pkl", ".sha256"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.dir / "models" / f"{old}{suffix}").unlink()
 
     # --- annotations ------------------------------------------------------
     def save_annotation(self, annotation: dict) -> None:
