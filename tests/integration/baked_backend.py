@@ -66,7 +66,9 @@ class BakedBackend:
         self.process.stop()
 
 
-def start_backend(project_dir: Path, workdir: Path, label_studio_url: str, api_key: str) -> BakedBackend:
+def start_backend(
+    project_dir: Path, workdir: Path, label_studio_url: str, api_key: str, extra_env: dict[str, str] | None = None
+) -> BakedBackend:
     """Start ``python -m lsbackend start`` in ``project_dir`` and wait for ``/health``.
 
     ``sys.executable`` runs it: the test environment already has the backend's
@@ -87,6 +89,7 @@ def start_backend(project_dir: Path, workdir: Path, label_studio_url: str, api_k
         HOST="127.0.0.1",  # loopback only; the runtime defaults to 0.0.0.0 for Docker
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra_env or {})  # e.g. MODEL_URI
     process = ManagedProcess(
         "backend", [sys.executable, "-m", "lsbackend", "start"], workdir / "backend.log", cwd=project_dir, env=env
     ).start()

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from .base import TaskDataError
+from .bulk import push_predictions
 from .label_config import ConfigError, parse_label_config
-from .label_studio_api import annotations_from_tasks
+from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
 from .service import Backend, load_model_class
 from .settings import Settings
 from .storage import StorageError, UnknownVersion, project_key
@@ -78,8 +79,17 @@ def _read_json(path: str) -> object:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Tasks JSON in, the same tasks with ``predictions`` out, ready to import into Label Studio."""
+    """Tasks JSON in, the same tasks with ``predictions`` out, ready to import into Label Studio;
+    or, with --push, pre-annotate a whole Label Studio project."""
+    if args.push:
+        return cmd_push(args)
+    if not args.tasks:
+        print("error: give a tasks JSON file (or -), or --push to predict the project in Label Studio",
+              file=sys.stderr)
+        return 2
     backend = _backend()
+    if backend.pretrained is not None:
+        backend.pretrained.wait()  # the server loads MODEL_URI in the background; here we need it now
     tasks = _read_json(args.tasks)
     # accept tasks or bare data dicts; number tasks without an id so errors can name them
     tasks = [{"id": i, **t} if "data" in t else {"id": i, "data": t} for i, t in enumerate(tasks)]
@@ -92,6 +102,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Page through the project's tasks in Label Studio, predict in batches, store the predictions."""
+    from tqdm import tqdm
+
+    settings = Settings.from_env()
+    if not (settings.label_studio_url and settings.label_studio_api_key):
+        print("error: --push needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY", file=sys.stderr)
+        return 2
+    backend = _backend(settings)
+    if backend.pretrained is not None:
+        backend.pretrained.wait()
+    client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+    with tqdm(unit="task", desc=f"project {args.project}", smoothing=0.1) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            report = push_predictions(backend, client, args.project, args.batch_size, args.page_size, progress)
+        except KeyboardInterrupt:
+            bar.close()
+            print("stopped; run the same command again to resume (predicted tasks are skipped)", file=sys.stderr)
+            return 130
+        except LabelStudioError as exc:
+            bar.close()
+            print(f"error: {exc}; run the same command again to resume", file=sys.stderr)
+            return 1
+    print(f"project {args.project}, version {report.version}: {report.pushed} predictions stored, "
+          f"{report.skipped} tasks already predicted, {len(report.failed)} failed, "
+          f"{report.seconds:.1f} s ({report.per_second:.0f} tasks/s)")
+    for failure in report.failed[:20]:
+        print(f"  {failure}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -146,9 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", nargs="?", help="labeling config XML (default: LABEL_CONFIG or label_config.xml)")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("predict", help=cmd_predict.__doc__)
-    p.add_argument("tasks", help="tasks JSON file, or - for stdin")
+    p.add_argument("tasks", nargs="?", help="tasks JSON file, or - for stdin (not with --push)")
     p.add_argument("-o", "--output")
-    p.add_argument("--project", default="default")
+    p.add_argument("--project", default="default", type=project_arg)
+    p.add_argument("--push", action="store_true",
+                   help="predict the project's tasks in Label Studio and store the predictions there")
+    p.add_argument("--batch-size", type=int, default=100, help="tasks per prediction batch (with --push)")
+    p.add_argument("--page-size", type=int, default=500, help="tasks fetched per API call (with --push)")
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("train", help=cmd_train.__doc__)
     p.add_argument("export", help="Label Studio JSON export, or - for stdin")

@@ -52,6 +52,7 @@ class _Loaded:
     config: str
     stamp: tuple[int, int]
     model: LabelStudioMLBase
+    problem: str | None = None  # why this is not the current version (its file is broken)
 
 
 class Backend:
@@ -76,27 +77,20 @@ class Backend:
                                self.model_class.load_pretrained, settings.model_max_bytes,
                                settings.model_sha256, settings.model_fetch_timeout_seconds)
 
-    def _starting_point(self, store: ProjectStore, wait_for_pretrained: bool = True) -> tuple[str, dict]:
-        """The project's current (version, train_output): its trained model, else the pretrained one.
+    def _pretrained_start(self, wait: bool = True) -> tuple[str, dict]:
+        """Where a project without a saved model starts: the pretrained model, else nothing.
 
-        While MODEL_URI is loading this raises ``ModelLoading`` (``/predict`` answers 503), unless
-        ``wait_for_pretrained`` is off (training then starts from nothing rather than wait).
+        While MODEL_URI is loading (or after it failed) this raises ``ModelLoading`` /
+        ``PretrainedError`` (``/predict`` answers 503), unless ``wait`` is off: training then
+        starts from nothing rather than wait.
         """
-        saved = store.load_model()
-        if saved:
-            return saved
         if self.pretrained is not None:
             try:
                 return self.pretrained.get()
             except (ModelLoading, PretrainedError):
-                if wait_for_pretrained:
+                if wait:
                     raise
         return INITIAL_VERSION, {}
-
-    def _shown_version(self, store: ProjectStore) -> str:
-        """What /setup and the status report: the trained version, else the pretrained one once known."""
-        pretrained = self.pretrained.version if self.pretrained is not None else None
-        return store.current_version() or pretrained or INITIAL_VERSION
 
     @staticmethod
     def _read_default_config(path: Path) -> str | None:
@@ -130,7 +124,7 @@ class Backend:
         if extra_params is not None:
             store.save_extra_params(extra_params)
         StoreRoot(self.settings.model_dir).note_setup(project)
-        return self._shown_version(store)
+        return self.served_version(project)
 
     # --- model versions ----------------------------------------------------
     def versions_project(self, asked: str | None) -> str | None:
@@ -143,7 +137,7 @@ class Backend:
         versions = store.versions()
         if self.pretrained is not None and self.pretrained.version:
             versions.append(self.pretrained.version)  # the oldest: what the project started from
-        return {"versions": versions, "current": self._shown_version(store)}
+        return {"versions": versions, "current": self.served_version(project)}
 
     def use_version(self, project: str, version: str) -> str:
         """Roll back (or forward) to a kept version; every worker switches at its next request."""
@@ -154,6 +148,24 @@ class Backend:
         log.info("project %s now serves version %s", project, version)
         return version
 
+    def served_version(self, project: str) -> str:
+        """The version this process serves (or would serve) for ``project``: not a broken current one."""
+        loaded = self._models.get(project)
+        store = self.store(project)
+        if loaded is not None and loaded.stamp == store.stamp():
+            return loaded.model.model_version
+        pretrained = self.pretrained.version if self.pretrained is not None else None
+        return store.served_version() or pretrained or INITIAL_VERSION
+
+    def model_problem(self, project: str) -> str | None:
+        """Why the model served for ``project`` is not its current version (a broken file), or None."""
+        loaded = self._models.get(project)
+        store = self.store(project)
+        if loaded is not None and loaded.stamp == store.stamp():
+            return loaded.problem
+        served = store.served_version()
+        return store.problem(served)
+
     def model(self, project: str, config: str) -> LabelStudioMLBase:
         """This process's model object for a project, rebuilt only when the config or version changed."""
         store = self.store(project)
@@ -162,10 +174,12 @@ class Backend:
         if loaded and loaded.stamp == stamp and (loaded.config is config or loaded.config == config):
             return loaded.model
         with self._lock:
-            version, output = self._starting_point(store)
+            saved = store.load_model()
+            version, output = saved or self._pretrained_start()
             model = self.model_class(config, project, train_output=output, model_version=version,
                                      extra_params=store.extra_params())
-            self._models[project] = _Loaded(config, stamp, model)
+            problem = store.problem(saved[0] if saved else None)
+            self._models[project] = _Loaded(config, stamp, model, problem)
             return model
 
     def predict(self, project: str, config: str, tasks: list[dict], context: dict | None = None) -> list[dict]:
@@ -219,7 +233,7 @@ class Backend:
             if not usable:
                 status.update(state="skipped", error="no usable annotations (all empty, skipped or cancelled)")
                 return status
-            version, output = self._starting_point(store, wait_for_pretrained=False)
+            version, output = store.load_model() or self._pretrained_start(wait=False)
             model = self.model_class(self.label_config(project), project, train_output=output,
                                      model_version=version, extra_params=store.extra_params())
             result = model.fit(usable)
@@ -267,7 +281,10 @@ class Backend:
                           "finished (killed or crashed); the previous model keeps serving; train again")
         status.update(
             project=project,
-            model_version=self._shown_version(store),
+            model_version=self.served_version(project),
             recorded_annotations=store.count_annotations(),
         )
+        problem = self.model_problem(project)
+        if problem:
+            status["warning"] = problem
         return status
