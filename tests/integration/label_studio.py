@@ -348,6 +348,9 @@ class LabelStudioClient:
         """Every prediction Label Studio stored for the project (this endpoint is not paginated)."""
         return self._call("GET", "/api/predictions/", params={"project": project_id})
 
+    def delete_prediction(self, prediction_id: int) -> None:
+        self._call("DELETE", f"/api/predictions/{prediction_id}/")
+
     def list_webhooks(self, project_id: int) -> list[dict]:
         return self._call("GET", "/api/webhooks", params={"project": project_id})
 
