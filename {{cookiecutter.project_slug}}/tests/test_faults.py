@@ -264,7 +264,8 @@ from lsbackend.server import create_app
 from lsbackend.service import Backend, load_model_class
 from lsbackend.settings import Settings
 
-mount, events, start, config = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), json.loads(sys.argv[3]), sys.argv[4]
+mount, events = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+start, config = json.loads(sys.argv[3]), sys.argv[4]
 project = str(start["project"]["id"])
 backend = Backend(load_model_class("model"), Settings(model_dir=mount / "models", label_config_path=Path(config),
                                                       train_debounce_seconds=0.05))
