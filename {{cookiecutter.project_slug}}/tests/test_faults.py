@@ -4,12 +4,10 @@ MODEL_DIR, and several processes sharing one MODEL_DIR (real subprocesses, real 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +23,7 @@ from lsbackend.storage import StorageError
 
 import examples
 from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, SHAPE, captured, training_events, wait_for_training
+from harness import ServerProcess, free_port, wait_until
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = "7"
@@ -419,70 +418,26 @@ def test_two_processes_never_train_one_project_at_once(tmp_path):
     assert [lines[i] for i in range(0, 8, 2)] == ["enter", "exit", "enter", "exit"], lines
 
 
-def wait_until(condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 SECRETS = {"BASIC_AUTH_PASS": "pw-Gu9nPASS", "LABEL_STUDIO_API_KEY": "key-Gu9nAPIKEY"}
 MARKER = "BODY-MARKER-gunicorn"
 
 
-class Gunicorn:
-    """The production server (gunicorn, several workers) as a subprocess, with a tiny HTTP client."""
+class Gunicorn(ServerProcess):
+    """The production server (gunicorn, several workers) with basic auth and a PID-stamped access log."""
 
     def __init__(self, tmp_path: Path, workers: int = 2) -> None:
-        self.port = free_port()
-        self.log = tmp_path / "server.log"
         self.model_dir = tmp_path / "models"
-        env = {**ENV, "PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": str(workers), "THREADS": "4",
+        env = {**ENV, "WORKERS": str(workers), "THREADS": "4",
                "MODEL_DIR": str(self.model_dir), "TRAIN_DEBOUNCE_SECONDS": "0.2", "ACCESS_LOG": "1",
                "LOG_LEVEL": "debug", "BASIC_AUTH_USER": "ls", "LABEL_STUDIO_URL": "http://127.0.0.1:9", **SECRETS}
         cmd = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "lsbackend" / "gunicorn_conf.py"),
                "--access-logformat", "PID=%(p)s %(m)s %(U)s %(s)s", "lsbackend.wsgi:app"]
-        self.out = self.log.open("w")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.out, stderr=subprocess.STDOUT)
         token = base64.b64encode(f"ls:{SECRETS['BASIC_AUTH_PASS']}".encode()).decode()
-        self.headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
-        wait_until(self._up, "gunicorn to answer /health")
-
-    def _up(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()
-        try:
-            return self.request("GET", "/health")[0] == 200
-        except OSError:
-            return False
-
-    def request(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)  # a new connection each time
-        try:
-            conn.request(method, path, None if body is None else json.dumps(body), self.headers)
-            resp = conn.getresponse()
-            return resp.status, json.loads(resp.read() or b"null")
-        finally:
-            conn.close()
+        super().__init__(cmd, tmp_path / "server.log", env, headers={"Authorization": f"Basic {token}"})
 
     def pids_for(self, path: str, status: int = 200, since: int = 0) -> set[str]:
         """The worker processes that answered ``path`` with ``status`` (from the access log)."""
         return set(re.findall(rf"PID=<?(\d+)>? \w+ {re.escape(path)} {status}\b", self.log.read_text()[since:]))
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        finally:
-            self.proc.kill()
-            self.out.close()
-        return self.log.read_text()
 
 
 @pytest.fixture
