@@ -18,13 +18,13 @@ import joblib
 import numpy as np
 import pytest
 import requests
+from harness import FileServer, wait_until
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from .baked_backend import BakedBackend, start_backend
 from .label_studio import LabelStudio, LabelStudioClient
-from .processes import FileServer, wait_until
 from .test_label_studio import ANNOTATED_PER_CLASS, NEGATIVE, POSITIVE, load_baked_examples, predictions_by_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
