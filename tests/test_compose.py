@@ -65,7 +65,7 @@ UNTRAINED = "untrained"
 # The backend's alias on the compose network: Label Studio creates its webhook only for a host with a dot.
 BACKEND_URL = f"http://backend.internal:{PORT_ANSWER}"
 TRAINING_BOUND = 300.0  # bounded waits only keep a hung run from hanging the suite
-LS_START_BOUND = 300.0
+LS_START_BOUND = 900.0  # first start runs every migration: 1-2 min idle, far more on a loaded machine
 
 
 # --- the banned-subnet list: Label Studio's default minus the compose network ------------------
