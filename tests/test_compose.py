@@ -33,7 +33,6 @@ import random
 import re
 import secrets
 import shlex
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,6 +53,7 @@ from containers import (
     run,
     skip_or_fail,
 )
+from harness import free_port, wait_for_training
 from integration.label_studio import LabelStudioClient, ensure_label_studio
 
 pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.compose]
@@ -140,12 +140,6 @@ def test_banned_except_cuts_out_only_the_given_subnet():
 
 
 # --- the real run -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def used_subnets(engine: Engine) -> set[ipaddress.IPv4Network]:
@@ -334,12 +328,7 @@ def test_compose_runs_the_backend_then_label_studio_beside_it(project: ComposePr
     assert recorded.get("recorded_annotations") == len(training) - 1, f"{recorded}\n{project.logs()}"
 
     client.start_training(ml["id"])
-    trained = wait_for(
-        lambda: (s := http(backend_port, "GET", f"/training/{pid}")[1]).get("state") in ("succeeded", "failed") and s,
-        TRAINING_BOUND,
-        "training did not finish",
-        project.logs,
-    )
+    trained = wait_for_training(lambda: http(backend_port, "GET", f"/training/{pid}")[1], timeout=TRAINING_BOUND)
     assert trained["state"] == "succeeded", f"{trained}\n{project.logs()}"
     assert trained["annotations"] == len(training), trained  # the early one came from label-studio:8080
     version = trained["model_version"]

@@ -12,7 +12,6 @@ import copy
 import json
 import re
 import shutil
-import socket
 import time
 import urllib.error
 import uuid
@@ -34,6 +33,7 @@ from containers import (
     run,
     skip_or_fail,
 )
+from harness import free_port, wait_for_training
 
 MODEL_TYPES = ["text_classification", "image_classification", "ner"]
 SHAPE = {"text_classification": "text", "image_classification": "image", "ner": "ner"}
@@ -172,12 +172,6 @@ def image(request, engine, baked) -> str:
     return tag
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Container:
     """One run of the image on the host network, with the models volume mounted."""
 
@@ -255,17 +249,6 @@ def containers(request, engine, image, volume):
     return start
 
 
-def wait_for_training(port: int, project: str, bound: float = 300.0) -> dict:
-    deadline = time.monotonic() + bound
-    status: dict = {}
-    while time.monotonic() < deadline:
-        status = http(port, "GET", f"/training/{project}")[1]
-        if status.get("state") in ("succeeded", "failed", "skipped"):
-            return status
-        time.sleep(0.5)
-    pytest.fail(f"training did not finish within {bound}s: {status}")
-
-
 def python_in(engine: Engine, ctr: Container) -> str:
     """The major.minor of the Python that serves in the container."""
     proc = engine("exec", ctr.name, "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])")
@@ -280,7 +263,7 @@ def train_through_webhooks(ctr: Container, repo: Path, project: str) -> dict:
         assert status == 200 and reply["status"] == "recorded", reply
     status, reply = http(ctr.port, "POST", "/webhook", captured(repo, f"webhook_start_training_{shape}"))
     assert status == 201, reply
-    trained = wait_for_training(ctr.port, project)
+    trained = wait_for_training(lambda: http(ctr.port, "GET", f"/training/{project}")[1], timeout=300, interval=0.5)
     assert trained["state"] == "succeeded", f"{trained}\n{ctr.logs()}"
     return trained
 

@@ -34,12 +34,15 @@ class Settings:
     train_debounce_seconds: float = 2.0
     train_every_n: int = 0
     max_request_bytes: int = 50 * 1024 * 1024
+    max_json_depth: int = 100
     keep_versions: int = 3
     log_level: str = "INFO"
     local_files_root: str = ""
     media_timeout_seconds: float = 10.0
     media_max_bytes: int = 20 * 1024 * 1024
     media_cache_bytes: int = 64 * 1024 * 1024
+    media_allowed_hosts: tuple[str, ...] = ()
+    media_max_pixels: int = 40_000_000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,12 +59,16 @@ class Settings:
             train_debounce_seconds=_number("TRAIN_DEBOUNCE_SECONDS", cls.train_debounce_seconds, float),
             train_every_n=_number("TRAIN_EVERY_N", cls.train_every_n),
             max_request_bytes=_number("MAX_REQUEST_MB", 50) * 1024 * 1024,
+            # orjson refuses more than 1024 levels whatever this says
+            max_json_depth=min(1000, max(1, _number("MAX_JSON_DEPTH", cls.max_json_depth))),
             keep_versions=max(1, _number("KEEP_VERSIONS", cls.keep_versions)),
             log_level=env("LOG_LEVEL", cls.log_level).upper(),
             local_files_root=env("LOCAL_FILES_ROOT", ""),
             media_timeout_seconds=_number("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds, float),
             media_max_bytes=_number("MEDIA_MAX_MB", 20) * 1024 * 1024,
             media_cache_bytes=_number("MEDIA_CACHE_MB", 64) * 1024 * 1024,
+            media_allowed_hosts=tuple(h.strip() for h in env("MEDIA_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            media_max_pixels=int(_number("MEDIA_MAX_MEGAPIXELS", 40, float) * 1_000_000),
         )
 
     @property
