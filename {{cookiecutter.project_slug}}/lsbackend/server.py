@@ -24,6 +24,7 @@ from .base import TaskDataError
 from .label_config import ConfigError
 from .label_studio_api import normalize_annotation
 from .metrics import Metrics
+from .predict_body import read_predict_body
 from .service import Backend, PredictionError
 from .storage import project_key
 
@@ -196,8 +197,12 @@ def create_app(backend: Backend) -> Flask:
 
     @app.post("/predict")
     def predict():
-        body = _json_body()
-        tasks = _tasks(body)
+        read = read_predict_body(request.get_data()) if request.is_json else None
+        if read is None:  # anything the typed reading does not take: the general path and its errors
+            body = _json_body()
+            tasks = _tasks(body)
+        else:
+            body, tasks = read
         project = _project(body.get("project") or tasks[0].get("project"))
         config = body.get("label_config")
         if config is not None and not isinstance(config, str):

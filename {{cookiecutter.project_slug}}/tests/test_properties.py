@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -160,3 +161,19 @@ def test_any_webhook_body_gets_a_2xx_or_4xx(client, body):
 @given(st.one_of(SETUP, JSON))
 def test_any_setup_body_gets_a_2xx_or_4xx(client, body):
     _post(client, "/setup", body)
+
+
+def _answer(client, raw: bytes) -> tuple[str, object]:
+    response = client.post("/predict", data=raw, content_type="application/json")
+    return response.status, response.get_json()
+
+
+@FEW
+@given(st.one_of(PREDICT, JSON), st.sampled_from([{}, {"ensure_ascii": False}, {"indent": 1}]))
+def test_typed_predict_reading_answers_as_a_full_parse_does(client, body, dumps_options):
+    """The typed /predict reading (lsbackend.predict_body) gives the same status, reason and body as the general one."""
+    raw = json.dumps(body, **dumps_options).encode("utf-8", "surrogatepass")
+    typed = _answer(client, raw)
+    with mock.patch("lsbackend.server.read_predict_body", return_value=None):
+        general = _answer(client, raw)
+    assert typed == general, body
