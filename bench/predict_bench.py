@@ -97,11 +97,11 @@ def children(pid: int) -> list[int]:
 
 
 # --- bake, data, training --------------------------------------------------
-def bake(out: Path) -> Path:
+def bake(out: Path, model_type: str = "text_classification") -> Path:
     from cookiecutter.main import cookiecutter
 
     return Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(out),
-                             extra_context={"model_type": "text_classification"}))
+                             extra_context={"model_type": model_type}))
 
 
 def make_dataset(labels: list[str], n: int, seed: int) -> tuple[list[str], list[str]]:

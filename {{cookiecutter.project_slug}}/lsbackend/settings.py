@@ -40,6 +40,7 @@ class Settings:
     media_timeout_seconds: float = 10.0
     media_max_bytes: int = 20 * 1024 * 1024
     media_cache_bytes: int = 64 * 1024 * 1024
+    media_fetch_threads: int = 16
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -62,6 +63,7 @@ class Settings:
             media_timeout_seconds=_number("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds, float),
             media_max_bytes=_number("MEDIA_MAX_MB", 20) * 1024 * 1024,
             media_cache_bytes=_number("MEDIA_CACHE_MB", 64) * 1024 * 1024,
+            media_fetch_threads=max(1, _number("MEDIA_FETCH_THREADS", cls.media_fetch_threads)),
         )
 
     @property
