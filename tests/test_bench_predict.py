@@ -50,7 +50,7 @@ def test_quick_benchmark_reports_every_figure_for_every_server(tmp_path: Path) -
     assert list(report["axis"]) == SERVERS
     for kind, axis in report["axis"].items():
         assert axis["figures"]["single_task_p50"]["server"] > 0, kind
-        assert set(axis["slow_clients"]) == {1, 8} or set(axis["slow_clients"]) == {"1", "8"}, kind
+        assert set(axis["slow_clients"]) == {"1", "8"}, kind
         assert axis["signals"]["SIGHUP"]["answered"] > 0, kind
         assert axis["signals"]["SIGTERM"]["exit_code"] == 0, (kind, axis["signals"])
     # the production command replaces its worker on SIGHUP and keeps running
