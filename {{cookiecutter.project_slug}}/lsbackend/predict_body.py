@@ -117,18 +117,35 @@ for _name in ("__iter__", "__reversed__", "__len__", "__eq__", "__ne__", "__repr
 Task.__hash__ = None  # a dict is unhashable; setting __eq__ above must not change that
 
 
-def read_predict_body(body: bytes) -> tuple[dict, list[Task]] | None:
+def _surely_within(raw: msgspec.Raw, depth: int, limit: int) -> bool:
+    """Whether a value found at ``depth`` nests no deeper than ``limit`` in all, without parsing it.
+
+    Each level needs an opening bracket, so ``depth - 1`` plus the number of brackets bounds it (brackets
+    inside strings only make the bound looser); a value that may be deeper goes to the general path.
+    """
+    text = bytes(raw)
+    return depth - 1 + text.count(b"{") + text.count(b"[") <= limit
+
+
+def read_predict_body(body: bytes, max_depth: int) -> tuple[dict, list[Task]] | None:
     """The body's ``project``/``label_config``/``params`` and its tasks, or ``None`` for the general path.
 
-    ``None`` also for an empty task list: the general path words that error.
+    ``None`` also for an empty task list, or a body that may nest deeper than ``max_depth``: the
+    general path words those errors.
     """
     try:
         raws = _RAWS.decode(body)
         heads = _HEADS.decode(body).tasks
-        fields = {name: _loads(raw) for name in ("project", "label_config", "params")
-                  if (raw := getattr(raws, name)) is not None}
-    except (msgspec.DecodeError, ValueError):  # msgspec.ValidationError is a DecodeError
+    except (msgspec.DecodeError, RecursionError):  # msgspec.ValidationError is a DecodeError
         return None
-    if not heads or any(type(h.id) is int and h.id not in _INT_RANGE for h in heads):
+    present = {name: raw for name in ("project", "label_config", "params")
+               if (raw := getattr(raws, name)) is not None}
+    if (not heads or any(type(h.id) is int and h.id not in _INT_RANGE for h in heads)
+            or not all(_surely_within(raw, 3, max_depth) for raw in raws.tasks)
+            or not all(_surely_within(raw, 2, max_depth) for raw in present.values())):
+        return None
+    try:
+        fields = {name: _loads(raw) for name, raw in present.items()}
+    except (ValueError, RecursionError):
         return None
     return fields, [Task(head, raw) for head, raw in zip(heads, raws.tasks, strict=True)]

@@ -34,6 +34,7 @@ class Settings:
     train_debounce_seconds: float = 2.0
     train_every_n: int = 0
     max_request_bytes: int = 50 * 1024 * 1024
+    max_json_depth: int = 100
     keep_versions: int = 3
     log_level: str = "INFO"
     local_files_root: str = ""
@@ -41,6 +42,8 @@ class Settings:
     media_max_bytes: int = 20 * 1024 * 1024
     media_cache_bytes: int = 64 * 1024 * 1024
     media_fetch_threads: int = 16
+    media_allowed_hosts: tuple[str, ...] = ()
+    media_max_pixels: int = 40_000_000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,6 +60,8 @@ class Settings:
             train_debounce_seconds=_number("TRAIN_DEBOUNCE_SECONDS", cls.train_debounce_seconds, float),
             train_every_n=_number("TRAIN_EVERY_N", cls.train_every_n),
             max_request_bytes=_number("MAX_REQUEST_MB", 50) * 1024 * 1024,
+            # orjson refuses more than 1024 levels whatever this says
+            max_json_depth=min(1000, max(1, _number("MAX_JSON_DEPTH", cls.max_json_depth))),
             keep_versions=max(1, _number("KEEP_VERSIONS", cls.keep_versions)),
             log_level=env("LOG_LEVEL", cls.log_level).upper(),
             local_files_root=env("LOCAL_FILES_ROOT", ""),
@@ -64,6 +69,8 @@ class Settings:
             media_max_bytes=_number("MEDIA_MAX_MB", 20) * 1024 * 1024,
             media_cache_bytes=_number("MEDIA_CACHE_MB", 64) * 1024 * 1024,
             media_fetch_threads=max(1, _number("MEDIA_FETCH_THREADS", cls.media_fetch_threads)),
+            media_allowed_hosts=tuple(h.strip() for h in env("MEDIA_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            media_max_pixels=int(_number("MEDIA_MAX_MEGAPIXELS", 40, float) * 1_000_000),
         )
 
     @property

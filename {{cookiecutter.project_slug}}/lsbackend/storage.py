@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import pickle
 import re
@@ -21,7 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Label Studio's ids are database integers (PostgreSQL bigint at most): anything outside is not an id.
+MAX_ID = 2**63 - 1
 
 
 class StorageError(RuntimeError):
@@ -70,12 +73,24 @@ def project_key(project: object) -> str:
         project = project.get("id")
     if project is None or project == "":
         return "default"
-    if isinstance(project, bool):  # str(True) would pass for an id
+    if isinstance(project, bool) or (isinstance(project, float) and not math.isfinite(project)):
+        # str(True) and str(float("inf")) would pass for an id
         raise ValueError(f"project {project!r} is not a Label Studio project id")
     key = str(project).split(".", 1)[0]
-    if not PROJECT_ID.match(key):
+    if not PROJECT_ID.fullmatch(key):  # fullmatch: "5\n" is not project 5
         raise ValueError(f"project {str(project)[:40]!r} is not a Label Studio project id")
     return key
+
+
+def annotation_id(value: object) -> int | None:
+    """``value`` as an annotation id, or None: only a plain integer in Label Studio's id range counts.
+
+    The id names the annotation's file, so create and delete must agree on it:
+    ``true`` or ``4300.9`` are not ids (they used to delete annotations 1 and 4300).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
+        return value
+    return None
 
 
 class ProjectStore:
@@ -132,14 +147,20 @@ class ProjectStore:
 
     # --- annotations ------------------------------------------------------
     def save_annotation(self, annotation: dict) -> None:
-        path = self.dir / "annotations" / f"{int(annotation['id'])}.json"  # int: never a path
+        number = annotation_id(annotation["id"])
+        if number is None:
+            raise ValueError(f"annotation id {annotation['id']!r:.40} is not an integer from 0 to {MAX_ID}")
+        path = self.dir / "annotations" / f"{number}.json"  # an int: never a path
         atomic_write(path, json.dumps(annotation).encode())  # ASCII escapes: any str encodes
 
-    def delete_annotation(self, annotation_id: object) -> bool:
+    def delete_annotation(self, annotation_id_: object) -> bool:
+        number = annotation_id(annotation_id_)
+        if number is None:
+            return False
         try:
-            (self.dir / "annotations" / f"{int(annotation_id)}.json").unlink()
+            (self.dir / "annotations" / f"{number}.json").unlink()
             return True
-        except (FileNotFoundError, ValueError, TypeError, OverflowError):
+        except FileNotFoundError:
             return False
 
     def annotations(self) -> Iterator[dict]:
