@@ -134,6 +134,7 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
 
     # --- one production server per MEDIA_FETCH_THREADS value, all up at once
     servers: dict[int, Server] = {}
+    os.environ["MEDIA_ALLOWED_HOSTS"] = "127.0.0.1"  # the image server is on loopback, which downloads refuse by default
     for n in cfg["threads"]:
         os.environ["MEDIA_FETCH_THREADS"] = str(n)
         servers[n] = Server(repo, model_dir, work / f"server-{n}.log")

@@ -16,7 +16,7 @@ BODY = captured(f"predict_{SHAPE}")
 
 
 def _read(body: dict) -> tuple[dict, list[Task]]:
-    read = read_predict_body(json.dumps(body).encode())
+    read = read_predict_body(json.dumps(body).encode(), 100)
     assert read is not None
     return read
 
@@ -63,4 +63,14 @@ def test_copies_are_plain_dicts_and_writes_before_completion_are_kept():
     b'{"tasks": [{"data": {"x": 1e400}}]}', b"not json",
 ])
 def test_bodies_it_does_not_take_go_to_the_general_path(raw):
-    assert read_predict_body(raw) is None
+    assert read_predict_body(raw, 100) is None
+
+
+def test_a_body_that_may_nest_too_deep_goes_to_the_general_path():
+    """Fields the typed reading skips are still held to MAX_JSON_DEPTH: the general path refuses them."""
+    body = json.dumps({"tasks": [{"data": {"text": [[1]]}}]}).encode()  # the innermost list is at depth 6
+    assert read_predict_body(body, 6) is not None
+    assert read_predict_body(body, 5) is None
+    deep_params = json.dumps({"tasks": [{"data": {}}], "params": {"a": [[1]]}}).encode()  # depth 4
+    assert read_predict_body(deep_params, 4) is not None and read_predict_body(deep_params, 3) is None
+    assert read_predict_body(b'{"tasks": [{"data": {}, "meta": ' + b"[" * 3000 + b"]" * 3000 + b"}]}", 1000) is None
