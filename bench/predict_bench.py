@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TEMPLATE / "tests"))
+from harness import ManagedProcess, free_port  # the template's one test harness, found via the path above
+
 PROJECT = "5"  # the captured request's project "5.1795850610"
 
 TARGETS = {  # figure -> (max ratio or absolute, unit of the limit)
@@ -70,12 +73,6 @@ def pct(values: list[float], q: float) -> float:
     k = (len(ordered) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def memory(pid: int) -> dict:
@@ -246,19 +243,21 @@ SLOW_WAIT_S = 3.0  # an ordinary request still waiting this long behind stalled 
 
 
 class Server:
+    """The baked repo's app under one of SERVERS, started and stopped through the template's test harness."""
+
     def __init__(self, repo: Path, model_dir: Path, logfile: Path, kind: str = DEFAULT_SERVER) -> None:
         self.repo, self.model_dir, self.logfile, self.kind = repo, model_dir, logfile, kind
         self.port = free_port()
-        self.proc: subprocess.Popen | None = None
+        self.process: ManagedProcess | None = None
 
     def start(self) -> None:
         argv, extra = SERVERS[self.kind]
         env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "MODEL_DIR": str(self.model_dir),
                "TRAIN_DEBOUNCE_SECONDS": "0", "PYTHONPATH": "", **extra}
-        self.log = open(self.logfile, "ab")  # noqa: SIM115 - closed in stop(), after the process
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen([a.format(port=self.port) for a in argv], cwd=self.repo, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = ManagedProcess(self.kind, [a.format(port=self.port) for a in argv], self.logfile,
+                                      cwd=self.repo, env=env).start()
+        self.proc = self.process.popen
 
     def wait_first_prediction(self, body: bytes, texts: list[str], validator: Validator, version: str) -> float:
         """Seconds from process start to the first valid prediction."""
@@ -290,14 +289,8 @@ class Server:
         return kids[0]
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        if self.process is not None:
+            self.process.stop(grace=30)
 
 
 RAW_START = """
