@@ -6,8 +6,8 @@ Steps, all done by this script:
 
 1. a virtual environment for upstream, in ``~/.cache/ls-ml-template/upstream-label-studio-ml-<version>``:
    ``pip install label-studio-ml==<version>`` (the SDK as published on PyPI, with the Flask it pins),
-   gunicorn, and the scikit-learn stack pinned as in our generated requirements, so both load the same
-   pickled model;
+   the redis and rq it imports without declaring them, gunicorn, and the scikit-learn stack pinned as
+   in our generated requirements, so both load the same pickled model;
 2. our text variant is baked and trained (as in ``predict_bench.py``);
 3. ``upstream_model.py``: a text classifier on the SDK's ``LabelStudioMLBase`` that loads the same
    pickled pipeline in ``__init__`` and answers in Label Studio's format (the shape of the SDK's
@@ -52,8 +52,9 @@ from predict_bench import (
 )
 
 UPSTREAM = "label-studio-ml==1.0.9"
-UPSTREAM_PINS = ["gunicorn==27.0.1", "scikit-learn==1.9.1", "numpy==2.4.6", "scipy==1.17.1", "joblib==1.6.0",
-                 "threadpoolctl==3.8.0"]
+# label-studio-ml 1.0.9 imports redis and rq without declaring them; the rest match our generated pins
+UPSTREAM_PINS = ["redis==4.3.4", "rq==1.10.1", "gunicorn==27.0.1", "scikit-learn==1.9.1", "numpy==2.4.6",
+                 "scipy==1.17.1", "joblib==1.6.0", "threadpoolctl==3.8.0"]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ls-ml-template"
 FULL = {"n_train": 10_000, "pool": 1000, "lat_rounds": 10, "lat_per_round": 50, "batch_rounds": {1: 40, 100: 15,
                                                                                                 1000: 6}}
@@ -97,7 +98,7 @@ def upstream_env() -> Path:
     home = CACHE / f"upstream-{UPSTREAM.replace('==', '-')}"
     python = home / "bin" / "python"
     marker = home / ".complete"
-    if not marker.exists():
+    if not marker.exists() or marker.read_text() != " ".join([UPSTREAM, *UPSTREAM_PINS]):
         log(f"creating {home} with {UPSTREAM}")
         venv.create(home, with_pip=True, clear=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", UPSTREAM, *UPSTREAM_PINS], check=True)
@@ -177,11 +178,14 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
             errors.append(problem)
 
     single = [(make_body(template, [t]), [t]) for t in pool]
+    setup = (repo / "tests" / "protocol" / "setup_text.json").read_bytes()
+    setup = json.dumps(json.loads(setup)["json"]).encode()  # Label Studio's /setup, which upstream needs first
     for name, port in (("ours", ours.port), ("upstream", upstream.port)):
         deadline = time.perf_counter() + 120
         while True:
             try:
                 client = Client(port)
+                client.post("/setup", setup)
                 status, data, _ = client.post("/predict", single[0][0])
                 if status == 200:
                     break
