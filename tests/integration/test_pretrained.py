@@ -59,7 +59,8 @@ def colour_network(path: Path, examples, labels: tuple[str, str], side: int = 16
 
 
 def pretrained_backend(baked: Path, label_studio: LabelStudio, tmp_path: Path, model: Path) -> BakedBackend:
-    backend = start_backend(baked, tmp_path, label_studio.url, label_studio.token, {"MODEL_URI": str(model)})
+    backend = start_backend(baked, tmp_path, label_studio.url, label_studio.token,
+                            extra_env={"MODEL_URI": str(model)})
     wait_until(lambda: requests.get(f"{backend.url}/health", timeout=5).json().get("pretrained") == "ready",
                timeout=120, what="MODEL_URI to load", logs=[backend.process])
     return backend
