@@ -225,7 +225,9 @@ def create_app(backend: Backend) -> Flask:
             raise BadRequest(400, "'schema' (the labeling config) is missing")
         if "project" not in body:
             raise BadRequest(400, "'project' is missing")
-        version = backend.setup(_project(body["project"]), schema)
+        project = _project(body["project"])
+        version = backend.setup(project, schema)
+        backend.authorize_webhook(project, request.host)
         return answer({"model_version": version})
 
     @app.post("/predict")

@@ -21,6 +21,7 @@ from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_f
 from .settings import Settings
 from .storage import ProjectStore, check_writable
 from .training import ThreadTrainingQueue, TrainingQueue
+from .webhook_auth import WebhookAuthorizer
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Backend:
         self.default_config = self._read_default_config(settings.label_config_path)
         self.queue = queue or ThreadTrainingQueue(self.train, settings.train_debounce_seconds)
         self._models: dict[str, _Loaded] = {}
+        self.webhook_auth = WebhookAuthorizer(settings)
         self._lock = threading.Lock()
 
     @staticmethod
@@ -93,6 +95,10 @@ class Backend:
         store = self.store(project)
         store.save_label_config(config)
         return store.current_version() or INITIAL_VERSION
+
+    def authorize_webhook(self, project: str, backend_host: str) -> None:
+        """With basic auth on, make Label Studio's webhook to this backend send the credentials (background)."""
+        self.webhook_auth.ensure(project, backend_host)
 
     def model(self, project: str, config: str) -> LabelStudioMLBase:
         """This process's model object for a project, rebuilt only when the config or version changed."""
