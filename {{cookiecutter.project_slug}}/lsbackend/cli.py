@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
+from . import logs
 from .base import TaskDataError
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import annotations_from_tasks
@@ -21,7 +21,7 @@ GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 
 def _backend(settings: Settings | None = None) -> Backend:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     sys.path.insert(0, os.getcwd())
     try:
         return Backend(load_model_class(os.environ.get("MODEL_CLASS", "model")), settings)

@@ -12,12 +12,14 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .base import INITIAL_VERSION, LabelStudioMLBase
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
+from .metrics import Metrics
 from .settings import Settings
 from .storage import ProjectStore, check_writable
 from .training import ThreadTrainingQueue, TrainingQueue
@@ -57,8 +59,20 @@ class _Loaded:
 class Backend:
     """Holds one model object per project and keeps it current."""
 
-    def __init__(self, model_class: type[LabelStudioMLBase], settings: Settings, queue: TrainingQueue | None = None):
+    def __init__(
+        self,
+        model_class: type[LabelStudioMLBase],
+        settings: Settings,
+        queue: TrainingQueue | None = None,
+        metrics: Metrics | None = None,
+    ):
         check_writable(settings.model_dir)
+        self.metrics = metrics or Metrics(settings.metrics_dir)
+        #: What /ready checks: name -> a callable that raises when that part cannot serve. Add your own
+        #: (a queue, a shared store) with ``backend.readiness_checks["name"] = check``.
+        self.readiness_checks: dict[str, Callable[[], object]] = {
+            "model_store": lambda: check_writable(settings.model_dir),
+        }
         self.model_class = model_class
         self.settings = settings
         self.default_config = self._read_default_config(settings.label_config_path)
@@ -95,6 +109,17 @@ class Backend:
         store = self.store(project)
         store.save_label_config(config)
         return store.current_version() or INITIAL_VERSION
+
+    def readiness(self) -> dict[str, str | None]:
+        """Each readiness check's problem, or None when it passed."""
+        problems: dict[str, str | None] = {}
+        for name, check in self.readiness_checks.items():
+            try:
+                check()
+                problems[name] = None
+            except Exception as exc:  # any failure means not ready; the message says which and why
+                problems[name] = str(exc) or type(exc).__name__
+        return problems
 
     def authorize_webhook(self, project: str, backend_host: str) -> None:
         """With basic auth on, make Label Studio's webhook to this backend send the credentials (background)."""
@@ -180,6 +205,7 @@ class Backend:
         finally:
             status["finished_at"] = time.time()
             store.save_status(status)
+            self.metrics.training_done(project, status)
         return status
 
     @staticmethod

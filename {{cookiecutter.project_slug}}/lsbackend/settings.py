@@ -19,6 +19,14 @@ def _number(name: str, default: float, cast: type = int) -> float:
         raise SystemExit(f"{name}={raw!r} is not a {kind}; set it to one, e.g. {name}={default}") from None
 
 
+def _choice(name: str, allowed: tuple[str, ...]) -> str:
+    """An env var that must be one of ``allowed`` (the first is the default), or exit naming them."""
+    raw = os.environ.get(name, "").strip().lower() or allowed[0]
+    if raw not in allowed:
+        raise SystemExit(f"{name}={raw!r} is not one of {', '.join(allowed)}; set it to one, e.g. {name}={allowed[0]}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings; see the README's table of environment variables."""
@@ -43,6 +51,9 @@ class Settings:
     media_cache_bytes: int = 64 * 1024 * 1024
     media_allowed_hosts: tuple[str, ...] = ()
     media_max_pixels: int = 40_000_000
+    max_text_chars: int = 100_000
+    log_format: str = "text"
+    metrics_dir: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,6 +80,9 @@ class Settings:
             media_cache_bytes=_number("MEDIA_CACHE_MB", 64) * 1024 * 1024,
             media_allowed_hosts=tuple(h.strip() for h in env("MEDIA_ALLOWED_HOSTS", "").split(",") if h.strip()),
             media_max_pixels=int(_number("MEDIA_MAX_MEGAPIXELS", 40, float) * 1_000_000),
+            max_text_chars=max(1, _number("MAX_TEXT_CHARS", cls.max_text_chars)),
+            log_format=_choice("LOG_FORMAT", ("text", "json")),
+            metrics_dir=env("PROMETHEUS_MULTIPROC_DIR", ""),  # set by gunicorn_conf.py for the workers
         )
 
     @property
