@@ -375,7 +375,7 @@ def test_metrics_are_merged_across_both_workers_and_logs_are_json(tmp_path):
     server = Gunicorn(tmp_path, LOG_FORMAT="json")
     try:
         sent = 0
-        for _ in range(40):  # the kernel picks the worker: ask until both have answered (bounded)
+        for _ in range(100):  # the kernel picks the worker: ask until both have answered (bounded)
             batch = [threading.Thread(target=server.request, args=("GET", "/openapi.json")) for _ in range(6)]
             for t in batch:
                 t.start()
