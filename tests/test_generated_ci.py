@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import MODEL_TYPES, TEMPLATE, run
-from integration.processes import free_port
+from harness import free_port
 from test_readme import makefile_targets
 
 BIN = Path(sys.executable).parent

@@ -257,6 +257,9 @@ def create_app(backend: Backend) -> Flask:
         params = body.get("params") if isinstance(body.get("params"), dict) else {}
         results = backend.predict(project, backend.label_config(project, config), tasks, params.get("context"))
         metrics.predicted(results)
+        problem = backend.model_problem(project)
+        if problem:  # Label Studio shows the version; the log, /training and this phrase say why it is older
+            return answer({"results": results, "warning": problem}, 200, f"OK; {problem}")
         return answer({"results": results})
 
     @app.post("/webhook")

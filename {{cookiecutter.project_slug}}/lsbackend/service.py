@@ -54,6 +54,7 @@ class _Loaded:
     config: str
     stamp: int
     model: LabelStudioMLBase
+    problem: str | None = None  # why this is not the current version (its file is broken)
 
 
 class Backend:
@@ -108,7 +109,24 @@ class Backend:
         self.model_class.check_config(parse_label_config(config))
         store = self.store(project)
         store.save_label_config(config)
-        return store.current_version() or INITIAL_VERSION
+        return self.served_version(project)
+
+    def served_version(self, project: str) -> str:
+        """The version this process serves (or would serve) for ``project``: not a broken current one."""
+        loaded = self._models.get(project)
+        store = self.store(project)
+        if loaded is not None and loaded.stamp == store.stamp():
+            return loaded.model.model_version
+        return store.served_version() or INITIAL_VERSION
+
+    def model_problem(self, project: str) -> str | None:
+        """Why the model served for ``project`` is not its current version (a broken file), or None."""
+        loaded = self._models.get(project)
+        store = self.store(project)
+        if loaded is not None and loaded.stamp == store.stamp():
+            return loaded.problem
+        served = store.served_version()
+        return store.problem(served)
 
     def readiness(self) -> dict[str, str | None]:
         """Each readiness check's problem, or None when it passed."""
@@ -136,7 +154,8 @@ class Backend:
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
             model = self.model_class(config, project, train_output=output, model_version=version)
-            self._models[project] = _Loaded(config, stamp, model)
+            problem = store.problem(saved[0] if saved else None)
+            self._models[project] = _Loaded(config, stamp, model, problem)
             return model
 
     def predict(self, project: str, config: str, tasks: list[dict], context: dict | None = None) -> list[dict]:
@@ -235,7 +254,10 @@ class Backend:
                           "finished (killed or crashed); the previous model keeps serving; train again")
         status.update(
             project=project,
-            model_version=store.current_version() or INITIAL_VERSION,
+            model_version=self.served_version(project),
             recorded_annotations=store.count_annotations(),
         )
+        problem = self.model_problem(project)
+        if problem:
+            status["warning"] = problem
         return status

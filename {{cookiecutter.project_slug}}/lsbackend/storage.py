@@ -11,7 +11,9 @@ replace the local disk without touching ``model.py``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import math
 import os
 import pickle
@@ -25,6 +27,8 @@ from typing import Any
 PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Label Studio's ids are database integers (PostgreSQL bigint at most): anything outside is not an id.
 MAX_ID = 2**63 - 1
+VERSION = re.compile(r"v(\d+)(?:-[^/]*)?")
+log = logging.getLogger(__name__)
 
 
 class StorageError(RuntimeError):
@@ -93,6 +97,22 @@ def annotation_id(value: object) -> int | None:
     return None
 
 
+def version_number(version: str | None) -> int | None:
+    """``v12-20261128T...`` -> 12; None for a name that is not a version."""
+    match = VERSION.fullmatch(version or "")
+    return int(match.group(1)) if match else None
+
+
+def _looks_complete(path: Path) -> bool:
+    """Whether a saved pickle is there and ends with pickle's STOP opcode (a truncated one does not)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"."
+    except OSError:  # missing, or empty (seeking before the start)
+        return False
+
+
 class ProjectStore:
     """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``."""
 
@@ -118,32 +138,124 @@ class ProjectStore:
         except FileNotFoundError:
             return None
 
+    def versions(self) -> list[str]:
+        """The kept model versions, newest first by their number (never by file times, which lie
+        after a clock step or a restore from backup)."""
+        found = [(version_number(p.stem), p.stem) for p in (self.dir / "models").glob("v*.pkl")]
+        return [name for number, name in sorted(found, reverse=True) if number is not None]
+
     def load_model(self) -> tuple[str, dict] | None:
-        """The current (version, train_output), or None before the first training."""
-        version = self.current_version()
-        if version is None:
+        """The (version, train_output) to serve, or None when no model was ever saved.
+
+        That is the current version, unless its file is missing, truncated or corrupt:
+        then the newest kept version that loads, and the broken one is noted (see ``problem``),
+        so that predictions and training go on.
+        """
+        current = self.current_version()
+        broken = self._broken()
+        for version in self._candidates(current):
+            try:
+                output = pickle.loads(self._verified_bytes(version))
+                if not isinstance(output, dict):
+                    raise TypeError(f"holds a {type(output).__name__}, not the dict fit returned")
+            except Exception as exc:  # noqa: BLE001 (any unpickling failure means: try an older version)
+                error = f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc}"[:300]
+                log.error("project %s: model %s cannot be loaded (%s)", self.dir.name, version, error)
+                broken[version] = self._note(version, error)
+                continue
+            if version != current:
+                log.warning("project %s: serving %s because %s cannot be loaded", self.dir.name, version, current)
+            if broken != self._broken():
+                self._save_broken({v: n for v, n in broken.items() if v != version})
+            return version, output
+        if broken != self._broken():
+            self._save_broken(broken)
+        return None
+
+    def _verified_bytes(self, version: str) -> bytes:
+        """The model file's bytes, checked against the checksum written when it was saved.
+
+        A flipped byte inside an array still unpickles: only the checksum tells it apart.
+        """
+        data = (self.dir / "models" / f"{version}.pkl").read_bytes()
+        try:
+            expected = (self.dir / "models" / f"{version}.sha256").read_text(encoding="ascii").strip()
+        except FileNotFoundError:  # saved before checksums were written
+            return data
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError("the file differs from what was saved (checksum mismatch)")
+        return data
+
+    def served_version(self) -> str | None:
+        """The version ``load_model`` would serve, judged without unpickling (``/setup`` must be quick):
+        a version known to be broken, or whose file is missing or cut short, is passed over."""
+        broken = self._broken()
+        for version in self._candidates(self.current_version()):
+            if version not in broken and _looks_complete(self.dir / "models" / f"{version}.pkl"):
+                return version
+        return None
+
+    def problem(self, served: str | None) -> str | None:
+        """Why ``served`` is not the current version, in one line; None when it is."""
+        current = self.current_version()
+        if current is None or served == current:
             return None
-        with open(self.dir / "models" / f"{version}.pkl", "rb") as fh:
-            return version, pickle.load(fh)
+        why = self._broken().get(current, {}).get("error") or "its file is missing or incomplete"
+        instead = f"serving {served}" if served else "serving no model (no kept version loads)"
+        return f"{instead}: model {current} cannot be loaded ({why}); train again or restore its file"
+
+    def _candidates(self, current: str | None) -> list[str]:
+        """Versions to try, in order: the current one, then older kept ones, newest first, then newer ones."""
+        kept = self.versions()
+        number = version_number(current) if current else None
+        older = [v for v in kept if v != current and (number is None or (version_number(v) or 0) < number)]
+        newer = [v for v in kept if v != current and v not in older]
+        return ([current] if current else []) + older + newer
+
+    # broken versions: {version: {"error", "size", "mtime_ns"}}; an entry counts only while the file
+    # is unchanged, so a restored file is tried again
+    def _broken(self) -> dict[str, dict]:
+        try:
+            noted = json.loads((self.dir / "broken.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return {v: n for v, n in noted.items() if isinstance(n, dict) and n == self._note(v, n.get("error"))}
+
+    def _note(self, version: str, error: object) -> dict:
+        try:
+            stat = (self.dir / "models" / f"{version}.pkl").stat()
+            size, mtime = stat.st_size, stat.st_mtime_ns
+        except OSError:
+            size, mtime = None, None
+        return {"error": error, "size": size, "mtime_ns": mtime}
+
+    def _save_broken(self, broken: dict[str, dict]) -> None:
+        with contextlib.suppress(OSError):  # only a note: a full disk must not stop serving
+            atomic_write(self.dir / "broken.json", json.dumps(broken).encode())
 
     def save_model(self, train_output: dict) -> str:
         """Save a trained model and make it current; return its new version."""
         version = self._next_version()
-        atomic_write(self.dir / "models" / f"{version}.pkl", pickle.dumps(train_output, protocol=5))
+        data = pickle.dumps(train_output, protocol=5)
+        atomic_write(self.dir / "models" / f"{version}.sha256", hashlib.sha256(data).hexdigest().encode())
+        atomic_write(self.dir / "models" / f"{version}.pkl", data)
         atomic_write(self.pointer, version.encode())
-        self._prune()
+        self._prune(keep={version})
         return version
 
     def _next_version(self) -> str:
-        previous = self.current_version() or "v0"
-        number = int(previous[1:].split("-", 1)[0]) + 1 if re.match(r"^v\d+", previous) else 1
-        return f"v{number}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        """One more than the highest version number seen, so an existing file is never overwritten."""
+        numbers = [version_number(v) or 0 for v in [*self.versions(), self.current_version() or "v0"]]
+        return f"v{max(numbers) + 1}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
 
-    def _prune(self) -> None:
-        models = sorted((self.dir / "models").glob("v*.pkl"), key=lambda p: p.stat().st_mtime_ns)
-        for old in models[: -self.keep_versions]:
-            with contextlib.suppress(FileNotFoundError):
-                old.unlink()
+    def _prune(self, keep: set[str]) -> None:
+        """Delete all but the newest ``keep_versions`` by number; never the current one or ``keep``."""
+        protected = keep | {self.current_version()}
+        for old in self.versions()[self.keep_versions :]:
+            if old not in protected:
+                for suffix in (".pkl", ".sha256"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.dir / "models" / f"{old}{suffix}").unlink()
 
     # --- annotations ------------------------------------------------------
     def save_annotation(self, annotation: dict) -> None:
