@@ -4,6 +4,7 @@ MODEL_DIR, and several processes sharing one MODEL_DIR (real subprocesses, real 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
