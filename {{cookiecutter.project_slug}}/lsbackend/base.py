@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
+from .settings import Settings
 
 INITIAL_VERSION = "untrained"
 
@@ -38,7 +39,8 @@ class LabelStudioMLBase:
       the object tag it reads, and that control's labels;
     - ``train_output``: what the last successful ``fit`` returned (persisted);
     - ``model_version``: changes on every successful training;
-    - ``project_id``.
+    - ``project_id``;
+    - ``settings``: the backend's ``Settings`` (limits such as ``max_text_chars``).
     """
 
     model_type: ClassVar[str | None] = None
@@ -49,7 +51,9 @@ class LabelStudioMLBase:
         project_id: str = "default",
         train_output: dict | None = None,
         model_version: str = INITIAL_VERSION,
+        settings: Settings | None = None,
     ) -> None:
+        self.settings = settings or Settings()
         self.project_id = project_id
         self.label_config = label_config
         self.config: LabelConfig = parse_label_config(label_config)

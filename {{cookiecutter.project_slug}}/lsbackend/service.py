@@ -153,7 +153,9 @@ class Backend:
         with self._lock:
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
-            model = self.model_class(config, project, train_output=output, model_version=version)
+            model = self.model_class(
+                config, project, train_output=output, model_version=version, settings=self.settings
+            )
             problem = store.problem(saved[0] if saved else None)
             self._models[project] = _Loaded(config, stamp, model, problem)
             return model
@@ -212,7 +214,10 @@ class Backend:
                 return status
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
-            model = self.model_class(self.label_config(project), project, train_output=output, model_version=version)
+            model = self.model_class(
+                self.label_config(project), project, train_output=output, model_version=version,
+                settings=self.settings,
+            )
             result = model.fit(usable)
             if not isinstance(result, dict):
                 raise TypeError(f"fit must return a dict, returned {type(result).__name__}")
