@@ -254,8 +254,8 @@ class Backend:
             status.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:500])
         finally:
             status["finished_at"] = time.time()
+            self.metrics.training_done(project, status)  # first: whoever sees the status finds it counted
             self._save_status(project, store, status)
-            self.metrics.training_done(project, status)
         return status
 
     @staticmethod
