@@ -21,11 +21,10 @@ from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 
 from .base import TaskDataError
+from .ids import project_key
 from .label_config import ConfigError
-from .label_studio_api import normalize_annotation
 from .metrics import Metrics
 from .service import Backend, PredictionError
-from .storage import project_key
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = {"/health", "/", "/openapi.json"}
@@ -203,7 +202,7 @@ def create_app(backend: Backend) -> Flask:
         if config is not None and not isinstance(config, str):
             raise BadRequest(400, "'label_config' must be a string")
         params = body.get("params") if isinstance(body.get("params"), dict) else {}
-        results = backend.predict(project, backend.label_config(project, config), tasks, params.get("context"))
+        results = backend.predict(project, config, tasks, params.get("context"))
         metrics.tasks_predicted += len(tasks)
         return answer({"results": results})
 
@@ -218,7 +217,7 @@ def create_app(backend: Backend) -> Flask:
             raise BadRequest(400, f"{action} without 'project'")
         project = _project(project_obj)
         if isinstance(project_obj, dict) and isinstance(project_obj.get("label_config"), str):
-            backend.store(project).save_label_config(project_obj["label_config"])
+            backend.save_project_config(project, project_obj["label_config"])
         if action in RECORDED:
             return answer(_record(backend, project, body))
         if action in DELETED:
@@ -264,16 +263,7 @@ def _record(backend: Backend, project: str, body: dict) -> dict:
         raise BadRequest(400, "'annotation.result' must be a list of result objects")
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise BadRequest(400, f"{body['action']} without 'task.data'")
-    record = normalize_annotation(annotation, task)
-    store = backend.store(project)
-    if record["was_cancelled"] or not record["result"]:
-        store.delete_annotation(record["id"])
-        return {"status": "ignored", "reason": "cancelled or empty annotation"}
-    store.save_annotation(record)
-    every = backend.settings.train_every_n
-    if every and store.count_annotations() % every == 0:
-        backend.request_training(project)
-    return {"status": "recorded", "annotation": record["id"]}
+    return backend.record_annotation(project, annotation, task)
 
 
 def _delete(backend: Backend, project: str, body: dict) -> dict:
@@ -282,6 +272,5 @@ def _delete(backend: Backend, project: str, body: dict) -> dict:
         items = [body["annotation"]]
     if not isinstance(items, list):
         raise BadRequest(400, f"{body['action']} without 'annotations'")
-    store = backend.store(project)
-    removed = [a["id"] for a in items if isinstance(a, dict) and store.delete_annotation(a.get("id"))]
-    return {"status": "deleted", "annotations": removed}
+    ids = [a.get("id") for a in items if isinstance(a, dict)]
+    return {"status": "deleted", "annotations": backend.delete_annotations(project, ids)}

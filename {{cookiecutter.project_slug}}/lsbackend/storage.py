@@ -1,16 +1,22 @@
-"""Per-project storage under MODEL_DIR: trained models, annotations, training status.
+"""Per-project storage: trained models, annotations, label configs, training status and locks.
 
-Every write is atomic (temporary file, fsync, rename), so a crash mid-save
-leaves the previous file in place. A model becomes current only when the
-``CURRENT`` pointer is renamed over, after the model file is on disk; all
-worker processes read that pointer, so they agree on the model version.
-Storage sits behind these small classes so that a shared object store can
-replace the local disk without touching ``model.py``.
+The rest of the runtime sees only two small interfaces: ``ModelStore`` (all
+projects; ``open_store(settings)`` picks the implementation) and
+``ProjectStore`` (one project). The store owns every file, pointer and lock,
+so a shared object store can later replace the local disk without touching
+``service.py`` or ``model.py``.
+
+The local implementation keeps everything under ``MODEL_DIR``. Every write is
+atomic (temporary file, fsync, rename), so a crash mid-save leaves the
+previous file in place. A model becomes current only when the ``CURRENT``
+pointer is renamed over, after the model file is on disk; all worker
+processes read that pointer, so they agree on the model version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pickle
@@ -18,10 +24,19 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+from .ids import PROJECT_ID, project_key
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = [
+    "PROJECT_ID", "LocalModelStore", "LocalProjectStore", "ModelStore", "ProjectStore", "StorageError",
+    "atomic_write", "check_writable", "open_store", "project_key",
+]
 
 
 class StorageError(RuntimeError):
@@ -64,24 +79,63 @@ def check_writable(root: Path) -> None:
         ) from None
 
 
-def project_key(project: object) -> str:
-    """Label Studio's project id from what it sends: ``"5.1795850610"``, ``5`` or ``{"id": 5}``."""
-    if isinstance(project, dict):
-        project = project.get("id")
-    if project is None or project == "":
-        return "default"
-    if isinstance(project, bool):  # str(True) would pass for an id
-        raise ValueError(f"project {project!r} is not a Label Studio project id")
-    key = str(project).split(".", 1)[0]
-    if not PROJECT_ID.match(key):
-        raise ValueError(f"project {str(project)[:40]!r} is not a Label Studio project id")
-    return key
+class ProjectStore(Protocol):
+    """What the backend may do with one project's data; every implementation keeps these promises.
+
+    - ``save_model`` writes the whole model before ``current_version`` changes;
+    - ``stamp`` is cheap (called on every /predict) and changes when the current model does;
+    - ``training_lock`` is held by at most one process per project at a time and is
+      released when its holder dies; ``training_running`` tells whether someone holds it.
+    """
+
+    def stamp(self) -> int: ...
+    def current_version(self) -> str | None: ...
+    def load_model(self) -> tuple[str, dict] | None: ...
+    def save_model(self, train_output: dict) -> str: ...
+    def save_annotation(self, annotation: dict) -> None: ...
+    def delete_annotation(self, annotation_id: object) -> bool: ...
+    def annotations(self) -> Iterator[dict]: ...
+    def count_annotations(self) -> int: ...
+    def save_label_config(self, xml: str) -> None: ...
+    def label_config(self) -> str | None: ...
+    def save_status(self, status: dict) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+    def training_lock(self) -> AbstractContextManager[None]: ...
+    def training_running(self) -> bool: ...
 
 
-class ProjectStore:
-    """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``."""
+class ModelStore(Protocol):
+    """Where every project's data lives; ``project`` hands out one project's view."""
+
+    def project(self, project: str) -> ProjectStore: ...
+
+
+def open_store(settings: Settings) -> ModelStore:
+    """The store the settings ask for (today: the local/shared filesystem under MODEL_DIR).
+
+    Raises ``StorageError`` naming the problem and the fix when it cannot be used.
+    """
+    return LocalModelStore(settings.model_dir, settings.keep_versions)
+
+
+class LocalModelStore:
+    """All projects under one directory (a local disk or a shared filesystem mount)."""
+
+    def __init__(self, root: Path, keep_versions: int = 3) -> None:
+        check_writable(Path(root))
+        self.root = Path(root)
+        self.keep_versions = keep_versions
+
+    def project(self, project: str) -> LocalProjectStore:
+        return LocalProjectStore(self.root, project, self.keep_versions)
+
+
+class LocalProjectStore:
+    """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``, ``train.lock``."""
 
     def __init__(self, root: Path, project: str, keep_versions: int = 3) -> None:
+        if not PROJECT_ID.match(project):  # the id names a directory: never let it climb out
+            raise ValueError(f"project {project[:40]!r} is not a Label Studio project id")
         self.dir = Path(root) / "projects" / project
         self.keep_versions = keep_versions
 
@@ -170,3 +224,23 @@ class ProjectStore:
             return json.loads((self.dir / "training.json").read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return {"state": "idle"}
+
+    # --- training lock ----------------------------------------------------
+    @contextlib.contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Hold the project's training lock (waits for another holder); the kernel drops it if we die."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "train.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def training_running(self) -> bool:
+        """Whether some process holds the project's training lock right now."""
+        try:
+            with open(self.dir / "train.lock", "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return False  # closing the file releases the probe
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True

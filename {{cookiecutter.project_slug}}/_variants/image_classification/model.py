@@ -33,7 +33,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lsbackend import LabelStudioMLBase, TaskDataError
-from lsbackend.media import MediaError, default_resolver, failed_prediction
+from lsbackend.media import MediaError, failed_prediction, resolver_for
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class ImageClassifier(LabelStudioMLBase):
     model_type = "image_classification"
 
     def setup(self) -> None:
-        self.media = default_resolver()
+        self.media = resolver_for(self.settings)  # LABEL_STUDIO_URL, its key, LOCAL_FILES_ROOT, limits
         self.pipeline: Pipeline | None = self.train_output.get("pipeline")
         classes = self.pipeline.classes_ if self.pipeline is not None else []
         # Only labels still in the config may be predicted (the config can change).

@@ -9,12 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from lsbackend.ids import project_key
 from lsbackend.label_config import ConfigError, check_fit
 from lsbackend.label_studio_api import normalize_annotation
-from lsbackend.media import MediaResolver, set_default_resolver
 from lsbackend.server import create_app
 from lsbackend.settings import Settings
-from lsbackend.storage import project_key
 from model import ImageClassifier
 
 import examples
@@ -27,22 +26,14 @@ SHAPES_CONFIG = CONFIG.replace(
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture(autouse=True)
-def offline_resolver():
-    """Tests see no LABEL_STUDIO_URL or LOCAL_FILES_ROOT from the environment."""
-    set_default_resolver(MediaResolver(Settings()))
-    yield
-    set_default_resolver(None)
-
-
 def annotations(pairs):
     return [normalize_annotation({"id": i, "result": r}, {"id": i, "data": d}) for i, (d, r) in enumerate(pairs)]
 
 
-def trained(config: str = CONFIG, pairs=None) -> ImageClassifier:
-    model = ImageClassifier(config)
+def trained(config: str = CONFIG, pairs=None, settings: Settings | None = None) -> ImageClassifier:
+    model = ImageClassifier(config, settings=settings)
     output = model.fit(annotations(pairs or examples.training_set()))
-    return ImageClassifier(config, train_output=output, model_version="v1")
+    return ImageClassifier(config, train_output=output, model_version="v1", settings=settings)
 
 
 def red(seed: int = 1) -> str:
@@ -175,9 +166,9 @@ def test_trains_and_predicts_on_images_uploaded_to_label_studio():
     files = {f"/data/upload/7/{i}.png": examples.png_bytes(image) for i, (image, _) in enumerate(pairs)}
     host = ImageHost(files)
     try:
-        set_default_resolver(MediaResolver(Settings(label_studio_url=host.url, label_studio_api_key=TOKEN)))
+        settings = Settings(label_studio_url=host.url, label_studio_api_key=TOKEN)  # handed over, not global
         model = trained(pairs=[({"image": f"/data/upload/7/{i}.png"}, examples.result(label))
-                               for i, (_, label) in enumerate(pairs)])
+                               for i, (_, label) in enumerate(pairs)], settings=settings)
         tasks = [{"id": i, "data": {"image": f"/data/upload/7/{i}.png"}} for i in (0, 9)]
         assert [examples.predicted_label(p) for p in model.predict(tasks)] == ["Red", "Blue"]
     finally:
