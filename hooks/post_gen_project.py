@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,8 +22,16 @@ ANSWERS = json.loads(r'''{{ {
     "port": cookiecutter.port,
     "python_version": cookiecutter.python_version,
     "_template": cookiecutter._template,
-    "_output_dir": cookiecutter._output_dir,
+    "_commit": cookiecutter.get("_commit", ""),
+    "_repo_dir": cookiecutter.get("_repo_dir", ""),
+    "_output_dir": cookiecutter.get("_output_dir", ""),
 } | tojson }}''')
+# cruft (create, update) renders the template itself: it gives _commit, and no _output_dir.
+UNDER_CRUFT = bool(ANSWERS["_commit"]) and not ANSWERS["_output_dir"]
+# What `cookiecutter gh:...` and friends expand to; cruft (git) needs the expanded URL.
+ABBREVIATIONS = {"gh:": "https://github.com/{}.git", "gl:": "https://gitlab.com/{}.git", "bb:": "https://bitbucket.org/{}"}
+# Written when the template came from a folder that is not a git checkout; the README says what to fill in.
+TEMPLATE_PLACEHOLDER = "FILL-IN: git URL of ls-ml-template (baked from a folder that is not a git checkout)"
 
 VARIANTS = Path("_variants")
 
@@ -88,11 +97,63 @@ def remove_variants() -> None:
     shutil.rmtree(VARIANTS)
 
 
+def _git(folder: Path, *args: str) -> str:
+    """A git answer about ``folder``, or "" when git or the repository is not there."""
+    try:
+        proc = subprocess.run(["git", "-C", str(folder), *args], check=False, capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def _template_folder() -> Path:
+    """The template folder cookiecutter rendered, made absolute against the user's shell directory."""
+    folder = Path(os.path.expanduser(ANSWERS["_repo_dir"] or ANSWERS["_template"]))
+    return folder if folder.is_absolute() else Path(os.environ.get("PWD", ".")) / folder
+
+
+def template_source() -> tuple[str, str]:
+    """Where the template can be fetched again later, and the commit it was at.
+
+    A git URL (or gh:/gl:/bb: shorthand) is kept; a local git checkout is
+    replaced by its ``origin`` remote (or its absolute path when it has none),
+    since the path the user typed (often ``.``) means nothing later. Anything
+    else gets a placeholder the README tells the user to fill in.
+    """
+    given = ANSWERS["_template"]
+    if UNDER_CRUFT:  # cruft already resolved it, and must see the same value on every re-render
+        return given, ANSWERS["_commit"]
+    for prefix, url in ABBREVIATIONS.items():
+        if given.startswith(prefix):
+            given = url.format(given[len(prefix):])
+    folder = _template_folder()
+    commit = _git(folder, "rev-parse", "HEAD")
+    if "://" in given or given.startswith("git@"):
+        return given, commit
+    if _git(folder, "rev-parse", "--is-inside-work-tree") != "true":
+        return TEMPLATE_PLACEHOLDER, ""
+    origin = _git(folder, "remote", "get-url", "origin")
+    return origin or str(Path(_git(folder, "rev-parse", "--show-toplevel")).resolve()), commit
+
+
 def record_answers(config_text: str) -> None:
-    """Keep the answers so the repo can be updated from a newer template (cruft, cookiecutter replay)."""
-    answers = {k: v for k, v in ANSWERS.items() if k != "_output_dir"}
-    answers["label_config"] = config_text
-    Path(".cookiecutter.json").write_text(json.dumps(answers, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    """Keep the answers, and where the template came from, so the repo can take template updates.
+
+    ``.cookiecutter.json`` holds them for people; ``.cruft.json`` (cruft's own
+    format) lets ``cruft update`` run with no linking step. Under cruft, cruft
+    writes ``.cruft.json`` itself, so it is left alone.
+    """
+    template, commit = template_source()
+    answers = {k: v for k, v in ANSWERS.items() if not k.startswith("_")}
+    answers["label_config"] = config_text  # the text, not a path that will not exist later
+    recorded = {**answers, "_template": template, "_commit": commit}
+    Path(".cookiecutter.json").write_text(json.dumps(recorded, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if UNDER_CRUFT:
+        return
+    cruft_state = {"template": template, "commit": commit, "checkout": None,
+                   "context": {"cookiecutter": recorded}, "directory": None}
+    Path(".cruft.json").write_text(json.dumps(cruft_state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def main() -> int:

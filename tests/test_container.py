@@ -32,6 +32,9 @@ PORT_ANSWER = "9191"  # not the default, so a hard-coded 9090 anywhere shows up
 SLUG = "ctr-test-backend"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MODEL_DIR = "/data/models"
+# Every image, container, volume and compose project this run creates carries RUN_ID, so parallel runs
+# (two CI jobs, two developers on one engine) never share or remove each other's.
+RUN_ID = uuid.uuid4().hex[:10]
 # What the image's /app must hold: the allowlist in .dockerignore, nothing else.
 IMAGE_FILES = {"lsbackend", "model.py", "label_config.xml", "requirements.txt"}
 
@@ -233,7 +236,7 @@ def image(request, engine, baked) -> str:
     for junk in ("data/models/default", ".venv/bin", ".git", "tests/__pycache__"):
         (baked / junk).mkdir(parents=True, exist_ok=True)
         (baked / junk / "junk.txt").write_text("must not reach the image\n", encoding="utf-8")
-    tag = f"localhost/{SLUG}-{model_type_of(baked).replace('_', '-')}:{uuid.uuid4().hex[:8]}"
+    tag = f"localhost/{SLUG}-{model_type_of(baked).replace('_', '-')}-{RUN_ID}:{uuid.uuid4().hex[:8]}"
     request.addfinalizer(lambda: engine("rmi", "-f", tag, check=False))
     started = time.monotonic()
     engine("build", *engine.build_flags(), "--network", "host", "-t", tag, str(baked), timeout=1800)
@@ -268,7 +271,7 @@ class Container:
 
     def __init__(self, engine: Engine, image: str, volume: str) -> None:
         self.engine, self.image, self.volume = engine, image, volume
-        self.name = f"{SLUG}-{uuid.uuid4().hex[:8]}"
+        self.name = f"{SLUG}-{RUN_ID}-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
 
     def start(self) -> Container:
@@ -316,7 +319,7 @@ class Container:
 
 @pytest.fixture
 def volume(request, engine) -> str:
-    name = f"{SLUG}-models-{uuid.uuid4().hex[:8]}"
+    name = f"{SLUG}-models-{RUN_ID}-{uuid.uuid4().hex[:8]}"
     engine("volume", "create", name)
     request.addfinalizer(lambda: engine("volume", "rm", "-f", name, check=False))
     return name
