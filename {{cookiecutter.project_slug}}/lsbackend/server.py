@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, current_app, request
 from flask.json.provider import DefaultJSONProvider
 
 from .base import TaskDataError
-from .ids import project_key
+from .ids import MAX_ID, annotation_id, project_key
 from .label_config import ConfigError
 from .metrics import Metrics
 from .service import Backend, PredictionError
@@ -66,6 +66,10 @@ def _encode(body: object) -> bytes:
         return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
+class JSONTooDeep(ValueError):
+    """A JSON body nested deeper than the parsers (or MAX_JSON_DEPTH) allow."""
+
+
 class _JSONProvider(DefaultJSONProvider):
     """Request bodies parsed by orjson, 2x faster on a 1000-task body (its errors are ValueErrors too)."""
 
@@ -73,19 +77,49 @@ class _JSONProvider(DefaultJSONProvider):
         if not kwargs:
             try:
                 return orjson.loads(s)
-            except orjson.JSONDecodeError:  # e.g. lone surrogates, which json accepts: same answers as before
-                pass
-        return super().loads(s, **kwargs)
+            except orjson.JSONDecodeError as exc:  # e.g. lone surrogates, which json accepts: same answers as before
+                if "recursion limit" in str(exc):
+                    raise JSONTooDeep(str(exc)) from None
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:  # json recurses per level: deep nesting must not be a 500
+            raise JSONTooDeep("nesting exceeds the parser's recursion limit") from None
 
 
-def _json_body() -> dict:
+def _nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` levels deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = current.values() if isinstance(current, dict) else current
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _json_body(max_depth: int) -> dict:
     if not request.is_json:
         raise BadRequest(415, "Content-Type must be application/json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise BadRequest(400, "Request body is not valid JSON")
+    raw = request.get_data(cache=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # a chunked body: werkzeug stops reading at the limit and hands over the truncated start
+        abort(413)
+    too_deep = BadRequest(
+        400, f"Request JSON is nested more than {max_depth} levels deep",
+        "Label Studio's requests nest a few levels; raise MAX_JSON_DEPTH if yours really need more.",
+    )
+    try:
+        body = current_app.json.loads(raw)
+    except JSONTooDeep:
+        raise too_deep from None
+    except ValueError:
+        raise BadRequest(400, "Request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest(400, "Request body must be a JSON object")
+    if _nested_deeper_than(body, max_depth):
+        raise too_deep
     return body
 
 
@@ -120,11 +154,11 @@ def create_app(backend: Backend) -> Flask:
         request.environ["lsb.start"] = time.perf_counter()
         if not settings.auth_enabled or request.path in OPEN_PATHS:
             return None
-        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
         given = b""
-        if header.startswith("Basic "):
+        if scheme.lower() == "basic":  # RFC 7617: the scheme name is case-insensitive
             try:
-                given = base64.b64decode(header[6:], validate=True)
+                given = base64.b64decode(credentials.strip(), validate=True)
             except (binascii.Error, ValueError):
                 given = b""
         if hmac.compare_digest(given, expected):
@@ -184,7 +218,7 @@ def create_app(backend: Backend) -> Flask:
 
     @app.post("/setup")
     def setup():
-        body = _json_body()
+        body = _json_body(settings.max_json_depth)
         schema = body.get("schema")
         if not isinstance(schema, str) or not schema.strip():
             raise BadRequest(400, "'schema' (the labeling config) is missing")
@@ -195,9 +229,10 @@ def create_app(backend: Backend) -> Flask:
 
     @app.post("/predict")
     def predict():
-        body = _json_body()
+        body = _json_body(settings.max_json_depth)
         tasks = _tasks(body)
-        project = _project(body.get("project") or tasks[0].get("project"))
+        given = body.get("project")
+        project = _project(given if given not in (None, "") else tasks[0].get("project"))  # project 0 is a project
         config = body.get("label_config")
         if config is not None and not isinstance(config, str):
             raise BadRequest(400, "'label_config' must be a string")
@@ -208,7 +243,7 @@ def create_app(backend: Backend) -> Flask:
 
     @app.post("/webhook")
     def webhook():
-        body = _json_body()
+        body = _json_body(settings.max_json_depth)
         action = body.get("action")
         if not isinstance(action, str):
             raise BadRequest(400, "'action' is missing")
@@ -230,7 +265,7 @@ def create_app(backend: Backend) -> Flask:
     @app.post("/train")
     def train_legacy():
         """Older Label Studio versions call /train instead of sending START_TRAINING."""
-        body = _json_body()
+        body = _json_body(settings.max_json_depth)
         project = _project(body.get("project"))
         config = body.get("label_config")
         if config is not None and not isinstance(config, str):
@@ -255,9 +290,9 @@ def _record(backend: Backend, project: str, body: dict) -> dict:
     annotation, task = body.get("annotation"), body.get("task")
     if not isinstance(annotation, dict) or "id" not in annotation:
         raise BadRequest(400, f"{body['action']} without 'annotation.id'")
-    if not isinstance(annotation["id"], int) or isinstance(annotation["id"], bool) or annotation["id"] < 0:
+    if annotation_id(annotation["id"]) is None:
         # the id names the annotation's file: anything but a plain number could escape the directory
-        raise BadRequest(400, "'annotation.id' must be a non-negative integer")
+        raise BadRequest(400, f"'annotation.id' must be an integer from 0 to {MAX_ID}")
     result = annotation.get("result")
     if result is not None and not (isinstance(result, list) and all(isinstance(r, dict) for r in result)):
         raise BadRequest(400, "'annotation.result' must be a list of result objects")

@@ -53,6 +53,7 @@ class Settings:
     train_debounce_seconds: float = 2.0
     train_every_n: int = 0
     max_request_bytes: int = 50 * 1024 * 1024
+    max_json_depth: int = 100
     keep_versions: int = 3
     log_level: str = "INFO"
     local_files_root: str = ""
@@ -80,6 +81,8 @@ class Settings:
             train_debounce_seconds=_number("TRAIN_DEBOUNCE_SECONDS", cls.train_debounce_seconds, float),
             train_every_n=_number("TRAIN_EVERY_N", cls.train_every_n),
             max_request_bytes=_number("MAX_REQUEST_MB", 50) * 1024 * 1024,
+            # orjson refuses more than 1024 levels whatever this says
+            max_json_depth=min(1000, max(1, _number("MAX_JSON_DEPTH", cls.max_json_depth))),
             keep_versions=max(1, _number("KEEP_VERSIONS", cls.keep_versions)),
             log_level=env("LOG_LEVEL", cls.log_level).upper(),
             local_files_root=env("LOCAL_FILES_ROOT", ""),

@@ -28,14 +28,14 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .ids import PROJECT_ID, project_key
+from .ids import MAX_ID, PROJECT_ID, annotation_id, project_key
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = [
-    "PROJECT_ID", "LocalModelStore", "LocalProjectStore", "ModelStore", "ProjectStore", "StorageError",
-    "atomic_write", "check_writable", "open_store", "project_key",
+    "MAX_ID", "PROJECT_ID", "LocalModelStore", "LocalProjectStore", "ModelStore", "ProjectStore", "StorageError",
+    "annotation_id", "atomic_write", "check_writable", "open_store", "project_key",
 ]
 
 
@@ -134,7 +134,7 @@ class LocalProjectStore:
     """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``, ``train.lock``."""
 
     def __init__(self, root: Path, project: str, keep_versions: int = 3) -> None:
-        if not PROJECT_ID.match(project):  # the id names a directory: never let it climb out
+        if not PROJECT_ID.fullmatch(project):  # the id names a directory: never let it climb out
             raise ValueError(f"project {project[:40]!r} is not a Label Studio project id")
         self.dir = Path(root) / "projects" / project
         self.keep_versions = keep_versions
@@ -186,14 +186,20 @@ class LocalProjectStore:
 
     # --- annotations ------------------------------------------------------
     def save_annotation(self, annotation: dict) -> None:
-        path = self.dir / "annotations" / f"{int(annotation['id'])}.json"  # int: never a path
+        number = annotation_id(annotation["id"])
+        if number is None:
+            raise ValueError(f"annotation id {annotation['id']!r:.40} is not an integer from 0 to {MAX_ID}")
+        path = self.dir / "annotations" / f"{number}.json"  # an int: never a path
         atomic_write(path, json.dumps(annotation).encode())  # ASCII escapes: any str encodes
 
-    def delete_annotation(self, annotation_id: object) -> bool:
+    def delete_annotation(self, annotation_id_: object) -> bool:
+        number = annotation_id(annotation_id_)
+        if number is None:
+            return False
         try:
-            (self.dir / "annotations" / f"{int(annotation_id)}.json").unlink()
+            (self.dir / "annotations" / f"{number}.json").unlink()
             return True
-        except (FileNotFoundError, ValueError, TypeError, OverflowError):
+        except FileNotFoundError:
             return False
 
     def annotations(self) -> Iterator[dict]:

@@ -6,6 +6,7 @@ Several of these were 500s (or worse) before the runtime was fixed; the test nam
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import resource
@@ -149,7 +150,7 @@ def test_an_annotation_id_that_is_not_a_number_is_refused_and_writes_nothing(cli
     event["annotation"]["id"] = bad_id
     response = client.post("/webhook", json=event)
     assert response.status_code == 400  # "../../../escaped" used to write MODEL_DIR/escaped.json
-    assert reason(response) == "'annotation.id' must be a non-negative integer"
+    assert reason(response) == f"'annotation.id' must be an integer from 0 to {2**63 - 1}"
     assert [p for p in settings.model_dir.rglob("*.json") if p.name != "label_config.xml"] == []
 
 
@@ -284,3 +285,107 @@ def test_a_crash_logs_the_traceback_but_not_the_request(client, backend, monkeyp
     assert "model exploded" in logged  # the log explains the crash
     assert SECRETS["body"] not in logged and SECRETS["access_token"] not in logged
     assert "model exploded" not in response.get_data(as_text=True)  # details stay in the log
+
+
+# --- JSON depth, body size, id ranges, project ids, auth scheme (issue 12: "Errors" and "Lower") ------
+@pytest.mark.parametrize(
+    "raw",
+    ["[" * 100_000, '{"tasks": ' + "[" * 5_000 + "]" * 5_000 + "}",
+     '{"tasks": [{"data": ' + '{"a": ' * 150 + "1" + "}" * 150 + "}]}"],
+    ids=["100000-deep-unclosed", "5000-deep", "150-deep-task-data"],
+)
+def test_deeply_nested_json_is_a_400_naming_the_depth_limit(client, raw):
+    response = client.post("/predict", data=raw, content_type="application/json")
+    assert response.status_code == 400, response.status  # 100000 deep was "500 Internal error: RecursionError"
+    assert reason(response) == "Request JSON is nested more than 100 levels deep"
+    assert "MAX_JSON_DEPTH" in response.get_json()["detail"]
+
+
+def test_json_nested_within_the_limit_is_answered(client, tmp_path):
+    nested = {"a": 1}
+    for _ in range(90):
+        nested = {"a": nested}
+    response = client.post("/predict", json=predict_body({DATA_KEY: "hello", "extra": nested}))
+    assert response.status_code == 200, response.status
+    deeper = Settings(model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG, max_json_depth=3)
+    shallow_client = create_app(Backend(MODEL_CLASS, deeper)).test_client()
+    refused = shallow_client.post("/predict", json=predict_body({DATA_KEY: "hello"}))
+    assert reason(refused) == "Request JSON is nested more than 3 levels deep"  # the setting is the limit
+
+
+def test_a_chunked_body_over_the_size_limit_is_a_413(tmp_path):
+    settings = Settings(model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG, max_request_bytes=1024 * 1024)
+    client = create_app(Backend(MODEL_CLASS, settings)).test_client()
+    body = json.dumps(predict_body({DATA_KEY: "x" * (2 * 1024 * 1024)})).encode()
+    response = client.post(  # no Content-Length: how a chunked request reaches the app under gunicorn
+        "/predict", input_stream=io.BytesIO(body), content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413, response.status  # was "400 Request body is not valid JSON"
+    assert reason(response) == "Request larger than 1 MB; raise MAX_REQUEST_MB or send fewer tasks"
+
+
+@pytest.mark.parametrize("raw_id", [str(2**63), "1" + "0" * 400, "1e300"])
+def test_an_annotation_id_beyond_label_studios_range_is_a_400(client, settings, raw_id):
+    event = json.dumps(training_events(1)[0]).replace('"id": 1000,', f'"id": {raw_id},', 1)
+    assert raw_id in event
+    response = client.post("/webhook", data=event, content_type="application/json")
+    assert response.status_code == 400, response.status  # 10**400 was a 500 (file name too long)
+    assert reason(response) == f"'annotation.id' must be an integer from 0 to {2**63 - 1}"
+    assert list(settings.model_dir.rglob("annotations/*.json")) == []
+
+
+@pytest.mark.parametrize("raw_id", ["true", "4300.9", '"4300"', "1e300", "1" + "0" * 400, str(2**63)])
+def test_deleting_with_an_id_that_create_refuses_deletes_nothing(client, backend, raw_id):
+    for annotation_id in (1, 4300):
+        event = training_events(1)[0]
+        event["annotation"]["id"] = annotation_id
+        assert client.post("/webhook", json=event).status_code == 200
+    raw = '{"action": "ANNOTATIONS_DELETED", "project": ' + PROJECT + ', "annotations": [{"id": ' + raw_id + "}]}"
+    response = client.post("/webhook", data=raw, content_type="application/json")
+    assert response.status_code == 200, response.status
+    assert response.get_json() == {"status": "deleted", "annotations": []}  # true deleted 1, 4300.9 deleted 4300
+    assert backend.store(PROJECT).count_annotations() == 2
+
+
+@pytest.mark.parametrize("raw_project", ["Infinity", "-Infinity", "NaN", '"5\\n"', '{"id": "5\\n"}'])
+def test_a_project_id_with_a_newline_or_infinity_is_a_400(client, settings, raw_project):
+    body = json.dumps(captured(f"setup_{SHAPE}")).replace(json.dumps(captured(f"setup_{SHAPE}")["project"]),
+                                                          raw_project)
+    response = client.post("/setup", data=body, content_type="application/json")
+    assert response.status_code == 400, response.status  # Infinity became project "inf", "5\n" a folder "5\n"
+    assert reason(response).endswith("is not a Label Studio project id")
+    assert not (settings.model_dir / "projects").exists() or list((settings.model_dir / "projects").iterdir()) == []
+
+
+def test_a_project_id_with_a_newline_in_the_status_url_is_a_400(client):
+    response = client.get("/training/5%0A")
+    assert response.status_code == 400  # answered 200 for a project named "5\n"
+
+
+def test_predict_uses_project_0s_own_config(client):
+    setup = captured(f"setup_{SHAPE}")
+    renamed = setup["schema"].replace(f'value="${DATA_KEY}"', 'value="$zero_field"')
+    assert renamed != setup["schema"]
+    assert client.post("/setup", json={**setup, "project": 0, "schema": renamed}).status_code == 200
+    body = predict_body({DATA_KEY: "hello"}, project=0)
+    body.pop("label_config", None)
+    for task in body["tasks"]:
+        task.pop("project", None)
+    response = client.post("/predict", json=body)
+    # project 0's config reads $zero_field; it was ignored (0 is falsy) and the default config answered 200
+    assert response.status_code == 422, response.status
+    assert reason(response) == "Task 7 has no data field 'zero_field'"
+
+
+@pytest.mark.parametrize("scheme", ["basic", "BASIC", "bAsIc"])
+def test_the_basic_auth_scheme_name_is_case_insensitive(tmp_path, scheme):
+    settings = Settings(model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG,
+                        basic_auth_user="ls", basic_auth_pass="s3cret")
+    client = create_app(Backend(MODEL_CLASS, settings)).test_client()
+    token = base64.b64encode(b"ls:s3cret").decode()
+    response = client.post("/setup", json=captured(f"setup_{SHAPE}"), headers={"Authorization": f"{scheme} {token}"})
+    assert response.status_code == 200, response.status  # RFC 7617; "basic" was a 401
+    wrong = base64.b64encode(b"ls:guess").decode()
+    refused = client.post("/setup", json=captured(f"setup_{SHAPE}"), headers={"Authorization": f"{scheme} {wrong}"})
+    assert refused.status_code == 401
