@@ -13,6 +13,11 @@ resolver has to understand every kind:
 - ``file://`` URLs, and paths under ``LOCAL_FILES_ROOT``: read from disk, never
   outside that folder.
 
+Downloads are guarded against server-side request forgery (a task naming an
+internal address): every connection, redirects included, goes to an address
+checked after DNS resolution (``_AddressGuard``), and the whole download has
+one deadline however slowly the bytes arrive (``_Deadline``).
+
 Every failure is a ``MediaError`` whose message names the task's reference and
 the setting to fix, so a model can report it per task and go on with the others.
 """
@@ -21,7 +26,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import functools
+import http.client
+import ipaddress
 import logging
+import socket
 import threading
 import time
 import urllib.error
@@ -47,6 +57,210 @@ KEY_HINT = "check LABEL_STUDIO_API_KEY: legacy token or personal access token?"
 
 class MediaError(RuntimeError):
     """A task's media could not be loaded; the message says which and what to change."""
+
+
+class BlockedAddress(MediaError):
+    """A download would connect to an address media downloads refuse."""
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Never fetched, whatever MEDIA_ALLOWED_HOSTS says: link-local (169.254.169.254 is the metadata service
+#: of AWS, GCP, Azure, DigitalOcean, OpenStack) and the other clouds' metadata addresses.
+NEVER = tuple(
+    ipaddress.ip_network(n)
+    for n in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32", "192.0.0.192/32")
+)
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64), which is where it really goes."""
+    if ip.version != 6:
+        return None
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+class _AddressGuard:
+    """Decides which addresses a download may connect to.
+
+    Link-local and cloud metadata addresses: never. Loopback, private and other
+    non-public addresses: only for LABEL_STUDIO_URL's host or what
+    MEDIA_ALLOWED_HOSTS lists (host names, addresses or networks). Every other
+    address: yes. Addresses are checked after DNS resolution, all of a name's
+    records, and the caller connects to the checked address itself, so a second
+    lookup cannot point the connection elsewhere.
+    """
+
+    def __init__(self, label_studio_url: str, allowed: tuple[str, ...]) -> None:
+        self.names: set[str] = set()
+        self.networks: list[IPNetwork] = []
+        ls_host = urllib.parse.urlsplit(label_studio_url).hostname if label_studio_url else None
+        for entry in (*allowed, *([ls_host] if ls_host else [])):
+            entry = entry.strip().lower().strip("[]")
+            if not entry:
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.names.add(entry.rstrip("."))
+        self.ls_host = ls_host
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        """The checked addresses of ``host`` to connect to, or ``BlockedAddress``/``MediaError`` saying why not."""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise MediaError(f"cannot resolve the host {host!r} ({exc})") from None
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        for address in addresses:  # a name with one bad record among good ones is refused whole
+            self.check(host, ipaddress.ip_address(address.split("%", 1)[0]))
+        return addresses
+
+    def check(self, host: str, ip: IPAddress) -> None:
+        inner = _embedded_ipv4(ip)
+        for candidate in (ip, inner) if inner else (ip,):
+            if any(candidate in net for net in NEVER if net.version == candidate.version):
+                raise BlockedAddress(
+                    f"{host} resolves to {ip}, a link-local or cloud metadata address, which media downloads "
+                    "never fetch"
+                )
+        target = inner or ip
+        if target.is_global and not target.is_multicast:
+            return
+        if self._allowed(host, ip, inner):
+            return
+        raise BlockedAddress(
+            f"{host} resolves to {ip}, a loopback, private or reserved address, which media downloads refuse "
+            f"unless allowed: add {host} to MEDIA_ALLOWED_HOSTS if it is your own server"
+        )
+
+    def _allowed(self, host: str, ip: IPAddress, inner: ipaddress.IPv4Address | None) -> bool:
+        if host.lower().rstrip(".").strip("[]") in self.names:
+            return True
+        if any(addr in net for net in self.networks for addr in (ip, inner) if addr and addr.version == net.version):
+            return True
+        return bool(self.ls_host) and str(inner or ip) in self._label_studio_addresses()
+
+    def _label_studio_addresses(self) -> set[str]:
+        """What LABEL_STUDIO_URL's host resolves to now: media may live on Label Studio's machine by address."""
+        try:
+            infos = socket.getaddrinfo(self.ls_host, None, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            return set()
+        found = set()
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            found.add(str(_embedded_ipv4(ip) or ip))
+        return found
+
+
+class _Deadline:
+    """One download's total time limit, however slowly the server trickles bytes.
+
+    A socket timeout limits each read, not their sum: a server sending a byte a
+    second never trips it. At the deadline a timer shuts the download's sockets
+    down, which wakes any blocked read (plain or TLS).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def remaining(self) -> float:
+        left = self.expires - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("download deadline passed")
+        return left
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if not self.expired:
+                return
+        self._shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        # OSError: already closed, or detached by TLS wrapping (the TLS socket is watched too)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    """Connects only to an address the guard checked, within the download's deadline."""
+
+    def __init__(self, *args, guard: _AddressGuard, deadline: _Deadline, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.guard, self.deadline = guard, deadline
+
+    def connect(self) -> None:
+        error: OSError | None = None
+        for address in self.guard.addresses(self.host, self.port):
+            try:
+                self.sock = socket.create_connection(
+                    (address, self.port), min(self.timeout, self.deadline.remaining()), self.source_address
+                )
+                break
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                error = exc
+        else:
+            raise error or OSError(f"no address for {self.host}")
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.deadline.watch(self.sock)
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection, _GuardedHTTPConnection):
+    """TLS over the guarded connection; the certificate is still checked against the host name."""
+
+    def connect(self) -> None:
+        super().connect()  # HTTPSConnection.connect: the guarded TCP connect, then the TLS handshake
+        self.deadline.watch(self.sock)
+
+
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, guard: _AddressGuard, deadline: _Deadline) -> None:
+        super().__init__()
+        self.connection = functools.partial(_GuardedHTTPConnection, guard=guard, deadline=deadline)
+
+    def http_open(self, req):  # noqa: ANN001, ANN201 (urllib's signature)
+        return self.do_open(self.connection, req)
+
+
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, guard: _AddressGuard, deadline: _Deadline) -> None:
+        super().__init__()
+        self.connection = functools.partial(_GuardedHTTPSConnection, guard=guard, deadline=deadline)
+
+    def https_open(self, req):  # noqa: ANN001, ANN201 (urllib's signature)
+        return self.do_open(self.connection, req, context=self._context)
 
 
 def _short(uri: str, limit: int = 80) -> str:
@@ -129,10 +343,11 @@ class MediaResolver:
         self.api_key = settings.label_studio_api_key
         self.timeout = settings.media_timeout_seconds
         self.max_bytes = settings.media_max_bytes
+        self.max_pixels = settings.media_max_pixels
         self.root = Path(settings.local_files_root).resolve() if settings.local_files_root else None
         self.cache = _ByteCache(settings.media_cache_bytes)
         self._client = LabelStudioClient(self.label_studio_url, self.api_key) if self.label_studio_url else None
-        self._opener = urllib.request.build_opener(_SafeRedirects)
+        self.guard = _AddressGuard(self.label_studio_url, settings.media_allowed_hosts)
 
     # --- public ------------------------------------------------------------
     def fetch(self, uri: object, task_id: object = None) -> bytes:
@@ -261,13 +476,33 @@ class MediaResolver:
         request = urllib.request.Request(url, headers={"User-Agent": "lsbackend-media"})
         if from_label_studio:
             request.add_header("Authorization", self._auth_header())
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return self._read_limited(response, uri)
-        except urllib.error.HTTPError as exc:
-            raise self._http_error(exc.code, uri, from_label_studio) from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise self._connection_error(exc, uri, from_label_studio) from None
+        with _Deadline(self.timeout) as deadline:
+            # No proxy: the address check must see where the connection really goes.
+            opener = urllib.request.build_opener(
+                urllib.request.ProxyHandler({}),
+                _GuardedHTTPHandler(self.guard, deadline),
+                _GuardedHTTPSHandler(self.guard, deadline),
+                _SafeRedirects,
+            )
+            try:
+                with opener.open(request, timeout=self.timeout) as response:
+                    data = self._read_limited(response, uri)
+            except BlockedAddress as exc:
+                raise BlockedAddress(f"{_short(uri)!r} refused: {exc}") from None
+            except MediaError:
+                raise
+            except urllib.error.HTTPError as exc:
+                raise self._http_error(exc.code, uri, from_label_studio) from None
+            except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as exc:
+                if deadline.expired:
+                    raise self._timeout_error(uri) from None
+                raise self._connection_error(exc, uri, from_label_studio) from None
+            if deadline.expired:  # the shutdown can look like a clean end of the body
+                raise self._timeout_error(uri)
+            return data
+
+    def _timeout_error(self, uri: str) -> MediaError:
+        return MediaError(f"{_short(uri)!r} timed out after {self.timeout:g}s; raise MEDIA_TIMEOUT_SECONDS")
 
     def _auth_header(self) -> str:
         assert self._client is not None
@@ -282,14 +517,11 @@ class MediaResolver:
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self.max_bytes:
             raise MediaError(f"{_short(uri)!r} is {int(length)} bytes, over {self._limit_text()}; raise MEDIA_MAX_MB")
-        deadline = time.monotonic() + self.timeout
         chunks, size = [], 0
         while chunk := response.read(CHUNK_BYTES):
             size += len(chunk)
             if size > self.max_bytes:
                 raise MediaError(f"{_short(uri)!r} is over {self._limit_text()}; raise MEDIA_MAX_MB")
-            if time.monotonic() > deadline:
-                raise TimeoutError("download took too long")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -304,7 +536,7 @@ class MediaResolver:
     def _connection_error(self, exc: BaseException, uri: str, from_label_studio: bool) -> MediaError:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
-            return MediaError(f"{_short(uri)!r} timed out after {self.timeout:g}s; raise MEDIA_TIMEOUT_SECONDS")
+            return self._timeout_error(uri)
         if from_label_studio:
             return MediaError(
                 f"cannot reach Label Studio at {self.label_studio_url} for {_short(uri)!r} ({reason}): "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import socket
 import sys
 import threading
 import urllib.parse
@@ -124,6 +125,27 @@ def label_studio(bucket):
         for _ in range(40):
             handler.wfile.write(b"x" * 65536)
 
+    def drip_body(handler) -> None:
+        """Headers at once, then one byte every 50 ms: each read is quick, the whole is not."""
+        handler.send_response(200)
+        handler.send_header("Content-Length", "100")
+        handler.end_headers()
+        for _ in range(100):
+            if server.release.wait(0.05):
+                return
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+
+    def drip_headers(handler) -> None:
+        for byte in b"HTTP/1.0 200 OK\r\nX-Slow: " + b"y" * 100:
+            if server.release.wait(0.05):
+                return
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+
+    def redirect_to(location: str):
+        return lambda h: h.answer(302, headers={"Location": location, "Content-Length": "0"})
+
     server = FakeServer({
         "/api/token/refresh/": refresh,
         "/data/upload/1/red.png": needs_auth(IMAGE),
@@ -135,12 +157,19 @@ def label_studio(bucket):
         "/big": lambda h: h.answer(200, b"x" * (3 * 1024 * 1024)),
         "/big-chunked": chunked_big,
         "/slow": slow,
+        "/drip-body": drip_body,
+        "/drip-headers": drip_headers,
+        "/to-metadata": redirect_to("http://169.254.169.254/latest/meta-data/"),
+        "/to-other-loopback": redirect_to("http://127.0.0.2:9/x.png"),
     })
     yield server
     server.close()
 
 
 def resolver(url: str = "", key: str = "", **kwargs) -> MediaResolver:
+    """A resolver with a 1 MB limit that may fetch from this machine's test servers (loopback is refused
+    by default, so the permission is explicit, as a user's would be)."""
+    kwargs.setdefault("media_allowed_hosts", ("127.0.0.1",))
     settings = Settings(label_studio_url=url, label_studio_api_key=key, media_max_bytes=1024 * 1024, **kwargs)
     return MediaResolver(settings)
 
@@ -234,6 +263,84 @@ def test_downloads_over_the_size_limit_are_refused(label_studio, path):
 def test_a_slow_server_times_out_with_the_setting_to_raise(label_studio):
     with pytest.raises(MediaError, match=r"timed out after 0.3s; raise MEDIA_TIMEOUT_SECONDS"):
         resolver(media_timeout_seconds=0.3).fetch(label_studio.url + "/slow")
+
+
+@pytest.mark.parametrize("path", ["/drip-body", "/drip-headers"])
+def test_a_server_dripping_bytes_is_cut_off_at_the_total_deadline(label_studio, path):
+    """Every read gets a byte well within the timeout, so only a deadline on the whole download stops it."""
+    with pytest.raises(MediaError, match=r"timed out after 0.5s; raise MEDIA_TIMEOUT_SECONDS"):
+        resolver(media_timeout_seconds=0.5).fetch(label_studio.url + path)
+
+
+# --- which addresses downloads may reach ------------------------------------------
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[fd00:ec2::254]/latest/meta-data/",
+    "http://100.100.100.200/latest/meta-data/",
+    "http://[::ffff:169.254.169.254]/latest/",
+    "http://[fe80::1]/x.png",
+])
+def test_cloud_metadata_and_link_local_are_refused_even_when_allowed(url):
+    media = resolver(media_allowed_hosts=("169.254.0.0/16", "fe80::/10", "100.64.0.0/10", "fd00::/8"))
+    with pytest.raises(MediaError, match="link-local or cloud metadata address, which media downloads never fetch"):
+        media.fetch(url, 7)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "10.1.2.3", "192.168.0.5", "[::ffff:127.0.0.1]"])
+def test_loopback_and_private_addresses_are_refused_by_default(host):
+    with pytest.raises(MediaError, match="loopback, private or reserved address.*add .* to MEDIA_ALLOWED_HOSTS"):
+        resolver(media_allowed_hosts=()).fetch(f"http://{host}:9/x.png", 7)
+
+
+def test_a_host_name_is_checked_by_what_it_resolves_to(label_studio):
+    """``localhost`` is a name, not an address: the refusal comes after DNS resolution."""
+    port = label_studio.url.rsplit(":", 1)[1]
+    with pytest.raises(MediaError, match="localhost resolves to .*(127.0.0.1|::1)"):
+        resolver(media_allowed_hosts=()).fetch(f"http://localhost:{port}/public/red.png")
+    assert label_studio.seen == []
+
+
+def test_label_studio_urls_host_is_allowed(label_studio):
+    media = resolver(label_studio.url, LEGACY, media_allowed_hosts=())
+    assert media.fetch(f"{label_studio.url}/public/red.png") == IMAGE
+    port = label_studio.url.rsplit(":", 1)[1]
+    with pytest.raises(MediaError, match="MEDIA_ALLOWED_HOSTS"):  # another loopback address is another host
+        media.fetch(f"http://127.0.0.2:{port}/public/red.png")
+
+
+@pytest.mark.parametrize("allowed", [("127.0.0.1",), ("127.0.0.0/8",), ("LocalHost",)])
+def test_media_allowed_hosts_takes_names_addresses_and_networks(label_studio, allowed):
+    port = label_studio.url.rsplit(":", 1)[1]
+    host = "localhost" if allowed == ("LocalHost",) else "127.0.0.1"
+    assert resolver(media_allowed_hosts=allowed).fetch(f"http://{host}:{port}/public/red.png") == IMAGE
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("/to-metadata", "169.254.169.254 resolves to 169.254.169.254, a link-local or cloud metadata address"),
+    ("/to-other-loopback", "127.0.0.2 resolves to 127.0.0.2, a loopback, private or reserved address"),
+])
+def test_every_redirect_hop_is_checked(label_studio, path, problem):
+    with pytest.raises(MediaError, match=problem):
+        resolver().fetch(label_studio.url + path, 7)
+
+
+def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(label_studio, monkeypatch):
+    """DNS rebinding: the name answers an allowed address once, then another; only the first may be used."""
+    real = socket.getaddrinfo
+    lookups = []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "rebind.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "192.0.2.1"  # then an address nothing answers on
+        return real(address, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    port = label_studio.url.rsplit(":", 1)[1]
+    media = resolver(media_allowed_hosts=("127.0.0.1/32",), media_timeout_seconds=2)
+    assert media.fetch(f"http://rebind.test:{port}/public/red.png") == IMAGE
+    assert lookups == ["rebind.test"]
 
 
 def test_a_missing_file_is_reported_as_such(label_studio):

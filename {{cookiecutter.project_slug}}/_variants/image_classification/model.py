@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,8 @@ from lsbackend import LabelStudioMLBase, TaskDataError
 from lsbackend.media import MediaError, failed_prediction, resolver_for
 
 log = logging.getLogger(__name__)
+# Pillow warns about images between its limit and twice it; decode_image refuses those with a clear error instead.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 SIDE = 32  # images are compared at SIDE x SIDE pixels
 COLOUR_BINS = 8
@@ -43,14 +46,25 @@ ORIENTATION_BINS = 9
 THUMBNAIL = 4
 
 
-def decode_image(data: bytes, side: int = SIDE) -> Image.Image:
-    """Decode bytes into a small RGB image, or ``MediaError`` if they are not an image."""
+def decode_image(data: bytes, max_pixels: int, side: int = SIDE) -> Image.Image:
+    """Decode bytes into a small RGB image, or ``MediaError`` if they are not an image or too large.
+
+    The size is read from the header first: a small file can declare a huge
+    image (a 12000x12000 PNG of one colour is a few hundred KB and 576 MB decoded),
+    so images over ``max_pixels`` (MEDIA_MAX_MEGAPIXELS) are refused before decoding.
+    """
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = image.size
+        if width * height > max_pixels:
+            raise MediaError(
+                f"image is {width}x{height} pixels ({width * height / 1e6:.1f} MP), over the "
+                f"{max_pixels / 1e6:g} MP limit; resize it or raise MEDIA_MAX_MEGAPIXELS"
+            )
         image.draft("RGB", (side * 2, side * 2))  # JPEG: decode at reduced size, much faster
         return image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
-    except Image.DecompressionBombError as exc:
-        raise MediaError(f"image refused: {exc}") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own check, which follows MEDIA_MAX_MEGAPIXELS
+        raise MediaError(f"image refused: {exc}; resize it or raise MEDIA_MAX_MEGAPIXELS") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise MediaError(f"not an image Pillow can read ({len(data)} bytes): {exc}") from None
 
@@ -86,6 +100,8 @@ class ImageClassifier(LabelStudioMLBase):
 
     def setup(self) -> None:
         self.media = resolver_for(self.settings)  # LABEL_STUDIO_URL, its key, LOCAL_FILES_ROOT, limits
+        # Pillow's own decompression-bomb limit (refusal at twice it) follows ours, for any decode path.
+        Image.MAX_IMAGE_PIXELS = self.media.max_pixels
         self.pipeline: Pipeline | None = self.train_output.get("pipeline")
         classes = self.pipeline.classes_ if self.pipeline is not None else []
         # Only labels still in the config may be predicted (the config can change).
@@ -151,7 +167,7 @@ class ImageClassifier(LabelStudioMLBase):
                 loaded.append(item)
                 continue
             try:
-                loaded.append(decode_image(item))
+                loaded.append(decode_image(item, self.media.max_pixels))
             except MediaError as exc:
                 loaded.append(exc)
         return loaded

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
+import struct
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from PIL import Image
 
 from lsbackend.ids import project_key
 from lsbackend.label_config import ConfigError, check_fit
@@ -24,6 +28,14 @@ SHAPES_CONFIG = CONFIG.replace(
     '<Choice value="Red"/><Choice value="Blue"/>', '<Choice value="Circle"/><Choice value="Square"/>'
 )
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
+PILLOW_LIMIT = Image.MAX_IMAGE_PIXELS
+
+
+@pytest.fixture(autouse=True)
+def restore_pillow_limit():
+    """Models set Pillow's pixel limit from their settings; put it back after each test."""
+    yield
+    Image.MAX_IMAGE_PIXELS = PILLOW_LIMIT
 
 
 def annotations(pairs):
@@ -117,6 +129,36 @@ def test_one_broken_image_does_not_cost_the_others_their_predictions(caplog):
     assert {p["model_version"] for p in predictions[1:3]} == {"v1+media-error"}
     assert "error" not in predictions[0] and predictions[0]["model_version"] == "v1"
     assert "task 2: no prediction" in caplog.text and "task 3: no prediction" in caplog.text
+
+
+def huge_png(width: int, height: int) -> str:
+    """A valid PNG of one black ``width`` x ``height`` image: small on the wire, huge once decoded."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = b"\0" + b"\0" * width  # filter byte + one grey byte per pixel
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def test_images_over_the_pixel_limit_are_refused_before_decoding():
+    """A 12000x12000 PNG is 140 KB on the wire and 576 MB decoded as RGB: refused from its header, per task."""
+    tasks = [{"id": 1, "data": {"image": huge_png(12000, 12000)}}, {"id": 2, "data": {"image": red()}}]
+    predictions = trained(settings=Settings(media_max_pixels=100_000_000)).predict(tasks)
+    assert "12000x12000 pixels (144.0 MP), over the 100 MP limit; resize it or raise MEDIA_MAX_MEGAPIXELS" in (
+        predictions[0]["error"]
+    )
+    assert examples.predicted_label(predictions[1]) == "Red"
+
+
+def test_pillows_own_limit_follows_the_setting_and_its_refusal_names_it():
+    model = trained(settings=Settings(media_max_pixels=10_000))
+    assert Image.MAX_IMAGE_PIXELS == 10_000
+    prediction = model.predict([{"id": 1, "data": {"image": huge_png(300, 300)}}])[0]
+    assert "resize it or raise MEDIA_MAX_MEGAPIXELS" in prediction["error"]
 
 
 def test_captured_request_answers_every_task_even_when_some_images_fail(backend):
