@@ -42,7 +42,7 @@ class Server:
                                      stdout=log.open("ab"), stderr=subprocess.STDOUT)
         self.wait_until_up()
 
-    def wait_until_up(self, timeout: float = 30.0) -> None:
+    def wait_until_up(self, timeout: float = 120.0) -> None:  # bounded; worker imports are slow on a busy box
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -74,7 +74,7 @@ def model_dir(tmp_path: Path) -> Path:
     return tmp_path / "models"
 
 
-def wait_trained(server: Server, timeout: float = 60.0) -> dict:
+def wait_trained(server: Server, timeout: float = 300.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = server.call("GET", f"/training/{PROJECT}")[2]
