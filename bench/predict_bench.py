@@ -25,8 +25,6 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,9 @@ import time
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TEMPLATE / "tests"))
+from harness import ManagedProcess, free_port  # the template's one test harness, found via the path above
+
 PROJECT = "5"  # the captured request's project "5.1795850610"
 
 TARGETS = {  # figure -> (max ratio or absolute, unit of the limit)
@@ -70,12 +71,6 @@ def pct(values: list[float], q: float) -> float:
     k = (len(ordered) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def memory(pid: int) -> dict:
@@ -230,18 +225,20 @@ def make_body(template: dict, texts: list[str], first_id: int = 1000) -> bytes:
 
 # --- server process ----------------------------------------------------------
 class Server:
+    """The baked repo's production server, started and stopped through the template's test harness."""
+
     def __init__(self, repo: Path, model_dir: Path, logfile: Path) -> None:
         self.repo, self.model_dir, self.logfile = repo, model_dir, logfile
         self.port = free_port()
-        self.proc: subprocess.Popen | None = None
+        self.process: ManagedProcess | None = None
 
     def start(self) -> None:
         env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "MODEL_DIR": str(self.model_dir),
                "TRAIN_DEBOUNCE_SECONDS": "0", "PYTHONPATH": ""}
-        self.log = open(self.logfile, "ab")  # noqa: SIM115 - closed in stop(), after the process
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "lsbackend", "start"], cwd=self.repo, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = ManagedProcess("server", [sys.executable, "-m", "lsbackend", "start"], self.logfile,
+                                      cwd=self.repo, env=env).start()
+        self.proc = self.process.popen
 
     def wait_first_prediction(self, body: bytes, texts: list[str], validator: Validator, version: str) -> float:
         """Seconds from process start to the first valid prediction."""
@@ -270,14 +267,8 @@ class Server:
         return kids[0]
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        if self.process is not None:
+            self.process.stop(grace=30)
 
 
 RAW_START = """

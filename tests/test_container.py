@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness import free_port, wait_for_training
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 MODEL_TYPES = ["text_classification", "image_classification", "ner"]
@@ -245,12 +245,6 @@ def image(request, engine, baked) -> str:
     return tag
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def http(port: int, method: str, path: str, body: object = None) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
@@ -343,17 +337,6 @@ def containers(request, engine, image, volume):
     return start
 
 
-def wait_for_training(port: int, project: str, bound: float = 300.0) -> dict:
-    deadline = time.monotonic() + bound
-    status: dict = {}
-    while time.monotonic() < deadline:
-        status = http(port, "GET", f"/training/{project}")[1]
-        if status.get("state") in ("succeeded", "failed", "skipped"):
-            return status
-        time.sleep(0.5)
-    pytest.fail(f"training did not finish within {bound}s: {status}")
-
-
 @pytest.mark.container
 def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, image, containers):
     shape = SHAPE[model_type_of(baked)]
@@ -397,7 +380,7 @@ def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, 
         assert status == 200 and reply["status"] == "recorded", reply
     status, reply = http(ctr.port, "POST", "/webhook", captured(baked, f"webhook_start_training_{shape}"))
     assert status == 201, reply
-    trained = wait_for_training(ctr.port, project)
+    trained = wait_for_training(lambda: http(ctr.port, "GET", f"/training/{project}")[1], timeout=300, interval=0.5)
     assert trained["state"] == "succeeded", f"{trained}\n{ctr.logs()}"
     version = trained["model_version"]
     assert version != untrained

@@ -331,3 +331,22 @@ def test_layout_lists_files_the_repo_has(baked):
     repo, readme = baked
     for name in re.findall(r"^- `([^`]+)`", section(readme, "Layout"), re.MULTILINE):
         assert (repo / name).exists(), f"Layout lists {name}, which the repo does not have"
+
+
+def test_update_flow_shows_the_commands_the_update_test_runs(baked):
+    repo, readme = baked
+    text = section(readme, "Update from the template")
+    installs = [argv for argv in commands(text, "pip install") if any(a.startswith("cruft==") for a in argv)]
+    pinned = {line.strip() for line in (Path(__file__).resolve().parent.parent / "requirements.txt").read_text()
+              .splitlines() if line.startswith("cruft==")}
+    assert installs and {a for a in installs[0] if a.startswith("cruft==")} == pinned, "pip install cruft== as pinned"
+    shown = commands(text, "cruft")
+    assert ["update", "-y"] in [argv[:2] for argv in shown], "the README must show `cruft update -y`"
+    cruft = Path(sys.executable).with_name("cruft")
+    for argv in shown:  # each subcommand and option shown exists in the pinned cruft
+        helptext = run([str(cruft), argv[0], "--help"], cwd=repo).stdout
+        for option in (a for a in argv[1:] if a.startswith("-")):
+            assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", helptext), f"cruft {argv[0]} has no {option}"
+    assert ".rej" in text and "<<<<<<<" in text, "the README must say what happens to a conflicting edit"
+    state = json.loads((repo / ".cruft.json").read_text(encoding="utf-8"))
+    assert state["template"] and state["commit"] is not None and "FILL-IN" in text

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import requests
 from cookiecutter.main import cookiecutter
-
-from .processes import ManagedProcess, free_port, wait_until
+from harness import ManagedProcess, free_port, wait_for_training, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 STARTUP_TIMEOUT = 90.0
 TRAINING_TIMEOUT = 300.0
-FINISHED_STATES = ("succeeded", "failed", "skipped")  # "skipped": nothing usable to train on
 
 
 def bake_backend(out_dir: Path, **context: str) -> Path:
@@ -54,12 +52,11 @@ class BakedBackend:
         2 s by default), so right after ``START_TRAINING`` the state is ``queued``.
         """
 
-        def finished() -> dict | None:
-            status = self.training_status(project_id)
-            return status if status.get("state") in FINISHED_STATES else None
-
-        return wait_until(
-            finished, timeout=timeout, interval=1.0, what=f"training of project {project_id} to finish", logs=logs
+        return wait_for_training(
+            lambda: self.training_status(project_id),
+            timeout=timeout,
+            what=f"training of project {project_id} to finish",
+            logs=logs,
         )
 
     def stop(self) -> None:

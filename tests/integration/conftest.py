@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from harness import FileServer, ManagedProcess, free_port, wait_until
 
 from .baked_backend import BakedBackend, bake_backend, start_backend
 from .label_studio import LabelStudio, LabelStudioClient, ensure_label_studio, running_label_studio
-from .processes import FileServer, ManagedProcess, free_port, wait_until
 
 
 @pytest.fixture(scope="session")

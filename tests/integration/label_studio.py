@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
-from .processes import ManagedProcess, free_port, log_tail, wait_until
+from harness import ManagedProcess, free_port, log_tail, wait_until
 
 LABEL_STUDIO_VERSION = "1.23.2"
 

@@ -28,10 +28,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from harness import FileServer
 
 from .baked_backend import BakedBackend
 from .label_studio import LabelStudioClient, choices_result, chosen_labels, labelled_spans, labels_result
-from .processes import FileServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

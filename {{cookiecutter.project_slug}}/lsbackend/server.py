@@ -24,7 +24,7 @@ from .base import TaskDataError
 from .ids import MAX_ID, annotation_id, project_key
 from .label_config import ConfigError
 from .metrics import Metrics
-from .service import Backend, PredictionError
+from .service import Backend, PredictionError, StorageWriteError
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = {"/health", "/", "/openapi.json"}
@@ -187,6 +187,15 @@ def create_app(backend: Backend) -> Flask:
         detail = "The labeling config reads this field; import tasks that carry it or change the config."
         return answer({"error": exc.reason, "detail": detail}, 422, exc.reason)
 
+    @app.errorhandler(StorageWriteError)
+    def _storage(exc: StorageWriteError):
+        # 507 Insufficient Storage for a full disk; 503 when MODEL_DIR cannot be written at all
+        status = 507 if exc.kind == "full" else 503
+        detail = ("Free space on the disk that holds MODEL_DIR; the backend carries on by itself once there is "
+                  "room." if exc.kind == "full" else "Make MODEL_DIR writable for the backend's user.")
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return answer({"error": str(exc), "detail": detail}, status, str(exc))
+
     @app.errorhandler(413)
     def _too_large(_exc):
         limit = settings.max_request_bytes // (1024 * 1024)
@@ -239,6 +248,9 @@ def create_app(backend: Backend) -> Flask:
         params = body.get("params") if isinstance(body.get("params"), dict) else {}
         results = backend.predict(project, config, tasks, params.get("context"))
         metrics.tasks_predicted += len(tasks)
+        problem = backend.model_problem(project)
+        if problem:  # Label Studio shows the version; the log, /training and this phrase say why it is older
+            return answer({"results": results, "warning": problem}, 200, f"OK; {problem}")
         return answer({"results": results})
 
     @app.post("/webhook")

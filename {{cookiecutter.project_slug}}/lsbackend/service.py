@@ -7,6 +7,7 @@ store (``storage.open_store``), never by opening files itself.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
@@ -19,7 +20,9 @@ from .base import INITIAL_VERSION, LabelStudioMLBase
 from .label_config import ConfigError, parse_label_config, read_config_file
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks, normalize_annotation
 from .settings import Settings
-from .storage import ModelStore, ProjectStore, open_store
+from .storage import ModelStore, ProjectStore, StorageError, StorageWriteError, open_store
+
+__all__ = ["Backend", "ModelClassError", "PredictionError", "StorageError", "StorageWriteError", "load_model_class"]
 from .training import ThreadTrainingQueue, TrainingQueue
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class _Loaded:
     config: str
     stamp: int
     model: LabelStudioMLBase
+    problem: str | None = None  # why this is not the current version (its file is broken)
 
 
 class Backend:
@@ -84,6 +88,7 @@ class Backend:
         self.default_config = read_config_file(settings.label_config_path)
         self.queue = queue or ThreadTrainingQueue(self.train, settings.train_debounce_seconds)
         self._models: dict[str, _Loaded] = {}
+        self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
         self._lock = threading.Lock()
 
     def store(self, project: str) -> ProjectStore:
@@ -117,7 +122,24 @@ class Backend:
         self.model_class.check_config(parse_label_config(config))
         store = self.store(project)
         store.save_label_config(config)
-        return store.current_version() or INITIAL_VERSION
+        return self.served_version(project)
+
+    def served_version(self, project: str) -> str:
+        """The version this process serves (or would serve) for ``project``: not a broken current one."""
+        loaded = self._models.get(project)
+        store = self.store(project)
+        if loaded is not None and loaded.stamp == store.stamp():
+            return loaded.model.model_version
+        return store.served_version() or INITIAL_VERSION
+
+    def model_problem(self, project: str) -> str | None:
+        """Why the model served for ``project`` is not its current version (a broken file), or None."""
+        loaded = self._models.get(project)
+        store = self.store(project)
+        if loaded is not None and loaded.stamp == store.stamp():
+            return loaded.problem
+        served = store.served_version()
+        return store.problem(served)
 
     def model(self, project: str, config: str) -> LabelStudioMLBase:
         """This process's model object for a project, rebuilt only when the config or version changed."""
@@ -130,7 +152,8 @@ class Backend:
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
             model = self.build_model(project, config, output, version)
-            self._models[project] = _Loaded(config, stamp, model)
+            problem = store.problem(saved[0] if saved else None)
+            self._models[project] = _Loaded(config, stamp, model, problem)
             return model
 
     def predict(self, project: str, config: str | None, tasks: list[dict], context: dict | None = None) -> list[dict]:
@@ -191,13 +214,37 @@ class Backend:
         A failure is recorded in the status and the previous model keeps serving.
         """
         store = self.store(project)
-        with store.training_lock():  # one training per project across processes
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(store.training_lock())  # one training per project across processes
+            except StorageError as exc:
+                return self._failed_before_start(project, exc)
             return self._train_locked(project, store, annotations)
+
+    def _failed_before_start(self, project: str, exc: StorageError) -> dict:
+        log.error("training of project %s cannot start: %s", project, exc)
+        status = {"state": "failed", "error": str(exc), "started_at": time.time(), "finished_at": time.time()}
+        self._unsaved_status[project] = status
+        return status
+
+    def _save_status(self, project: str, store: ProjectStore, status: dict) -> bool:
+        """Record a training status; when MODEL_DIR refuses, keep it in memory so /training still tells."""
+        try:
+            store.save_status(status)
+        except StorageError as exc:
+            log.error("project %s: %s", project, exc)
+            self._unsaved_status[project] = dict(status)
+            return False
+        self._unsaved_status.pop(project, None)
+        return True
 
     def _train_locked(self, project: str, store: ProjectStore, annotations: list[dict] | None) -> dict:
         started = time.time()
         status = {"state": "running", "started_at": started, "model_version": store.current_version()}
-        store.save_status(status)
+        try:
+            store.save_status(status)
+        except StorageError as exc:  # a full or read-only disk: no training could be saved either
+            return self._failed_before_start(project, exc)
         try:
             if annotations is None:
                 annotations = self.collect_annotations(project)
@@ -219,7 +266,7 @@ class Backend:
             status.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:500])
         finally:
             status["finished_at"] = time.time()
-            store.save_status(status)
+            self._save_status(project, store, status)
         return status
 
     def request_training(self, project: str) -> None:
@@ -231,13 +278,19 @@ class Backend:
     def status(self, project: str) -> dict:
         store = self.store(project)
         status = store.status()
+        unsaved = self._unsaved_status.get(project)
+        if unsaved and unsaved.get("started_at", 0) >= status.get("started_at", status.get("requested_at", 0)):
+            status = dict(unsaved)  # this process's last word, which MODEL_DIR would not take
         if status.get("state") == "running" and not store.training_running():
             # the training.json of a process killed mid-training would say "running" forever
             status.update(state="interrupted", error="the process training this project stopped before it "
                           "finished (killed or crashed); the previous model keeps serving; train again")
         status.update(
             project=project,
-            model_version=store.current_version() or INITIAL_VERSION,
+            model_version=self.served_version(project),
             recorded_annotations=store.count_annotations(),
         )
+        problem = self.model_problem(project)
+        if problem:
+            status["warning"] = problem
         return status

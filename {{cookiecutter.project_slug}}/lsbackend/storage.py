@@ -16,8 +16,11 @@ processes read that pointer, so they agree on the model version.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import pickle
 import re
@@ -35,33 +38,64 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ID", "PROJECT_ID", "LocalModelStore", "LocalProjectStore", "ModelStore", "ProjectStore", "StorageError",
-    "annotation_id", "atomic_write", "check_writable", "open_store", "project_key",
+    "StorageWriteError", "annotation_id", "atomic_write", "check_writable", "open_store", "project_key", "writing",
 ]
+VERSION = re.compile(r"v(\d+)(?:-[^/]*)?")
+log = logging.getLogger(__name__)
 
 
 class StorageError(RuntimeError):
     """MODEL_DIR cannot be used; the message names the directory and the fix."""
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+FULL = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class StorageWriteError(StorageError):
+    """A write under MODEL_DIR failed. ``kind`` is "full", "read-only" or "failed"; the message
+    says which, what could not be written and why, in one line (it becomes a reason phrase)."""
+
+    def __init__(self, what: str, exc: OSError) -> None:
+        self.kind = "full" if exc.errno in FULL else "read-only" if exc.errno in READ_ONLY else "failed"
+        why = exc.strerror or type(exc).__name__
+        if self.kind == "failed":
+            message = f"MODEL_DIR: cannot write {what} ({why})"
+        else:
+            message = f"MODEL_DIR is {self.kind}: cannot write {what} ({why})"
+        super().__init__(message)
+        self.what = what
+
+
+@contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+    """Turn an OSError of the block into a ``StorageWriteError`` naming ``what`` was being written."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageWriteError(what, exc) from exc
+
+
+def atomic_write(path: Path, data: bytes, what: str | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with writing(what or path.name):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def check_writable(root: Path) -> None:
@@ -84,6 +118,8 @@ class ProjectStore(Protocol):
 
     - ``save_model`` writes the whole model before ``current_version`` changes;
     - ``stamp`` is cheap (called on every /predict) and changes when the current model does;
+    - ``load_model`` falls back to the newest kept version that loads, and ``problem`` says why;
+    - writes that fail raise ``StorageWriteError`` (full, read-only) naming what was being written;
     - ``training_lock`` is held by at most one process per project at a time and is
       released when its holder dies; ``training_running`` tells whether someone holds it.
     """
@@ -91,6 +127,8 @@ class ProjectStore(Protocol):
     def stamp(self) -> int: ...
     def current_version(self) -> str | None: ...
     def load_model(self) -> tuple[str, dict] | None: ...
+    def served_version(self) -> str | None: ...
+    def problem(self, served: str | None) -> str | None: ...
     def save_model(self, train_output: dict) -> str: ...
     def save_annotation(self, annotation: dict) -> None: ...
     def delete_annotation(self, annotation_id: object) -> bool: ...
@@ -130,6 +168,22 @@ class LocalModelStore:
         return LocalProjectStore(self.root, project, self.keep_versions)
 
 
+def version_number(version: str | None) -> int | None:
+    """``v12-20261128T...`` -> 12; None for a name that is not a version."""
+    match = VERSION.fullmatch(version or "")
+    return int(match.group(1)) if match else None
+
+
+def _looks_complete(path: Path) -> bool:
+    """Whether a saved pickle is there and ends with pickle's STOP opcode (a truncated one does not)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"."
+    except OSError:  # missing, or empty (seeking before the start)
+        return False
+
+
 class LocalProjectStore:
     """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``, ``train.lock``."""
 
@@ -157,32 +211,125 @@ class LocalProjectStore:
         except FileNotFoundError:
             return None
 
+    def versions(self) -> list[str]:
+        """The kept model versions, newest first by their number (never by file times, which lie
+        after a clock step or a restore from backup)."""
+        found = [(version_number(p.stem), p.stem) for p in (self.dir / "models").glob("v*.pkl")]
+        return [name for number, name in sorted(found, reverse=True) if number is not None]
+
     def load_model(self) -> tuple[str, dict] | None:
-        """The current (version, train_output), or None before the first training."""
-        version = self.current_version()
-        if version is None:
+        """The (version, train_output) to serve, or None when no model was ever saved.
+
+        That is the current version, unless its file is missing, truncated or corrupt:
+        then the newest kept version that loads, and the broken one is noted (see ``problem``),
+        so that predictions and training go on.
+        """
+        current = self.current_version()
+        broken = self._broken()
+        for version in self._candidates(current):
+            try:
+                output = pickle.loads(self._verified_bytes(version))
+                if not isinstance(output, dict):
+                    raise TypeError(f"holds a {type(output).__name__}, not the dict fit returned")
+            except Exception as exc:  # noqa: BLE001 (any unpickling failure means: try an older version)
+                error = f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc}"[:300]
+                log.error("project %s: model %s cannot be loaded (%s)", self.dir.name, version, error)
+                broken[version] = self._note(version, error)
+                continue
+            if version != current:
+                log.warning("project %s: serving %s because %s cannot be loaded", self.dir.name, version, current)
+            if broken != self._broken():
+                self._save_broken({v: n for v, n in broken.items() if v != version})
+            return version, output
+        if broken != self._broken():
+            self._save_broken(broken)
+        return None
+
+    def _verified_bytes(self, version: str) -> bytes:
+        """The model file's bytes, checked against the checksum written when it was saved.
+
+        A flipped byte inside an array still unpickles: only the checksum tells it apart.
+        """
+        data = (self.dir / "models" / f"{version}.pkl").read_bytes()
+        try:
+            expected = (self.dir / "models" / f"{version}.sha256").read_text(encoding="ascii").strip()
+        except FileNotFoundError:  # saved before checksums were written
+            return data
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError("the file differs from what was saved (checksum mismatch)")
+        return data
+
+    def served_version(self) -> str | None:
+        """The version ``load_model`` would serve, judged without unpickling (``/setup`` must be quick):
+        a version known to be broken, or whose file is missing or cut short, is passed over."""
+        broken = self._broken()
+        for version in self._candidates(self.current_version()):
+            if version not in broken and _looks_complete(self.dir / "models" / f"{version}.pkl"):
+                return version
+        return None
+
+    def problem(self, served: str | None) -> str | None:
+        """Why ``served`` is not the current version, in one line; None when it is."""
+        current = self.current_version()
+        if current is None or served == current:
             return None
-        with open(self.dir / "models" / f"{version}.pkl", "rb") as fh:
-            return version, pickle.load(fh)
+        why = self._broken().get(current, {}).get("error") or "its file is missing or incomplete"
+        instead = f"serving {served}" if served else "serving no model (no kept version loads)"
+        return f"{instead}: model {current} cannot be loaded ({why}); train again or restore its file"
+
+    def _candidates(self, current: str | None) -> list[str]:
+        """Versions to try, in order: the current one, then older kept ones, newest first, then newer ones."""
+        kept = self.versions()
+        number = version_number(current) if current else None
+        older = [v for v in kept if v != current and (number is None or (version_number(v) or 0) < number)]
+        newer = [v for v in kept if v != current and v not in older]
+        return ([current] if current else []) + older + newer
+
+    # broken versions: {version: {"error", "size", "mtime_ns"}}; an entry counts only while the file
+    # is unchanged, so a restored file is tried again
+    def _broken(self) -> dict[str, dict]:
+        try:
+            noted = json.loads((self.dir / "broken.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return {v: n for v, n in noted.items() if isinstance(n, dict) and n == self._note(v, n.get("error"))}
+
+    def _note(self, version: str, error: object) -> dict:
+        try:
+            stat = (self.dir / "models" / f"{version}.pkl").stat()
+            size, mtime = stat.st_size, stat.st_mtime_ns
+        except OSError:
+            size, mtime = None, None
+        return {"error": error, "size": size, "mtime_ns": mtime}
+
+    def _save_broken(self, broken: dict[str, dict]) -> None:
+        with contextlib.suppress(OSError):  # only a note: a full disk must not stop serving
+            atomic_write(self.dir / "broken.json", json.dumps(broken).encode())
 
     def save_model(self, train_output: dict) -> str:
         """Save a trained model and make it current; return its new version."""
         version = self._next_version()
-        atomic_write(self.dir / "models" / f"{version}.pkl", pickle.dumps(train_output, protocol=5))
-        atomic_write(self.pointer, version.encode())
-        self._prune()
+        data = pickle.dumps(train_output, protocol=5)
+        digest = hashlib.sha256(data).hexdigest().encode()
+        atomic_write(self.dir / "models" / f"{version}.sha256", digest, f"model {version}")
+        atomic_write(self.dir / "models" / f"{version}.pkl", data, f"model {version}")
+        atomic_write(self.pointer, version.encode(), f"model {version}")
+        self._prune(keep={version})
         return version
 
     def _next_version(self) -> str:
-        previous = self.current_version() or "v0"
-        number = int(previous[1:].split("-", 1)[0]) + 1 if re.match(r"^v\d+", previous) else 1
-        return f"v{number}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        """One more than the highest version number seen, so an existing file is never overwritten."""
+        numbers = [version_number(v) or 0 for v in [*self.versions(), self.current_version() or "v0"]]
+        return f"v{max(numbers) + 1}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
 
-    def _prune(self) -> None:
-        models = sorted((self.dir / "models").glob("v*.pkl"), key=lambda p: p.stat().st_mtime_ns)
-        for old in models[: -self.keep_versions]:
-            with contextlib.suppress(FileNotFoundError):
-                old.unlink()
+    def _prune(self, keep: set[str]) -> None:
+        """Delete all but the newest ``keep_versions`` by number; never the current one or ``keep``."""
+        protected = keep | {self.current_version()}
+        for old in self.versions()[self.keep_versions :]:
+            if old not in protected:
+                for suffix in (".pkl", ".sha256"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.dir / "models" / f"{old}{suffix}").unlink()
 
     # --- annotations ------------------------------------------------------
     def save_annotation(self, annotation: dict) -> None:
@@ -190,14 +337,15 @@ class LocalProjectStore:
         if number is None:
             raise ValueError(f"annotation id {annotation['id']!r:.40} is not an integer from 0 to {MAX_ID}")
         path = self.dir / "annotations" / f"{number}.json"  # an int: never a path
-        atomic_write(path, json.dumps(annotation).encode())  # ASCII escapes: any str encodes
+        atomic_write(path, json.dumps(annotation).encode(), f"annotation {number}")  # ASCII escapes: any str
 
     def delete_annotation(self, annotation_id_: object) -> bool:
         number = annotation_id(annotation_id_)
         if number is None:
             return False
         try:
-            (self.dir / "annotations" / f"{number}.json").unlink()
+            with writing(f"annotation {number} (deleting it)"):
+                (self.dir / "annotations" / f"{number}.json").unlink()
             return True
         except FileNotFoundError:
             return False
@@ -214,7 +362,8 @@ class LocalProjectStore:
     def save_label_config(self, xml: str) -> None:
         path = self.dir / "label_config.xml"
         if not path.exists() or path.read_text(encoding="utf-8") != xml:
-            atomic_write(path, xml.encode("utf-8", "replace"))  # a lone surrogate cannot be stored as UTF-8
+            # "replace": a lone surrogate cannot be stored as UTF-8
+            atomic_write(path, xml.encode("utf-8", "replace"), "the labeling config")
 
     def label_config(self) -> str | None:
         try:
@@ -223,7 +372,7 @@ class LocalProjectStore:
             return None
 
     def save_status(self, status: dict) -> None:
-        atomic_write(self.dir / "training.json", json.dumps(status).encode())
+        atomic_write(self.dir / "training.json", json.dumps(status).encode(), "the training status")
 
     def status(self) -> dict[str, Any]:
         try:
@@ -234,9 +383,14 @@ class LocalProjectStore:
     # --- training lock ----------------------------------------------------
     @contextlib.contextmanager
     def training_lock(self) -> Iterator[None]:
-        """Hold the project's training lock (waits for another holder); the kernel drops it if we die."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "train.lock", "w") as lock:
+        """Hold the project's training lock (waits for another holder); the kernel drops it if we die.
+
+        ``StorageWriteError`` when MODEL_DIR cannot take the lock file (full, read-only).
+        """
+        with writing("the training lock"):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            lock = open(self.dir / "train.lock", "w")  # noqa: SIM115 (closed below, after the training)
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 

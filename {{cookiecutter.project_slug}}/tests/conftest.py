@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,9 @@ from lsbackend.service import Backend, load_model_class
 from lsbackend.settings import Settings
 
 import examples
+import harness
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = harness.ROOT
 PROTOCOL = Path(__file__).resolve().parent / "protocol"
 MODEL_CLASS = load_model_class("model")
 SHAPE = {"text_classification": "text", "image_classification": "image", "ner": "ner"}[MODEL_CLASS.model_type]
@@ -87,12 +87,5 @@ def holdout_request() -> dict:
 
 
 def wait_for_training(client, project: str, timeout: float = 60.0) -> dict:
-    """Poll the training status until the job finished (bounded)."""
-    deadline = time.monotonic() + timeout
-    status = {}
-    while time.monotonic() < deadline:
-        status = client.get(f"/training/{project}").get_json()
-        if status["state"] in ("succeeded", "failed", "skipped"):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"training did not finish in {timeout}s: {status}")
+    """The project's training status, polled through the Flask client until the job finished (bounded)."""
+    return harness.wait_for_training(lambda: client.get(f"/training/{project}").get_json(), timeout=timeout)

@@ -4,12 +4,10 @@ MODEL_DIR, and several processes sharing one MODEL_DIR (real subprocesses, real 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +23,7 @@ from lsbackend.storage import StorageError
 
 import examples
 from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, SHAPE, captured, training_events, wait_for_training
+from harness import ServerProcess, free_port, wait_until
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = "7"
@@ -103,7 +102,113 @@ def test_killed_while_saving_the_last_good_model_loads_on_restart(tmp_path, kill
     assert {r["model_version"] for r in results} == {good}
     assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]
     again = restarted.train(PROJECT, annotations())  # and training works again after the crash
-    assert again["state"] == "succeeded" and again["model_version"].split("-")[0] == "v2"
+    # v2, or v3 when the killed save left a complete v2 file that never became current
+    expected = "v3" if kill_before == "pointer" else "v2"
+    assert again["state"] == "succeeded" and again["model_version"].split("-")[0] == expected
+
+
+# --- model versions: ordered by number, and a broken one never served --------------------------------
+def holdout_predict_body() -> dict:
+    body = captured(f"predict_{SHAPE}")
+    body["tasks"] = [{"id": i, "data": d} for i, (d, _) in enumerate(examples.holdout())]
+    return {**body, "project": PROJECT}
+
+
+def test_versions_are_pruned_by_number_even_when_older_files_look_newer(tmp_path):
+    """A clock stepped back, or MODEL_DIR restored from a backup: file times say nothing about age."""
+    model_dir = tmp_path / "models"
+    backend = make_backend(model_dir)
+    first = backend.train(PROJECT, annotations())["model_version"]
+    models = backend.store(PROJECT).dir / "models"
+    future = time.time() + 86_400
+    for number in (2, 3):  # older versions, dated a day ahead
+        (models / f"v{number}-20200101T000000.pkl").write_bytes((models / f"{first}.pkl").read_bytes())
+    (backend.store(PROJECT).dir / "CURRENT").write_text("v3-20200101T000000")
+    for path in models.iterdir():
+        os.utime(path, (future, future))
+    trained = make_backend(model_dir).train(PROJECT, annotations())
+    assert trained["state"] == "succeeded" and trained["model_version"].startswith("v4-")
+    kept = sorted(p.stem.split("-")[0] for p in models.glob("v*.pkl"))
+    assert kept == ["v2", "v3", "v4"]  # v1 pruned; by mtime, the new v4 was deleted and every predict failed
+    client = create_app(make_backend(model_dir)).test_client()
+    response = client.post("/predict", json=holdout_predict_body())
+    assert response.status_code == 200, response.status
+    assert {r["model_version"] for r in response.get_json()["results"]} == {trained["model_version"]}
+
+
+def test_the_next_version_is_above_every_kept_file(tmp_path):
+    backend = make_backend(tmp_path / "models")
+    first = backend.train(PROJECT, annotations())["model_version"]
+    models = backend.store(PROJECT).dir / "models"
+    (models / "v7-20200101T000000.pkl").write_bytes((models / f"{first}.pkl").read_bytes())  # from a backup
+    again = backend.train(PROJECT, annotations())["model_version"]
+    assert again.startswith("v8-")  # was v2: a second "v2" ranked below v7 and the wrong model was kept
+    assert backend.store(PROJECT).current_version() == again
+
+
+def _break(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        path.write_bytes(b"\x00not a pickle" * 100)
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "missing":
+        path.unlink()
+    elif how == "corrupt-middle":  # ends like a pickle, so only loading it tells
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + b"\xff\xfe\xfd" * 20 + data[middle + 60 :])
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "missing", "corrupt-middle"])
+def test_a_broken_current_model_falls_back_to_the_newest_loadable_version(tmp_path, caplog, how):
+    model_dir = tmp_path / "models"
+    backend = make_backend(model_dir)
+    good = backend.train(PROJECT, annotations())["model_version"]
+    broken = backend.train(PROJECT, annotations())["model_version"]
+    _break(backend.store(PROJECT).dir / "models" / f"{broken}.pkl", how)
+
+    restarted = make_backend(model_dir)  # a new worker process
+    client = create_app(restarted).test_client()
+    setup = {**captured(f"setup_{SHAPE}"), "project": PROJECT}
+    if how != "corrupt-middle":  # judged without loading: /setup must stay quick
+        assert client.post("/setup", json=setup).get_json()["model_version"] == good
+    with caplog.at_level("WARNING"):
+        response = client.post("/predict", json=holdout_predict_body())
+    assert response.status_code == 200, response.status  # was a 500 on every /predict
+    results = response.get_json()["results"]
+    assert {r["model_version"] for r in results} == {good}
+    assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]
+    phrase = response.status.split(" ", 1)[1]
+    assert phrase.startswith(f"OK; serving {good}: model {broken} cannot be loaded"), phrase
+    assert response.get_json()["warning"].startswith(f"serving {good}: model {broken} cannot be loaded")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"model {broken} cannot be loaded" in logged and f"serving {good} because {broken}" in logged
+    status = client.get(f"/training/{PROJECT}").get_json()
+    assert status["model_version"] == good and f"model {broken} cannot be loaded" in status["warning"]
+    assert client.post("/setup", json=setup).get_json()["model_version"] == good
+    other_worker = create_app(make_backend(model_dir)).test_client()  # has loaded nothing yet
+    assert other_worker.post("/setup", json=setup).get_json()["model_version"] == good
+
+    retrained = restarted.train(PROJECT, annotations())  # training never needs the broken file
+    assert retrained["state"] == "succeeded", retrained
+    response = client.post("/predict", json=holdout_predict_body())
+    assert response.status == "200 OK" and "warning" not in response.get_json()
+    assert {r["model_version"] for r in response.get_json()["results"]} == {retrained["model_version"]}
+    assert "warning" not in client.get(f"/training/{PROJECT}").get_json()
+
+
+def test_when_no_version_loads_predictions_are_empty_and_say_why(tmp_path):
+    backend = make_backend(tmp_path / "models")
+    only = backend.train(PROJECT, annotations())["model_version"]
+    _break(backend.store(PROJECT).dir / "models" / f"{only}.pkl", "truncated")
+    client = create_app(make_backend(tmp_path / "models")).test_client()
+    response = client.post("/predict", json=holdout_predict_body())
+    assert response.status_code == 200
+    assert all(r["result"] == [] for r in response.get_json()["results"])
+    assert "serving no model" in response.status
+    assert make_backend(tmp_path / "models").train(PROJECT, annotations())["state"] == "succeeded"
 
 
 # --- a failing training ------------------------------------------------------------------------------
@@ -148,6 +253,108 @@ def test_the_server_commands_refuse_an_unusable_model_dir_with_the_fix(command):
     assert proc.returncode != 0
     assert "MODEL_DIR '/dev/null/models' is not writable" in proc.stderr
     assert "Set MODEL_DIR to a writable directory" in proc.stderr
+
+
+# --- a full or read-only MODEL_DIR (a real tmpfs, mounted in a private mount namespace) ------------------
+FULL_DISK = """
+import json, os, subprocess, sys, time
+from pathlib import Path
+from lsbackend.server import create_app
+from lsbackend.service import Backend, load_model_class
+from lsbackend.settings import Settings
+
+mount, events = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+start, config = json.loads(sys.argv[3]), sys.argv[4]
+project = str(start["project"]["id"])
+backend = Backend(load_model_class("model"), Settings(model_dir=mount / "models", label_config_path=Path(config),
+                                                      train_debounce_seconds=0.05))
+client = create_app(backend).test_client()
+out = {}
+
+def call(key, body):
+    response = client.post("/webhook", json=body)
+    out[key] = [response.status_code, response.status.split(" ", 1)[1]]
+
+def wait_for_training():
+    deadline = time.monotonic() + 120
+    while client.get(f"/training/{project}").get_json()["state"] in ("queued", "running", "idle"):
+        assert time.monotonic() < deadline, "training did not finish"
+        time.sleep(0.05)
+    return client.get(f"/training/{project}").get_json()
+
+for event in events[:-2]:
+    assert client.post("/webhook", json=event).status_code == 200
+fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+for block in (1 << 16, 1 << 12, 1):  # fill the filesystem to the last byte
+    try:
+        while True:
+            os.write(fd, b"x" * block)
+    except OSError as exc:
+        out.setdefault("filled_with", exc.strerror)
+os.close(fd)
+call("full_annotation", events[-2])
+call("full_start_training", start)
+out["full_train"] = backend.train(project)
+out["full_status"] = client.get(f"/training/{project}").get_json()
+os.unlink(mount / "filler")  # space returns
+call("after_annotation", events[-2])
+call("after_start_training", start)
+out["after_status"] = wait_for_training()
+subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+call("ro_annotation", events[-1])
+call("ro_start_training", start)
+print(json.dumps(out))
+"""
+
+
+def run_with_tmpfs(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """Run FULL_DISK with a 16 MB tmpfs mounted at tmp_path/mnt in a mount namespace of its own.
+
+    As root (CI), ``unshare --mount``; otherwise a user namespace maps the user to root inside it.
+    """
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    namespace = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
+    shell = 'mount -t tmpfs -o size=16m tmpfs "$0" || exit 99; exec "$@"'
+    cmd = [*namespace, "sh", "-c", shell, str(mount), sys.executable, "-c", FULL_DISK, str(mount), *args]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    except FileNotFoundError:
+        proc = subprocess.CompletedProcess(cmd, 99, "", "unshare is not installed")
+    if proc.returncode == 99 or "unshare failed" in proc.stderr:
+        message = f"cannot mount a small tmpfs here: {proc.stderr.strip()[-300:]}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return proc
+
+
+def test_a_full_then_read_only_model_dir_answers_with_what_happened_and_recovers(tmp_path):
+    events = training_events()
+    data = tmp_path / "events.json"
+    data.write_text(json.dumps(events), encoding="utf-8")
+    start = captured(f"webhook_start_training_{SHAPE}")
+    proc = run_with_tmpfs(tmp_path, [str(data), json.dumps(start), str(EXAMPLES_CONFIG)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["filled_with"] == "No space left on device"
+    annotation_id = events[-2]["annotation"]["id"]
+    # each was "500 Internal error: OSError"
+    assert out["full_annotation"] == [
+        507, f"MODEL_DIR is full: cannot write annotation {annotation_id} (No space left on device)"]
+    assert out["full_start_training"] == [
+        507, "MODEL_DIR is full: cannot write the training status (No space left on device)"]
+    assert out["full_train"]["state"] == "failed"
+    assert out["full_train"]["error"].startswith("MODEL_DIR is full: cannot write ")
+    assert out["full_status"]["state"] == "failed" and out["full_status"]["error"] == out["full_train"]["error"]
+    assert out["after_annotation"][0] == 200 and out["after_start_training"][0] == 201  # recovered by itself
+    assert out["after_status"]["state"] == "succeeded", out["after_status"]
+    read_only = out["ro_annotation"]
+    assert read_only[0] == 503
+    assert read_only[1] == f"MODEL_DIR is read-only: cannot write annotation {events[-1]['annotation']['id']} " \
+                           "(Read-only file system)"
+    assert out["ro_start_training"] == [503, "MODEL_DIR is read-only: cannot write the training status "
+                                             "(Read-only file system)"]
 
 
 # --- one project, several processes ------------------------------------------------------------------
@@ -211,70 +418,26 @@ def test_two_processes_never_train_one_project_at_once(tmp_path):
     assert [lines[i] for i in range(0, 8, 2)] == ["enter", "exit", "enter", "exit"], lines
 
 
-def wait_until(condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 SECRETS = {"BASIC_AUTH_PASS": "pw-Gu9nPASS", "LABEL_STUDIO_API_KEY": "key-Gu9nAPIKEY"}
 MARKER = "BODY-MARKER-gunicorn"
 
 
-class Gunicorn:
-    """The production server (gunicorn, several workers) as a subprocess, with a tiny HTTP client."""
+class Gunicorn(ServerProcess):
+    """The production server (gunicorn, several workers) with basic auth and a PID-stamped access log."""
 
     def __init__(self, tmp_path: Path, workers: int = 2) -> None:
-        self.port = free_port()
-        self.log = tmp_path / "server.log"
         self.model_dir = tmp_path / "models"
-        env = {**ENV, "PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": str(workers), "THREADS": "4",
+        env = {**ENV, "WORKERS": str(workers), "THREADS": "4",
                "MODEL_DIR": str(self.model_dir), "TRAIN_DEBOUNCE_SECONDS": "0.2", "ACCESS_LOG": "1",
                "LOG_LEVEL": "debug", "BASIC_AUTH_USER": "ls", "LABEL_STUDIO_URL": "http://127.0.0.1:9", **SECRETS}
         cmd = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "lsbackend" / "gunicorn_conf.py"),
                "--access-logformat", "PID=%(p)s %(m)s %(U)s %(s)s", "lsbackend.wsgi:app"]
-        self.out = self.log.open("w")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.out, stderr=subprocess.STDOUT)
         token = base64.b64encode(f"ls:{SECRETS['BASIC_AUTH_PASS']}".encode()).decode()
-        self.headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
-        wait_until(self._up, "gunicorn to answer /health")
-
-    def _up(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()
-        try:
-            return self.request("GET", "/health")[0] == 200
-        except OSError:
-            return False
-
-    def request(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)  # a new connection each time
-        try:
-            conn.request(method, path, None if body is None else json.dumps(body), self.headers)
-            resp = conn.getresponse()
-            return resp.status, json.loads(resp.read() or b"null")
-        finally:
-            conn.close()
+        super().__init__(cmd, tmp_path / "server.log", env, headers={"Authorization": f"Basic {token}"})
 
     def pids_for(self, path: str, status: int = 200, since: int = 0) -> set[str]:
         """The worker processes that answered ``path`` with ``status`` (from the access log)."""
         return set(re.findall(rf"PID=<?(\d+)>? \w+ {re.escape(path)} {status}\b", self.log.read_text()[since:]))
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        finally:
-            self.proc.kill()
-            self.out.close()
-        return self.log.read_text()
 
 
 @pytest.fixture

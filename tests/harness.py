@@ -1,8 +1,10 @@
-"""Process plumbing shared by the Label Studio and baked-backend helpers.
+"""The template's one home for test plumbing: free ports, server subprocesses, bounded waits.
 
-Both servers are real subprocesses on loopback. Everything here exists so that a
-failing integration run says *why*: every wait is bounded and its error message
-carries the tail of the server logs, and every process is always terminated.
+The integration tests (Label Studio, baked backend, file server), the container
+test and ``bench/predict_bench.py`` all use these, so each exists once. Every
+server is a real subprocess on loopback. Everything here exists so that a
+failing run says *why*: every wait is bounded and its error message carries the
+tail of the server logs, and every process is always terminated.
 """
 
 from __future__ import annotations
@@ -148,3 +150,28 @@ def wait_until(
     detail = f"last error: {last_error!r}" if last_error else f"last value: {last_value!r}"
     tails = "\n".join(proc.log_tail() for proc in logs)
     raise WaitTimeout(f"Waiting for {what}: {reason}; {detail}\n{tails}")
+
+
+FINISHED_TRAINING_STATES = ("succeeded", "failed", "skipped")  # "skipped": nothing usable to train on
+
+
+def wait_for_training(
+    status: Callable[[], dict],
+    *,
+    timeout: float,
+    what: str = "training to finish",
+    interval: float = 1.0,
+    logs: Sequence[ManagedProcess] = (),
+) -> dict:
+    """Poll a backend's ``GET /training/<project>`` answer (``status()``) until the job finished; return it.
+
+    Training runs in the background after a debounce, so right after ``START_TRAINING``
+    the state is ``queued`` or ``running``; a finished state is one of
+    ``FINISHED_TRAINING_STATES``, and the caller asserts which one it expected.
+    """
+
+    def finished() -> dict | None:
+        answer = status()
+        return answer if answer.get("state") in FINISHED_TRAINING_STATES else None
+
+    return wait_until(finished, timeout=timeout, interval=interval, what=what, logs=logs)

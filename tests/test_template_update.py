@@ -1,0 +1,114 @@
+"""A repo baked from an earlier commit of this template takes the current one with `cruft update`.
+
+cruft reads templates from git, never from a working tree: the update goes to
+this checkout's committed HEAD (uncommitted edits of the template are not part
+of it; commit them to test them here). The earlier commit is OLDEST_UPDATABLE,
+the first commit whose post-generation hook writes ``.cruft.json`` and renders
+under cruft; a CI clone has the full history, so it is there. The bake goes
+through a plain ``git clone`` checked out at that commit, as a user's clone
+would be, with plain cookiecutter, as the template README tells users to bake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TEMPLATE, run
+
+OLDEST_UPDATABLE = "ff73d55788a0d8865d7c632e3b40e72d990e7f16"
+SLUG_DIR = "{{cookiecutter.project_slug}}"
+GIT_ENV = {"GIT_AUTHOR_NAME": "User", "GIT_AUTHOR_EMAIL": "user@example.com",
+           "GIT_COMMITTER_NAME": "User", "GIT_COMMITTER_EMAIL": "user@example.com"}
+USER_EDIT = ("LogisticRegression(max_iter=1000, C=10.0)",
+             "LogisticRegression(max_iter=1000, C=3.0)  # tuned on our own data")
+
+
+def git(*args: str, cwd: Path) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False,
+                          env={**os.environ, **GIT_ENV})
+    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def cruft() -> str:
+    path = shutil.which("cruft", path=str(Path(sys.executable).parent)) or shutil.which("cruft")
+    assert path, "cruft is not installed: pip install -r requirements.txt"
+    return path
+
+
+@pytest.fixture(scope="module")
+def head() -> str:
+    """The template's committed HEAD; the template must be a git checkout with its history."""
+    if subprocess.run(["git", "-C", str(TEMPLATE), "rev-parse", "HEAD"], capture_output=True,
+                      check=False).returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the template is not a git checkout; the update test needs its history")
+        pytest.skip("the template is not a git checkout; the update test needs its history")
+    git("cat-file", "-e", f"{OLDEST_UPDATABLE}^{{commit}}", cwd=TEMPLATE)  # fails in a shallow clone: say so
+    return git("rev-parse", "HEAD", cwd=TEMPLATE)
+
+
+def bake_from(commit: str, tmp_path: Path) -> Path:
+    """Bake with plain cookiecutter from a clone of the template checked out at ``commit``."""
+    from cookiecutter.main import cookiecutter
+
+    clone = tmp_path / "ls-ml-template"
+    git("clone", "-q", str(TEMPLATE), str(clone), cwd=tmp_path)
+    git("checkout", "-q", commit, cwd=clone)
+    repo = Path(cookiecutter(str(clone), no_input=True, output_dir=str(tmp_path / "out"),
+                             extra_context={"model_type": "text_classification"}))
+    git("init", "-q", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "baked", cwd=repo)
+    return repo
+
+
+def test_baked_repo_records_where_its_template_comes_from(head, tmp_path):
+    repo = bake_from(head, tmp_path)
+    state = json.loads((repo / ".cruft.json").read_text(encoding="utf-8"))
+    answers = json.loads((repo / ".cookiecutter.json").read_text(encoding="utf-8"))
+    # a clone's origin is the template it was cloned from: a source that works later, unlike the clone's path
+    assert state["template"] == answers["_template"] == str(TEMPLATE)
+    assert state["commit"] == answers["_commit"] == head
+    assert state["context"]["cookiecutter"]["label_config"].strip() == (repo / "label_config.xml").read_text().strip()
+
+
+@pytest.mark.slow
+def test_update_from_an_earlier_commit_keeps_the_users_edit_and_brings_the_new_runtime(head, tmp_path):
+    runtime = f"{SLUG_DIR}/lsbackend"
+    if head == OLDEST_UPDATABLE or not git("diff", "--stat", OLDEST_UPDATABLE, head, "--", runtime, cwd=TEMPLATE):
+        pytest.fail("the runtime did not change since the earlier commit: this test would prove nothing")
+    repo = bake_from(OLDEST_UPDATABLE, tmp_path)
+    model = repo / "model.py"
+    source = model.read_text(encoding="utf-8")
+    assert USER_EDIT[0] in source, "the user's edit no longer applies; pick another line of model.py"
+    model.write_text(source.replace(*USER_EDIT), encoding="utf-8")
+    git("commit", "-q", "-am", "Tune the model", cwd=repo)
+
+    # the command the README shows, pinned to the commit under test
+    run([cruft(), "update", "-y", "--checkout", head], cwd=repo)
+
+    assert USER_EDIT[1] in model.read_text(encoding="utf-8"), "the update lost the user's edit of model.py"
+    status = git("status", "--porcelain", cwd=repo)
+    assert not re.search(r"^(UU|AA|DU|UD) ", status, re.MULTILINE), f"conflicts:\n{status}"
+    assert not list(repo.rglob("*.rej")), "rejected hunks"
+    shipped = git("ls-tree", "--name-only", f"{head}:{runtime}", cwd=TEMPLATE).split()
+    here = sorted(p.name for p in (repo / "lsbackend").iterdir() if p.is_file())
+    assert here == sorted(n for n in shipped if n != "media.py"), "lsbackend/ differs from the template's file list"
+    for name in here:
+        new = subprocess.run(["git", "show", f"{head}:{runtime}/{name}"], cwd=TEMPLATE, capture_output=True,
+                             check=True).stdout
+        assert (repo / "lsbackend" / name).read_bytes() == new, f"lsbackend/{name} is not the new one"
+    state = json.loads((repo / ".cruft.json").read_text(encoding="utf-8"))
+    assert state["commit"] == head
+    assert json.loads((repo / ".cookiecutter.json").read_text(encoding="utf-8"))["_commit"] == head
+
+    run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"], cwd=repo, timeout=1500)
+    run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=repo)
