@@ -343,12 +343,12 @@ class LocalProjectStore:
         number = annotation_id(annotation_id_)
         if number is None:
             return False
-        try:
-            with writing(f"annotation {number} (deleting it)"):
+        with writing(f"annotation {number} (deleting it)"):
+            try:
                 (self.dir / "annotations" / f"{number}.json").unlink()
-            return True
-        except FileNotFoundError:
-            return False
+            except FileNotFoundError:  # never recorded (or already gone): not a write failure
+                return False
+        return True
 
     def annotations(self) -> Iterator[dict]:
         for path in sorted((self.dir / "annotations").glob("*.json")):
