@@ -40,7 +40,8 @@ class LabelStudioMLBase:
     - ``train_output``: what the last successful ``fit`` returned (persisted);
     - ``model_version``: changes on every successful training;
     - ``project_id``;
-    - ``settings``: the backend's ``Settings`` (limits such as ``max_text_chars``).
+    - ``settings``: the backend's ``Settings`` (Label Studio URL and key, media
+      limits, ``max_text_chars``, ...); read settings here, not from the environment.
     """
 
     model_type: ClassVar[str | None] = None
@@ -53,8 +54,9 @@ class LabelStudioMLBase:
         model_version: str = INITIAL_VERSION,
         settings: Settings | None = None,
     ) -> None:
-        self.settings = settings or Settings()
         self.project_id = project_id
+        # defaults, not the environment: only entry points read it (a model built by hand stays offline)
+        self.settings = settings if settings is not None else Settings()
         self.label_config = label_config
         self.config: LabelConfig = parse_label_config(label_config)
         self.parsed_label_config = self.config.as_dict()
