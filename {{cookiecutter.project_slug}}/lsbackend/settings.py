@@ -39,10 +39,11 @@ def _positive(name: str, default: int) -> int:
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> str:
-    """An env var that must be one of ``allowed`` (the first is the default), or exit naming them."""
+    """An env var that must be one of ``allowed`` (the first is the default), or ``SettingsError`` naming them."""
     raw = os.environ.get(name, "").strip().lower() or allowed[0]
     if raw not in allowed:
-        raise SettingsError(f"{name}={raw!r} is not one of {', '.join(allowed)}; set it to one, e.g. {name}={allowed[0]}")
+        choices = ", ".join(allowed)
+        raise SettingsError(f"{name}={raw!r} is not one of {choices}; set it to one, e.g. {name}={allowed[0]}")
     return raw
 
 

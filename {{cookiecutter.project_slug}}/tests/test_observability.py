@@ -131,10 +131,10 @@ def test_json_logs_carry_the_request_id_of_the_request_that_logged(backend):
 
 
 def test_log_format_accepts_text_or_json_only(monkeypatch):
-    from lsbackend.settings import Settings
+    from lsbackend.settings import Settings, SettingsError
 
     monkeypatch.setenv("LOG_FORMAT", "JSON")
     assert Settings.from_env().log_format == "json"
     monkeypatch.setenv("LOG_FORMAT", "xml")
-    with pytest.raises(SystemExit, match="LOG_FORMAT='xml' is not one of text, json"):
+    with pytest.raises(SettingsError, match="LOG_FORMAT='xml' is not one of text, json"):
         Settings.from_env()
