@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
+from .settings import Settings
 
 INITIAL_VERSION = "untrained"
 #: With ``<Choices choice="multiple">``, a label is predicted when its own score reaches this
@@ -44,7 +45,9 @@ class LabelStudioMLBase:
     - ``model_version``: changes on every successful training;
     - ``extra_params``: the "Extra params" JSON object of Label Studio's Connect
       dialog, kept per project (``{}`` when none were given);
-    - ``project_id``.
+    - ``project_id``;
+    - ``settings``: the backend's ``Settings`` (Label Studio URL and key, media
+      limits, ``max_text_chars``, ...); read settings here, not from the environment.
     """
 
     model_type: ClassVar[str | None] = None
@@ -56,8 +59,11 @@ class LabelStudioMLBase:
         train_output: dict | None = None,
         model_version: str = INITIAL_VERSION,
         extra_params: dict | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.project_id = project_id
+        # defaults, not the environment: only entry points read it (a model built by hand stays offline)
+        self.settings = settings if settings is not None else Settings()
         self.label_config = label_config
         self.config: LabelConfig = parse_label_config(label_config)
         self.parsed_label_config = self.config.as_dict()

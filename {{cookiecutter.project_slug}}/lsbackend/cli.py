@@ -4,48 +4,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
+from .app import STARTUP_ERRORS, build_app, build_backend, model_class
 from .base import TaskDataError
 from .bulk import push_predictions
+from .ids import project_key
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
-from .service import Backend, load_model_class
 from .settings import Settings
-from .storage import StorageError, UnknownVersion, project_key
+from .storage import UnknownVersion
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
-
-
-def _backend(settings: Settings | None = None) -> Backend:
-    settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.path.insert(0, os.getcwd())
-    try:
-        return Backend(load_model_class(os.environ.get("MODEL_CLASS", "model")), settings)
-    except StorageError as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-
-def build_app():
-    """The Flask app for the current environment (used by gunicorn and ``serve``)."""
-    from .server import create_app
-
-    return create_app(_backend())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Flask's development server: reloads nothing, one process, for trying things out."""
     settings = Settings.from_env()
-    build_app().run(host=args.host or settings.host, port=args.port or settings.port, threaded=True)
+    build_app(settings).run(host=args.host or settings.host, port=args.port or settings.port, threaded=True)
     return 0
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     """The production server (gunicorn), as the Docker image runs it."""
+    Settings.from_env()  # a bad setting stops here with its message, before gunicorn starts
     if args.port:
         os.environ["PORT"] = str(args.port)
     # glibc gives each of the worker's threads its own heap arena; big batches leave every arena at its
@@ -58,18 +42,18 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check that a labeling config fits the model in model.py."""
-    path = Path(args.config or Settings.from_env().label_config_path)
-    sys.path.insert(0, os.getcwd())
-    model_class = load_model_class(os.environ.get("MODEL_CLASS", "model"))
+    settings = Settings.from_env()
+    path = Path(args.config or settings.label_config_path)
+    model = model_class(settings)
     try:
-        control, obj = model_class.check_config(parse_label_config(path.read_text(encoding="utf-8")))
+        control, obj = model.check_config(parse_label_config(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         print(f"error: no labeling config at {path}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         print(f"{path}: {exc.explain()}", file=sys.stderr)
         return 1
-    print(f"{path}: fits {model_class.__name__}: {control.type} {control.name!r} over {obj.type} {obj.name!r}")
+    print(f"{path}: fits {model.__name__}: {control.type} {control.name!r} over {obj.type} {obj.name!r}")
     return 0
 
 
@@ -87,14 +71,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("error: give a tasks JSON file (or -), or --push to predict the project in Label Studio",
               file=sys.stderr)
         return 2
-    backend = _backend()
+    backend = build_backend()
     if backend.pretrained is not None:
         backend.pretrained.wait()  # the server loads MODEL_URI in the background; here we need it now
     tasks = _read_json(args.tasks)
     # accept tasks or bare data dicts; number tasks without an id so errors can name them
     tasks = [{"id": i, **t} if "data" in t else {"id": i, "data": t} for i, t in enumerate(tasks)]
-    config = backend.label_config(args.project)
-    predictions = backend.predict(args.project, config, tasks)
+    predictions = backend.predict(args.project, None, tasks)
     out = [{**task, "predictions": [pred]} for task, pred in zip(tasks, predictions, strict=True)]
     text = json.dumps(out, ensure_ascii=False, indent=2)
     if args.output:
@@ -112,7 +95,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     if not (settings.label_studio_url and settings.label_studio_api_key):
         print("error: --push needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY", file=sys.stderr)
         return 2
-    backend = _backend(settings)
+    backend = build_backend(settings)
     if backend.pretrained is not None:
         backend.pretrained.wait()
     client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
@@ -141,7 +124,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train from a Label Studio JSON export; the model is saved as the project's current one."""
-    backend = _backend()
+    backend = build_backend()
     annotations = annotations_from_tasks(_read_json(args.export))
     status = backend.train(args.project, annotations)
     print(json.dumps(status, indent=2))
@@ -158,7 +141,7 @@ def project_arg(value: str) -> str:
 
 def cmd_versions(args: argparse.Namespace) -> int:
     """List a project's kept model versions, newest first; * marks the one serving."""
-    found = _backend().versions(args.project)
+    found = build_backend().versions(args.project)
     for version in found["versions"]:
         print(f"{'*' if version == found['current'] else ' '} {version}")
     if not found["versions"]:
@@ -168,7 +151,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 def cmd_use(args: argparse.Namespace) -> int:
     """Serve a kept version again (roll back); running servers switch at their next request."""
-    backend = _backend()
+    backend = build_backend()
     try:
         backend.use_version(args.project, args.version)
     except UnknownVersion as exc:
@@ -215,4 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (TaskDataError, ConfigError) as exc:
         print(f"error: {exc.reason}", file=sys.stderr)
+        return 1
+    except STARTUP_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
