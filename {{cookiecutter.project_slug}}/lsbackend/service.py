@@ -208,7 +208,10 @@ class Backend:
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
             model = self.model_class(self.label_config(project), project, train_output=output, model_version=version)
-            result = model.fit(usable)
+            try:
+                result = model.fit(usable)
+            finally:
+                self._note_skipped(project, status, model.skipped)
             if not isinstance(result, dict):
                 raise TypeError(f"fit must return a dict, returned {type(result).__name__}")
             status.update(state="succeeded", model_version=store.save_model(result))
@@ -220,6 +223,13 @@ class Backend:
             status["finished_at"] = time.time()
             self._save_status(project, store, status)
         return status
+
+    @staticmethod
+    def _note_skipped(project: str, status: dict, skipped: list[str]) -> None:
+        """Count what ``fit`` left out and name the first few: the user fixes those annotations."""
+        if skipped:
+            status["skipped"] = {"count": len(skipped), "examples": skipped[:5]}
+            log.warning("training of project %s skipped %d items, first: %s", project, len(skipped), skipped[0])
 
     @staticmethod
     def _training_now(store: ProjectStore) -> bool:
