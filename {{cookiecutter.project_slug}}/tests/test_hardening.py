@@ -460,7 +460,8 @@ def test_aliased_labels_train_on_the_alias_and_predict_it(client):
     body["label_config"] = config
     body["tasks"] = [{**body["tasks"][0], "id": 500 + i, "data": d} for i, (d, _) in enumerate(examples.holdout())]
     results = client.post("/predict", json=body).get_json()["results"]
-    stored = [v for r in results for item in r["result"] for key in ("choices", "labels") for v in item["value"].get(key, [])]
+    stored = [v for r in results for item in r["result"] for key in ("choices", "labels")
+              for v in item["value"].get(key, [])]
     assert stored and all(v.startswith("a-") for v in stored)  # Label Studio expects the alias
     for result in results:
         for item in result["result"]:
