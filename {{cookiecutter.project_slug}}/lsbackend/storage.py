@@ -301,11 +301,12 @@ class ProjectStore:
         if number is None:
             return False
         try:
-            with writing(f"annotation {number} (deleting it)"):
-                (self.dir / "annotations" / f"{number}.json").unlink()
+            (self.dir / "annotations" / f"{number}.json").unlink()
             return True
         except FileNotFoundError:
             return False
+        except OSError as exc:  # a read-only MODEL_DIR
+            raise StorageWriteError(f"annotation {number} (deleting it)", exc) from exc
 
     def annotations(self) -> Iterator[dict]:
         for path in sorted((self.dir / "annotations").glob("*.json")):
