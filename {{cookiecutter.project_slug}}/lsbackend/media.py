@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
 WEB_SCHEMES = ("http", "https")
 CHUNK_BYTES = 64 * 1024
-FETCH_THREADS = 4
 DOCKER_HINT = "inside Docker, localhost is the container itself: use an address the container can reach"
 KEY_HINT = "check LABEL_STUDIO_API_KEY: legacy token or personal access token?"
 
@@ -353,6 +352,7 @@ class MediaResolver:
         self.max_pixels = settings.media_max_pixels
         self.root = Path(settings.local_files_root).resolve() if settings.local_files_root else None
         self.cache = _ByteCache(settings.media_cache_bytes)
+        self.fetch_threads = max(1, settings.media_fetch_threads)
         self._client = LabelStudioClient(self.label_studio_url, self.api_key) if self.label_studio_url else None
         self.guard = _AddressGuard(self.label_studio_url, settings.media_allowed_hosts)
 
@@ -375,7 +375,10 @@ class MediaResolver:
             raise MediaError(f"cannot load {_short(uri)!r}: {type(exc).__name__}: {exc}"[:300]) from None
 
     def fetch_many(self, items: Iterable[tuple[object, object]]) -> list[bytes | MediaError]:
-        """Fetch ``(uri, task_id)`` pairs in a few threads; each entry is bytes or its ``MediaError``."""
+        """Fetch ``(uri, task_id)`` pairs, ``MEDIA_FETCH_THREADS`` at a time; each entry is bytes or its ``MediaError``.
+
+        Downloads mostly wait on the network, so threads overlap them; bench/image_bench.py chose the default.
+        """
 
         def one(item: tuple[object, object]) -> bytes | MediaError:
             try:
@@ -386,7 +389,7 @@ class MediaResolver:
         items = list(items)
         if len(items) <= 1:
             return [one(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(items))) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.fetch_threads, len(items))) as pool:
             return list(pool.map(one, items))
 
     # --- kinds -------------------------------------------------------------

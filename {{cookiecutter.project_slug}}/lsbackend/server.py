@@ -24,6 +24,7 @@ from .base import TaskDataError
 from .label_config import ConfigError
 from .label_studio_api import normalize_annotation
 from .metrics import Metrics
+from .predict_body import read_predict_body
 from .service import Backend, PredictionError
 from .storage import MAX_ID, StorageWriteError, annotation_id, project_key
 
@@ -239,8 +240,14 @@ def create_app(backend: Backend) -> Flask:
 
     @app.post("/predict")
     def predict():
-        body = _json_body(settings.max_json_depth)
-        tasks = _tasks(body)
+        read = None
+        if request.is_json and request.content_length is not None:  # chunked bodies: the general path checks them
+            read = read_predict_body(request.get_data(), settings.max_json_depth)
+        if read is None:  # anything the typed reading does not take: the general path and its errors
+            body = _json_body(settings.max_json_depth)
+            tasks = _tasks(body)
+        else:
+            body, tasks = read
         given = body.get("project")
         project = _project(given if given not in (None, "") else tasks[0].get("project"))  # project 0 is a project
         config = body.get("label_config")
