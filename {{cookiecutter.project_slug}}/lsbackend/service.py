@@ -211,7 +211,7 @@ class Backend:
             try:
                 result = model.fit(usable)
             finally:
-                self._note_skipped(project, status, model.skipped)
+                self._note_skipped(project, status, getattr(model, "skipped", []))
             if not isinstance(result, dict):
                 raise TypeError(f"fit must return a dict, returned {type(result).__name__}")
             status.update(state="succeeded", model_version=store.save_model(result))
