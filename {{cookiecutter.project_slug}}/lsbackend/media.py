@@ -566,24 +566,27 @@ class MediaResolver:
         return f"the {self.max_bytes / (1024 * 1024):g} MB limit"
 
 
-_default: MediaResolver | None = None
-_default_lock = threading.Lock()
+_resolvers: dict[int, tuple[Settings, MediaResolver]] = {}
+_resolvers_lock = threading.Lock()
+_RESOLVERS_KEPT = 8
 
 
-def default_resolver() -> MediaResolver:
-    """This process's resolver, configured from the environment on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = MediaResolver(Settings.from_env())
-        return _default
+def resolver_for(settings: Settings) -> MediaResolver:
+    """The resolver for these settings, shared by every model object built with them.
 
-
-def set_default_resolver(resolver: MediaResolver | None) -> None:
-    """Replace the process's resolver (tests, or an app that builds its own); None rebuilds from the environment."""
-    global _default
-    with _default_lock:
-        _default = resolver
+    Sharing keeps one download cache per backend instead of one per project and
+    model version; the settings come from whoever built the model, never from
+    the environment.
+    """
+    with _resolvers_lock:
+        kept = _resolvers.get(id(settings))
+        if kept is not None and kept[0] is settings:
+            return kept[1]
+        if len(_resolvers) >= _RESOLVERS_KEPT:  # tests build many settings; a server builds one
+            _resolvers.pop(next(iter(_resolvers)))
+        resolver = MediaResolver(settings)
+        _resolvers[id(settings)] = (settings, resolver)
+        return resolver
 
 
 def failed_prediction(task: dict, error: MediaError, model_version: str) -> dict:
