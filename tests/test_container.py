@@ -24,10 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 from harness import free_port, wait_for_training
+from variants import MODEL_TYPES, captures
 
 TEMPLATE = Path(__file__).resolve().parent.parent
-MODEL_TYPES = ["text_classification", "image_classification", "ner"]
-SHAPE = {"text_classification": "text", "image_classification": "image", "ner": "ner"}
 PORT_ANSWER = "9191"  # not the default, so a hard-coded 9090 anywhere shows up
 SLUG = "ctr-test-backend"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -109,7 +108,7 @@ def model_type_of(repo: Path) -> str:
 
 def annotation_events(repo: Path) -> list[dict]:
     """ANNOTATION_CREATED webhooks (the captured one, re-numbered) for every labeled example."""
-    shape = SHAPE[model_type_of(repo)]
+    shape = captures(model_type_of(repo))
     template = captured(repo, f"webhook_annotation_created_{shape}")
     events = []
     for i, (data, result) in enumerate(load_examples(repo).training_set()):
@@ -124,7 +123,7 @@ def annotation_events(repo: Path) -> list[dict]:
 
 def holdout_request(repo: Path) -> dict:
     """The captured /predict body with the variant's held-out tasks (inline data the container can read)."""
-    body = captured(repo, f"predict_{SHAPE[model_type_of(repo)]}")
+    body = captured(repo, f"predict_{captures(model_type_of(repo))}")
     template = body["tasks"][0]
     body["tasks"] = [
         {**template, "id": 500 + i, "data": data} for i, (data, _) in enumerate(load_examples(repo).holdout())
@@ -339,7 +338,7 @@ def containers(request, engine, image, volume):
 
 @pytest.mark.container
 def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, image, containers):
-    shape = SHAPE[model_type_of(baked)]
+    shape = captures(model_type_of(baked))
     setup_body = captured(baked, f"setup_{shape}")
     project = str(setup_body["project"]).split(".")[0]
     ctr = containers()
