@@ -25,7 +25,7 @@ from .label_config import ConfigError
 from .label_studio_api import normalize_annotation
 from .metrics import Metrics
 from .service import Backend, PredictionError
-from .storage import MAX_ID, annotation_id, project_key
+from .storage import MAX_ID, StorageWriteError, annotation_id, project_key
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = {"/health", "/", "/openapi.json"}
@@ -187,6 +187,15 @@ def create_app(backend: Backend) -> Flask:
     def _task_data(exc: TaskDataError):
         detail = "The labeling config reads this field; import tasks that carry it or change the config."
         return answer({"error": exc.reason, "detail": detail}, 422, exc.reason)
+
+    @app.errorhandler(StorageWriteError)
+    def _storage(exc: StorageWriteError):
+        # 507 Insufficient Storage for a full disk; 503 when MODEL_DIR cannot be written at all
+        status = 507 if exc.kind == "full" else 503
+        detail = ("Free space on the disk that holds MODEL_DIR; the backend carries on by itself once there is "
+                  "room." if exc.kind == "full" else "Make MODEL_DIR writable for the backend's user.")
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return answer({"error": str(exc), "detail": detail}, status, str(exc))
 
     @app.errorhandler(413)
     def _too_large(_exc):

@@ -19,7 +19,7 @@ from .base import INITIAL_VERSION, LabelStudioMLBase
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
 from .settings import Settings
-from .storage import ProjectStore, check_writable
+from .storage import ProjectStore, StorageError, check_writable, writing
 from .training import ThreadTrainingQueue, TrainingQueue
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class Backend:
         self.default_config = self._read_default_config(settings.label_config_path)
         self.queue = queue or ThreadTrainingQueue(self.train, settings.train_debounce_seconds)
         self._models: dict[str, _Loaded] = {}
+        self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
         self._lock = threading.Lock()
 
     @staticmethod
@@ -162,15 +163,40 @@ class Backend:
         A failure is recorded in the status and the previous model keeps serving.
         """
         store = self.store(project)
-        store.dir.mkdir(parents=True, exist_ok=True)
-        with open(store.dir / "train.lock", "w") as lock:
+        try:
+            with writing("the training lock"):
+                store.dir.mkdir(parents=True, exist_ok=True)
+                lock = open(store.dir / "train.lock", "w")  # noqa: SIM115 (closed below, after the training)
+        except StorageError as exc:
+            return self._failed_before_start(project, exc)
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one training per project across processes
             return self._train_locked(project, store, annotations)
+
+    def _failed_before_start(self, project: str, exc: StorageError) -> dict:
+        log.error("training of project %s cannot start: %s", project, exc)
+        status = {"state": "failed", "error": str(exc), "started_at": time.time(), "finished_at": time.time()}
+        self._unsaved_status[project] = status
+        return status
+
+    def _save_status(self, project: str, store: ProjectStore, status: dict) -> bool:
+        """Record a training status; when MODEL_DIR refuses, keep it in memory so /training still tells."""
+        try:
+            store.save_status(status)
+        except StorageError as exc:
+            log.error("project %s: %s", project, exc)
+            self._unsaved_status[project] = dict(status)
+            return False
+        self._unsaved_status.pop(project, None)
+        return True
 
     def _train_locked(self, project: str, store: ProjectStore, annotations: list[dict] | None) -> dict:
         started = time.time()
         status = {"state": "running", "started_at": started, "model_version": store.current_version()}
-        store.save_status(status)
+        try:
+            store.save_status(status)
+        except StorageError as exc:  # a full or read-only disk: no training could be saved either
+            return self._failed_before_start(project, exc)
         try:
             if annotations is None:
                 annotations = self.collect_annotations(project)
@@ -192,7 +218,7 @@ class Backend:
             status.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:500])
         finally:
             status["finished_at"] = time.time()
-            store.save_status(status)
+            self._save_status(project, store, status)
         return status
 
     @staticmethod
@@ -216,6 +242,9 @@ class Backend:
     def status(self, project: str) -> dict:
         store = self.store(project)
         status = store.status()
+        unsaved = self._unsaved_status.get(project)
+        if unsaved and unsaved.get("started_at", 0) >= status.get("started_at", status.get("requested_at", 0)):
+            status = dict(unsaved)  # this process's last word, which MODEL_DIR would not take
         if status.get("state") == "running" and not self._training_now(store):
             # the training.json of a process killed mid-training would say "running" forever
             status.update(state="interrupted", error="the process training this project stopped before it "

@@ -11,6 +11,7 @@ replace the local disk without touching ``model.py``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -35,25 +36,54 @@ class StorageError(RuntimeError):
     """MODEL_DIR cannot be used; the message names the directory and the fix."""
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+FULL = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class StorageWriteError(StorageError):
+    """A write under MODEL_DIR failed. ``kind`` is "full", "read-only" or "failed"; the message
+    says which, what could not be written and why, in one line (it becomes a reason phrase)."""
+
+    def __init__(self, what: str, exc: OSError) -> None:
+        self.kind = "full" if exc.errno in FULL else "read-only" if exc.errno in READ_ONLY else "failed"
+        why = exc.strerror or type(exc).__name__
+        if self.kind == "failed":
+            message = f"MODEL_DIR: cannot write {what} ({why})"
+        else:
+            message = f"MODEL_DIR is {self.kind}: cannot write {what} ({why})"
+        super().__init__(message)
+        self.what = what
+
+
+@contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+    """Turn an OSError of the block into a ``StorageWriteError`` naming ``what`` was being written."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageWriteError(what, exc) from exc
+
+
+def atomic_write(path: Path, data: bytes, what: str | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with writing(what or path.name):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def check_writable(root: Path) -> None:
@@ -237,9 +267,10 @@ class ProjectStore:
         """Save a trained model and make it current; return its new version."""
         version = self._next_version()
         data = pickle.dumps(train_output, protocol=5)
-        atomic_write(self.dir / "models" / f"{version}.sha256", hashlib.sha256(data).hexdigest().encode())
-        atomic_write(self.dir / "models" / f"{version}.pkl", data)
-        atomic_write(self.pointer, version.encode())
+        digest = hashlib.sha256(data).hexdigest().encode()
+        atomic_write(self.dir / "models" / f"{version}.sha256", digest, f"model {version}")
+        atomic_write(self.dir / "models" / f"{version}.pkl", data, f"model {version}")
+        atomic_write(self.pointer, version.encode(), f"model {version}")
         self._prune(keep={version})
         return version
 
@@ -263,14 +294,15 @@ class ProjectStore:
         if number is None:
             raise ValueError(f"annotation id {annotation['id']!r:.40} is not an integer from 0 to {MAX_ID}")
         path = self.dir / "annotations" / f"{number}.json"  # an int: never a path
-        atomic_write(path, json.dumps(annotation).encode())  # ASCII escapes: any str encodes
+        atomic_write(path, json.dumps(annotation).encode(), f"annotation {number}")  # ASCII escapes: any str
 
     def delete_annotation(self, annotation_id_: object) -> bool:
         number = annotation_id(annotation_id_)
         if number is None:
             return False
         try:
-            (self.dir / "annotations" / f"{number}.json").unlink()
+            with writing(f"annotation {number} (deleting it)"):
+                (self.dir / "annotations" / f"{number}.json").unlink()
             return True
         except FileNotFoundError:
             return False
@@ -287,7 +319,8 @@ class ProjectStore:
     def save_label_config(self, xml: str) -> None:
         path = self.dir / "label_config.xml"
         if not path.exists() or path.read_text(encoding="utf-8") != xml:
-            atomic_write(path, xml.encode("utf-8", "replace"))  # a lone surrogate cannot be stored as UTF-8
+            # "replace": a lone surrogate cannot be stored as UTF-8
+            atomic_write(path, xml.encode("utf-8", "replace"), "the labeling config")
 
     def label_config(self) -> str | None:
         try:
@@ -296,7 +329,7 @@ class ProjectStore:
             return None
 
     def save_status(self, status: dict) -> None:
-        atomic_write(self.dir / "training.json", json.dumps(status).encode())
+        atomic_write(self.dir / "training.json", json.dumps(status).encode(), "the training status")
 
     def status(self) -> dict[str, Any]:
         try:

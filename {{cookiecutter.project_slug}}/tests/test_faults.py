@@ -255,6 +255,108 @@ def test_the_server_commands_refuse_an_unusable_model_dir_with_the_fix(command):
     assert "Set MODEL_DIR to a writable directory" in proc.stderr
 
 
+# --- a full or read-only MODEL_DIR (a real tmpfs, mounted in a private mount namespace) ------------------
+FULL_DISK = """
+import json, os, subprocess, sys, time
+from pathlib import Path
+from lsbackend.server import create_app
+from lsbackend.service import Backend, load_model_class
+from lsbackend.settings import Settings
+
+mount, events = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+start, config = json.loads(sys.argv[3]), sys.argv[4]
+project = str(start["project"]["id"])
+backend = Backend(load_model_class("model"), Settings(model_dir=mount / "models", label_config_path=Path(config),
+                                                      train_debounce_seconds=0.05))
+client = create_app(backend).test_client()
+out = {}
+
+def call(key, body):
+    response = client.post("/webhook", json=body)
+    out[key] = [response.status_code, response.status.split(" ", 1)[1]]
+
+def wait_for_training():
+    deadline = time.monotonic() + 120
+    while client.get(f"/training/{project}").get_json()["state"] in ("queued", "running", "idle"):
+        assert time.monotonic() < deadline, "training did not finish"
+        time.sleep(0.05)
+    return client.get(f"/training/{project}").get_json()
+
+for event in events[:-2]:
+    assert client.post("/webhook", json=event).status_code == 200
+fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+for block in (1 << 16, 1 << 12, 1):  # fill the filesystem to the last byte
+    try:
+        while True:
+            os.write(fd, b"x" * block)
+    except OSError as exc:
+        out.setdefault("filled_with", exc.strerror)
+os.close(fd)
+call("full_annotation", events[-2])
+call("full_start_training", start)
+out["full_train"] = backend.train(project)
+out["full_status"] = client.get(f"/training/{project}").get_json()
+os.unlink(mount / "filler")  # space returns
+call("after_annotation", events[-2])
+call("after_start_training", start)
+out["after_status"] = wait_for_training()
+subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+call("ro_annotation", events[-1])
+call("ro_start_training", start)
+print(json.dumps(out))
+"""
+
+
+def run_with_tmpfs(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """Run FULL_DISK with a 16 MB tmpfs mounted at tmp_path/mnt in a mount namespace of its own.
+
+    As root (CI), ``unshare --mount``; otherwise a user namespace maps the user to root inside it.
+    """
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    namespace = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
+    shell = 'mount -t tmpfs -o size=16m tmpfs "$0" || exit 99; exec "$@"'
+    cmd = [*namespace, "sh", "-c", shell, str(mount), sys.executable, "-c", FULL_DISK, str(mount), *args]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    except FileNotFoundError:
+        proc = subprocess.CompletedProcess(cmd, 99, "", "unshare is not installed")
+    if proc.returncode == 99 or "unshare failed" in proc.stderr:
+        message = f"cannot mount a small tmpfs here: {proc.stderr.strip()[-300:]}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return proc
+
+
+def test_a_full_then_read_only_model_dir_answers_with_what_happened_and_recovers(tmp_path):
+    events = training_events()
+    data = tmp_path / "events.json"
+    data.write_text(json.dumps(events), encoding="utf-8")
+    start = captured(f"webhook_start_training_{SHAPE}")
+    proc = run_with_tmpfs(tmp_path, [str(data), json.dumps(start), str(EXAMPLES_CONFIG)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["filled_with"] == "No space left on device"
+    annotation_id = events[-2]["annotation"]["id"]
+    # each was "500 Internal error: OSError"
+    assert out["full_annotation"] == [
+        507, f"MODEL_DIR is full: cannot write annotation {annotation_id} (No space left on device)"]
+    assert out["full_start_training"] == [
+        507, "MODEL_DIR is full: cannot write the training status (No space left on device)"]
+    assert out["full_train"]["state"] == "failed"
+    assert out["full_train"]["error"].startswith("MODEL_DIR is full: cannot write ")
+    assert out["full_status"]["state"] == "failed" and out["full_status"]["error"] == out["full_train"]["error"]
+    assert out["after_annotation"][0] == 200 and out["after_start_training"][0] == 201  # recovered by itself
+    assert out["after_status"]["state"] == "succeeded", out["after_status"]
+    read_only = out["ro_annotation"]
+    assert read_only[0] == 503
+    assert read_only[1] == f"MODEL_DIR is read-only: cannot write annotation {events[-1]['annotation']['id']} " \
+                           "(Read-only file system)"
+    assert out["ro_start_training"] == [503, "MODEL_DIR is read-only: cannot write the training status "
+                                             "(Read-only file system)"]
+
+
 # --- one project, several processes ------------------------------------------------------------------
 BLOCKING_FIT = """
 import json, os, sys, time
