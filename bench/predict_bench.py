@@ -25,6 +25,8 @@ import json
 import os
 import platform
 import random
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -92,11 +94,11 @@ def children(pid: int) -> list[int]:
 
 
 # --- bake, data, training --------------------------------------------------
-def bake(out: Path) -> Path:
+def bake(out: Path, model_type: str = "text_classification") -> Path:
     from cookiecutter.main import cookiecutter
 
     return Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(out),
-                             extra_context={"model_type": "text_classification"}))
+                             extra_context={"model_type": model_type}))
 
 
 def make_dataset(labels: list[str], n: int, seed: int) -> tuple[list[str], list[str]]:
@@ -224,19 +226,36 @@ def make_body(template: dict, texts: list[str], first_id: int = 1000) -> bytes:
 
 
 # --- server process ----------------------------------------------------------
-class Server:
-    """The baked repo's production server, started and stopped through the template's test harness."""
+#: The HTTP servers compared, each started the way a container would start it. The first one is the
+#: production command the image runs (``python -m lsbackend start``); the others are the same app under
+#: another server, with the same worker count, thread count and allocator setting.
+SERVERS = {
+    "gunicorn-gthread": ([sys.executable, "-m", "lsbackend", "start"], {}),
+    # gunicorn silently picks gthread when threads > 1, so the sync worker needs --threads 1 as well
+    "gunicorn-sync": ([sys.executable, "-m", "lsbackend", "start"],
+                      {"GUNICORN_CMD_ARGS": "--worker-class sync --threads 1"}),
+    "granian": ([sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", "{port}",
+                 "--workers", "1", "--blocking-threads", "8", "--no-ws", "lsbackend.wsgi:app"],
+                {"MALLOC_ARENA_MAX": "2"}),
+}
+DEFAULT_SERVER = "gunicorn-gthread"
+SLOW_WAIT_S = 3.0  # an ordinary request still waiting this long behind stalled clients counts as blocked
 
-    def __init__(self, repo: Path, model_dir: Path, logfile: Path) -> None:
-        self.repo, self.model_dir, self.logfile = repo, model_dir, logfile
+
+class Server:
+    """The baked repo's app under one of SERVERS, started and stopped through the template's test harness."""
+
+    def __init__(self, repo: Path, model_dir: Path, logfile: Path, kind: str = DEFAULT_SERVER) -> None:
+        self.repo, self.model_dir, self.logfile, self.kind = repo, model_dir, logfile, kind
         self.port = free_port()
         self.process: ManagedProcess | None = None
 
     def start(self) -> None:
+        argv, extra = SERVERS[self.kind]
         env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "MODEL_DIR": str(self.model_dir),
-               "TRAIN_DEBOUNCE_SECONDS": "0", "PYTHONPATH": ""}
+               "TRAIN_DEBOUNCE_SECONDS": "0", "PYTHONPATH": "", **extra}
         self.started = time.perf_counter()
-        self.process = ManagedProcess("server", [sys.executable, "-m", "lsbackend", "start"], self.logfile,
+        self.process = ManagedProcess(self.kind, [a.format(port=self.port) for a in argv], self.logfile,
                                       cwd=self.repo, env=env).start()
         self.proc = self.process.popen
 
@@ -245,7 +264,7 @@ class Server:
         deadline = time.perf_counter() + 60
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"server exited with {self.proc.returncode}; see {self.logfile}")
+                raise SystemExit(f"{self.kind} exited with {self.proc.returncode}; see {self.logfile}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
                 conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
@@ -260,10 +279,13 @@ class Server:
             time.sleep(0.005)
         raise SystemExit(f"no valid prediction within 60 s; see {self.logfile}")
 
+    def worker_pids(self) -> list[int]:
+        return children(self.proc.pid)
+
     def worker_pid(self) -> int:
-        kids = children(self.proc.pid)
+        kids = self.worker_pids()
         if len(kids) != 1:
-            raise SystemExit(f"expected one gunicorn worker, found {kids}")
+            raise SystemExit(f"expected one {self.kind} worker, found {kids}")
         return kids[0]
 
     def stop(self) -> None:
@@ -300,7 +322,7 @@ def end_raw(proc: subprocess.Popen) -> None:
 
 
 # --- the benchmark -----------------------------------------------------------
-def run(cfg: dict, results_dir: Path, seed: int) -> dict:
+def run(cfg: dict, results_dir: Path, seed: int, servers: list[str]) -> dict:
     t_begin = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="predict-bench-"))
     log(f"baking into {work}")
@@ -354,48 +376,59 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
         pipeline.predict_proba(batch)
         return time.perf_counter() - t0
 
-    # --- start to first valid prediction, alternating with a raw process; the last server stays up
-    server = None
-    start_server, start_raw = [], []
-    log(f"start-up ({cfg['start_reps']} rounds)")
+    # --- start to first valid prediction, alternating with a raw process; the last servers stay up
+    kinds = list(servers)
+    live: dict[str, Server] = {}
+    start_server: dict[str, list[float]] = {k: [] for k in kinds}
+    start_raw: list[float] = []
+    log(f"start-up ({cfg['start_reps']} rounds) of {', '.join(kinds)}")
     for rep in range(cfg["start_reps"]):
         proc, elapsed = raw_process(model_file, "predict", pool[rep])
         start_raw.append(elapsed)
         end_raw(proc)
-        if server:
-            server.stop()
-        server = Server(repo, model_dir, work / "server.log")
-        server.start()
-        body, batch = single_bodies[rep]
-        start_server.append(server.wait_first_prediction(body, batch, validator, version))
-    worker = server.worker_pid()
-    mem_worker_first = memory(worker)
-    client = Client(server.port)
+        for kind in kinds:
+            if kind in live:
+                live[kind].stop()
+            live[kind] = Server(repo, model_dir, work / f"server-{kind}.log", kind)
+            live[kind].start()
+            body, batch = single_bodies[rep]
+            start_server[kind].append(live[kind].wait_first_prediction(body, batch, validator, version))
+    mem_first = {k: memory(live[k].worker_pid()) for k in kinds}
+    clients = {k: Client(live[k].port) for k in kinds}
+
+    def rotated(r: int) -> list[str]:
+        """The servers in a different order each round, so no server always runs right after raw."""
+        return kinds[r % len(kinds):] + kinds[:r % len(kinds)]
 
     # --- single-task latency, concurrency 1
     log("single-task latency, concurrency 1")
-    lat_raw, lat_srv, lat_health = [], [], []
+    lat_raw: list[float] = []
+    lat_srv: dict[str, list[float]] = {k: [] for k in kinds}
+    lat_health: dict[str, list[float]] = {k: [] for k in kinds}
     i = 0
-    for _ in range(cfg["lat_rounds"]):
+    for r in range(cfg["lat_rounds"]):
         for _ in range(cfg["lat_per_round"]):
             lat_raw.append(raw_predict([pool[i % len(pool)]]))
             i += 1
-        for _ in range(cfg["lat_per_round"]):
-            body, batch = single_bodies[i % len(pool)]
-            status, data, elapsed = client.post("/predict", body)
-            validator.check(status, data, batch, version)
-            lat_srv.append(elapsed)
-            i += 1
-        for _ in range(cfg["lat_per_round"]):  # the same HTTP path with no model and no body: the floor
-            t0 = time.perf_counter()
-            status, data = client.get("/health")
-            lat_health.append(time.perf_counter() - t0)
-            if status != 200:
-                validator.errors += 1
+        for kind in rotated(r):
+            client = clients[kind]
+            for _ in range(cfg["lat_per_round"]):
+                body, batch = single_bodies[i % len(pool)]
+                status, data, elapsed = client.post("/predict", body)
+                validator.check(status, data, batch, version)
+                lat_srv[kind].append(elapsed)
+                i += 1
+            for _ in range(cfg["lat_per_round"]):  # the same HTTP path with no model and no body: the floor
+                t0 = time.perf_counter()
+                status, data = client.get("/health")
+                lat_health[kind].append(time.perf_counter() - t0)
+                if status != 200:
+                    validator.errors += 1
 
     # --- requests/s at concurrency 8
     log("requests/s, concurrency 8")
-    rps_raw, rps_srv = [], []
+    rps_raw: list[float] = []
+    rps_srv: dict[str, list[float]] = {k: [] for k in kinds}
     n_per = cfg["c8_per_thread"]
 
     def threaded(work_fn) -> float:
@@ -411,8 +444,8 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
         for j in range(n_per):
             pipeline.predict_proba([pool[(k * n_per + j) % len(pool)]])
 
-    def srv_worker(k: int) -> None:
-        c = Client(server.port)
+    def srv_worker(port: int, k: int) -> None:
+        c = Client(port)
         try:
             for j in range(n_per):
                 body, batch = single_bodies[(k * n_per + j) % len(pool)]
@@ -425,27 +458,32 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
         finally:
             c.close()
 
-    for _ in range(cfg["c8_rounds"]):
+    for r in range(cfg["c8_rounds"]):
         rps_raw.append(threaded(raw_worker))
-        rps_srv.append(threaded(srv_worker))
+        for kind in rotated(r):
+            port = live[kind].port
+            rps_srv[kind].append(threaded(lambda k, port=port: srv_worker(port, k)))
 
     # --- batches of 1, 100, 1000 tasks
-    batches = {}
+    batches: dict[int, tuple[list[float], dict[str, list[float]]]] = {}
     rng = random.Random(seed + 2)
     for size, rounds in cfg["batch_rounds"].items():
         log(f"batches of {size} ({rounds} rounds)")
-        raw_t, srv_t = [], []
-        for _ in range(rounds):
+        raw_t: list[float] = []
+        srv_t: dict[str, list[float]] = {k: [] for k in kinds}
+        for r in range(rounds):
             batch = rng.choices(pool, k=size)
             body = make_body(template, batch)
             raw_t.append(raw_predict(batch))
-            status, data, elapsed = client.post("/predict", body)
-            validator.check(status, data, batch, version)
-            srv_t.append(elapsed)
+            for kind in rotated(r):
+                status, data, elapsed = clients[kind].post("/predict", body)
+                validator.check(status, data, batch, version)
+                srv_t[kind].append(elapsed)
         batches[size] = (raw_t, srv_t)
 
-    # --- memory: the worker after all of the above vs a process that just loads the model
-    mem_worker = memory(worker)
+    # --- memory: each worker (and its master) after all of the above vs a process that just loads the model
+    mem_worker = {k: memory(live[k].worker_pid()) for k in kinds}
+    mem_master = {k: memory(live[k].proc.pid) for k in kinds}
     proc, _ = raw_process(model_file, "load")
     mem_raw = memory(proc.pid)
     end_raw(proc)
@@ -453,56 +491,82 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
     mem_raw_pred = memory(proc.pid)
     end_raw(proc)
 
-    # --- /predict latency while the server trains in its background thread
-    log(f"latency while training on {cfg['train_n']} annotations")
-    during = training_under_load(server, client, model_dir, labels, control, obj, cfg["train_n"], seed,
-                                 single_bodies, validator)
-    client.close()
-    server.stop()
+    # --- slow clients: do half-sent requests hold up everybody else?
+    log("slow clients")
+    slow = {k: {n: slow_clients(live[k].port, n, single_bodies[0], validator, version) for n in (1, 8)}
+            for k in kinds}
 
+    # --- /predict latency while the production server trains
+    during = None
+    if DEFAULT_SERVER in live:
+        log(f"latency while training on {cfg['train_n']} annotations ({DEFAULT_SERVER})")
+        during = training_under_load(live[DEFAULT_SERVER], clients[DEFAULT_SERVER], model_dir, labels, control,
+                                     obj, cfg["train_n"], seed, single_bodies, validator)
+    for client in clients.values():
+        client.close()
+
+    # --- graceful restart (SIGHUP) and stop (SIGTERM) with requests in flight; the second one ends each server
+    log("SIGHUP and SIGTERM under load")
+    restarts = {k: {"SIGHUP": under_load_signal(live[k], signal.SIGHUP, single_bodies),
+                    "SIGTERM": under_load_signal(live[k], signal.SIGTERM, single_bodies)} for k in kinds}
+    for server in live.values():
+        server.stop()
+
+    axis = {}
+    for kind in kinds:
+        figures = {}
+        single_p50 = (pct(lat_srv[kind], 0.5), pct(lat_raw, 0.5))
+        single_p99 = (pct(lat_srv[kind], 0.99), pct(lat_raw, 0.99))
+        health = pct(lat_health[kind], 0.5)
+        figures["single_task_p50"] = fig(single_p50[0] * 1e3, single_p50[1] * 1e3, "ms")
+        figures["single_task_p99"] = fig(single_p99[0] * 1e3, single_p99[1] * 1e3, "ms")
+        figures["health_p50"] = fig(health * 1e3, single_p50[1] * 1e3, "ms", extra={
+            "lower_bound_single_task_ratio": (health + single_p50[1]) / single_p50[1]})
+        figures["rps_c1"] = fig(len(lat_srv[kind]) / sum(lat_srv[kind]), len(lat_raw) / sum(lat_raw), "req/s",
+                                higher_better=True)
+        figures["rps_c8"] = fig(statistics.median(rps_srv[kind]), statistics.median(rps_raw), "req/s",
+                                higher_better=True)
+        for size, (raw_t, srv_t) in batches.items():
+            s, r = statistics.median(srv_t[kind]), statistics.median(raw_t)
+            figures[f"batch_{size}"] = fig(s * 1e3, r * 1e3, "ms", extra={
+                "server_tasks_per_s": size / s, "raw_tasks_per_s": size / r,
+                "server_max_ms": max(srv_t[kind]) * 1e3, "raw_max_ms": max(raw_t) * 1e3})
+        figures["first_prediction_s"] = fig(statistics.median(start_server[kind]), statistics.median(start_raw),
+                                            "s", extra={"server_all": start_server[kind], "raw_all": start_raw})
+        figures["worker_rss"] = fig(mem_worker[kind]["rss"], mem_raw["rss"], "MiB", extra={
+            "worker_after_first_prediction": mem_first[kind]["rss"], "raw_after_one_predict": mem_raw_pred["rss"],
+            "master": mem_master[kind]["rss"]})
+        figures["worker_pss"] = fig(mem_worker[kind]["pss"], mem_raw["pss"], "MiB", extra={
+            "worker_after_first_prediction": mem_first[kind]["pss"], "raw_after_one_predict": mem_raw_pred["pss"],
+            "master": mem_master[kind]["pss"]})
+        for name, f in figures.items():
+            judge(name, f)
+        axis[kind] = {"figures": figures, "slow_clients": slow[kind], "signals": restarts[kind]}
+
+    main_kind = DEFAULT_SERVER if DEFAULT_SERVER in axis else kinds[0]
+    figures = dict(axis[main_kind]["figures"])
     fit_r, fit_b = min(fit_runtime), min(fit_bare)  # fixed work: noise only adds, so the minimum
-    single_p50 = (pct(lat_srv, 0.5), pct(lat_raw, 0.5))
-    single_p99 = (pct(lat_srv, 0.99), pct(lat_raw, 0.99))
-    figures = {
-        "single_task_p50": fig(single_p50[0] * 1e3, single_p50[1] * 1e3, "ms"),
-        "single_task_p99": fig(single_p99[0] * 1e3, single_p99[1] * 1e3, "ms"),
-        "health_p50": fig(pct(lat_health, 0.5) * 1e3, single_p50[1] * 1e3, "ms", extra={
-            "lower_bound_single_task_ratio": (pct(lat_health, 0.5) + single_p50[1]) / single_p50[1]}),
-        "rps_c1": fig(len(lat_srv) / sum(lat_srv), len(lat_raw) / sum(lat_raw), "req/s", higher_better=True),
-        "rps_c8": fig(statistics.median(rps_srv), statistics.median(rps_raw), "req/s", higher_better=True),
-    }
-    for size, (raw_t, srv_t) in batches.items():
-        s, r = statistics.median(srv_t), statistics.median(raw_t)
-        figures[f"batch_{size}"] = fig(s * 1e3, r * 1e3, "ms", extra={
-            "server_tasks_per_s": size / s, "raw_tasks_per_s": size / r,
-            "server_max_ms": max(srv_t) * 1e3, "raw_max_ms": max(raw_t) * 1e3})
-    figures["first_prediction_s"] = fig(statistics.median(start_server), statistics.median(start_raw), "s",
-                                        extra={"server_all": start_server, "raw_all": start_raw})
-    figures["worker_rss"] = fig(mem_worker["rss"], mem_raw["rss"], "MiB", extra={
-        "worker_after_first_prediction": mem_worker_first["rss"], "raw_after_one_predict": mem_raw_pred["rss"]})
-    figures["worker_pss"] = fig(mem_worker["pss"], mem_raw["pss"], "MiB", extra={
-        "worker_after_first_prediction": mem_worker_first["pss"], "raw_after_one_predict": mem_raw_pred["pss"]})
     figures["fit_10k"] = fig(fit_r, fit_b, "s", extra={"n": len(texts), "runtime_all": fit_runtime,
                                                        "bare_all": fit_bare})
-    figures["during_training_p50"] = fig(during["p50_ms"], single_p50[0] * 1e3, "ms", extra=during)
-    figures["during_training_p99"] = fig(during["p99_ms"], single_p99[0] * 1e3, "ms")
+    if during is not None:
+        idle = axis[main_kind]["figures"]
+        figures["during_training_p50"] = fig(during["p50_ms"], idle["single_task_p50"]["server"], "ms", extra=during)
+        figures["during_training_p99"] = fig(during["p99_ms"], idle["single_task_p99"]["server"], "ms")
     figures["errors"] = {"server": validator.errors, "checked": validator.checked, "examples": validator.examples,
                          "unit": "responses"}
     for name, f in figures.items():
-        target = TARGETS.get(name)
-        f["target"] = target
-        if target is not None:
-            value = f["server"] if name in ("first_prediction_s", "errors") else f["ratio"]
-            f["pass"] = value <= target
+        judge(name, f)
     report = {
         "quick": cfg is QUICK,
         "settings": cfg | {"batch_rounds": {str(k): v for k, v in cfg["batch_rounds"].items()}},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg": os.getloadavg(),
-                    "note": "2 cores shared with other test runs: expect noise; raw and server alternate"},
-        "server": {"command": "python -m lsbackend start", "workers": os.environ.get("WORKERS", "1"),
-                   "threads": os.environ.get("THREADS", "8")},
+                    "note": "2 cores shared with other test runs: expect noise; raw and servers alternate"},
+        "server": {"command": "python -m lsbackend start", "kind": main_kind,
+                   "workers": os.environ.get("WORKERS", "1"), "threads": os.environ.get("THREADS", "8")},
+        "servers": {k: {"argv": SERVERS[k][0][1:], "env": SERVERS[k][1]} for k in kinds},
         "model_version": version,
         "figures": figures,
+        "axis": axis,
         "seconds": time.perf_counter() - t_begin,
     }
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -511,6 +575,139 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
     (results_dir / "predict_bench.md").write_text(table)
     print(table)
     return report
+
+
+def judge(name: str, f: dict) -> None:
+    """Attach the target of a figure and whether it is met."""
+    target = TARGETS.get(name)
+    f["target"] = target
+    if target is not None:
+        value = f["server"] if name in ("first_prediction_s", "errors") else f["ratio"]
+        f["pass"] = value <= target
+
+
+def slow_clients(port: int, n: int, single: tuple[bytes, list[str]], validator: Validator, version: str) -> dict:
+    """``n`` clients send headers and half a body, then stall: how long does an ordinary request take now?
+
+    The stalled clients then finish; their answers are validated too (a server may also drop them).
+    """
+    body, batch = single
+    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    stalled = []
+    for _ in range(n):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(head + body[: len(body) // 2])
+        stalled.append(sock)
+    time.sleep(0.3)  # let the server take them in
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=SLOW_WAIT_S)
+    t0 = time.perf_counter()
+    try:
+        conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        ok = validator.check(resp.status, resp.read(), batch, version)
+        waited = time.perf_counter() - t0
+    except (TimeoutError, OSError):
+        ok, waited = False, None  # still blocked after SLOW_WAIT_S
+    finally:
+        conn.close()
+    answered = 0
+    for sock in stalled:
+        try:
+            sock.sendall(body[len(body) // 2:])
+            answered += sock.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return {"other_request_ms": None if waited is None else waited * 1e3, "other_request_ok": ok,
+            "stalled_answered": answered, "stalled": n}
+
+
+def wait_answering(server: Server, body: bytes, deadline: float) -> float:
+    """The moment the server answers a prediction again (so a later signal never lands mid-start-up)."""
+    while time.perf_counter() < deadline and server.proc.poll() is None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+            if conn.getresponse().status == 200:
+                return time.perf_counter()
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.01)
+        finally:
+            conn.close()
+    return time.perf_counter()
+
+
+def under_load_signal(server: Server, sig: signal.Signals, single_bodies: list) -> dict:
+    """Eight clients post one-task requests, one new connection each; the signal goes to the master mid-run.
+
+    Counts requests answered, refused (nothing was sent: the client can retry) and dropped (sent, then
+    the connection died without an answer: lost work). SIGHUP should replace the workers with none
+    dropped; SIGTERM should finish what is in flight, then exit.
+    """
+    counts = {"answered": 0, "refused": 0, "dropped": 0, "bad_status": 0}
+    lock = threading.Lock()
+    stop = threading.Event()
+    old_workers = server.worker_pids()
+
+    def client(k: int) -> None:
+        n = 0
+        while not stop.is_set():
+            body, _ = single_bodies[(k * 997 + n) % len(single_bodies)]
+            n += 1
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            try:
+                conn.connect()
+            except OSError:
+                with lock:
+                    counts["refused"] += 1
+                time.sleep(0.01)
+                continue
+            try:
+                conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                with lock:
+                    counts["answered" if resp.status == 200 else "bad_status"] += 1
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    counts["dropped"] += 1
+            finally:
+                conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    server.proc.send_signal(sig)
+    outcome = {}
+    deadline = t0 + 30
+    if sig == signal.SIGTERM:
+        try:
+            server.proc.wait(30)
+            outcome["exit_s"] = time.perf_counter() - t0
+            outcome["exit_code"] = server.proc.returncode
+        except subprocess.TimeoutExpired:
+            outcome["exit_s"] = None
+    else:
+        new = []
+        while time.perf_counter() < deadline:
+            alive = server.proc.poll() is None
+            new = server.worker_pids() if alive else []
+            if not alive or (new and not set(new) & set(old_workers)):
+                break
+            time.sleep(0.02)
+        outcome["workers_replaced"] = bool(new) and not set(new) & set(old_workers)
+        outcome["replaced_after_s"] = time.perf_counter() - t0
+        outcome["still_running"] = server.proc.poll() is None
+        outcome["answering_after_s"] = wait_answering(server, single_bodies[0][0], deadline) - t0
+        time.sleep(1.0)  # keep the load on the new workers for a moment
+    stop.set()
+    for t in threads:
+        t.join()
+    return {**counts, **outcome}
 
 
 def fig(server: float, raw: float, unit: str, higher_better: bool = False, extra: dict | None = None) -> dict:
@@ -570,9 +767,12 @@ LABELS = {
 
 def markdown(report: dict) -> str:
     f = report["figures"]
-    rows = ["| figure | server | raw floor | ratio | target | ok |", "|---|---|---|---|---|---|"]
+    rows = [f"Production command (`{report['server']['command']}`, {report['server']['kind']}):", "",
+            "| figure | server | raw floor | ratio | target | ok |", "|---|---|---|---|---|---|"]
     for name, label in LABELS.items():
-        x = f[name]
+        x = f.get(name)
+        if x is None:
+            continue
         unit = x["unit"]
         if name.startswith("batch_"):
             srv = f"{x['server']:.2f} ms ({x['server_tasks_per_s']:.0f} tasks/s)"
@@ -582,18 +782,11 @@ def markdown(report: dict) -> str:
             srv, raw = f"{x['server']:.2f} s", f"{x['raw']:.2f} s"
         else:
             srv, raw = f"{x['server']:.2f} {unit}", f"{x['raw']:.2f} {unit}"
-        target = x.get("target")
-        if target is None:
-            tgt, ok = "", ""
-        elif name == "first_prediction_s":
-            tgt, ok = f"≤ {target} s", "yes" if x["pass"] else "NO"
-        else:
-            tgt, ok = f"≤ {target}x", "yes" if x["pass"] else "NO"
+        tgt, ok = target_cells(name, x)
         rows.append(f"| {label} | {srv} | {raw} | {x['ratio']:.2f}x | {tgt} | {ok} |")
     e = f["errors"]
     rows.append(f"| malformed/invalid responses | {e['server']} of {e['checked']} | | | 0 | "
                 f"{'yes' if e['pass'] else 'NO'} |")
-    d = f["during_training_p50"]
     h = f["health_p50"]
     notes = [
         "",
@@ -601,15 +794,72 @@ def markdown(report: dict) -> str:
             f"Ratios are server / raw (times slower); for requests/s raw / server. Raw floor: the same saved "
             f"model, `pipeline.predict_proba` in-process. Model {report['model_version']}; "
             f"{report['machine']['cpus']} CPUs, load average {report['machine']['loadavg'][0]:.2f} at the end "
-            f"(shared machine: noise; raw and server measured alternately). "
+            f"(shared machine: noise; raw and servers measured alternately). "
             f"An empty GET /health round trip alone puts the one-task ratio at ≥ "
             f"{h['lower_bound_single_task_ratio']:.2f}x. "
-            f"While training ({d['training_s']:.1f} s, {d['requests']} requests): max {d['max_ms']:.0f} ms; "
-            f"first request after the new model: {d['first_after_training_ms']:.0f} ms. "
-            f"Run took {report['seconds']:.0f} s{' (--quick)' if report['quick'] else ''}."
         ),
     ]
-    return "\n".join(rows + notes) + "\n"
+    if "during_training_p50" in f:
+        d = f["during_training_p50"]
+        notes[-1] += (f"While training ({d['training_s']:.1f} s, {d['requests']} requests): max {d['max_ms']:.0f} ms; "
+                      f"first request after the new model: {d['first_after_training_ms']:.0f} ms. ")
+    notes[-1] += f"Run took {report['seconds']:.0f} s{' (--quick)' if report['quick'] else ''}."
+    return "\n".join(rows + notes + ["", axis_markdown(report)]) + "\n"
+
+
+def target_cells(name: str, x: dict) -> tuple[str, str]:
+    target = x.get("target")
+    if target is None:
+        return "", ""
+    ok = "yes" if x["pass"] else "NO"
+    return (f"≤ {target} s", ok) if name == "first_prediction_s" else (f"≤ {target}x", ok)
+
+
+AXIS_ROWS = ["single_task_p50", "single_task_p99", "health_p50", "rps_c1", "rps_c8", "batch_1", "batch_100",
+             "batch_1000", "first_prediction_s", "worker_pss"]
+
+
+def axis_markdown(report: dict) -> str:
+    """One column per server: each figure with its ratio to the raw model of the same run."""
+    axis = report["axis"]
+    kinds = list(axis)
+    rows = ["Server axis (same app, same run; ratio to the raw model in brackets):", "",
+            "| figure | " + " | ".join(kinds) + " | target |", "|---|" + "---|" * (len(kinds) + 1)]
+    for name in AXIS_ROWS:
+        cells = []
+        for kind in kinds:
+            x = axis[kind]["figures"][name]
+            value = x["server_tasks_per_s"] if name.startswith("batch_") else x["server"]
+            unit = "tasks/s" if name.startswith("batch_") else x["unit"]
+            mark = "" if x.get("pass", True) else " ✗"
+            cells.append(f"{value:.2f} {unit} ({x['ratio']:.2f}x){mark}")
+        tgt, _ = target_cells(name, axis[kinds[0]]["figures"][name])
+        rows.append(f"| {LABELS[name]} | " + " | ".join(cells) + f" | {tgt} |")
+    cells = []
+    for kind in kinds:
+        pss = axis[kind]["figures"]["worker_pss"]
+        cells.append(f"{pss['server'] + pss['master']:.0f} MiB")
+    rows.append("| memory PSS, master + worker | " + " | ".join(cells) + " | |")
+    for n in (1, 8):
+        cells = []
+        for kind in kinds:
+            s = axis[kind]["slow_clients"][n]
+            waited = f"{s['other_request_ms']:.1f} ms" if s["other_request_ms"] is not None else "blocked"
+            cells.append(f"{waited}; {s['stalled_answered']}/{s['stalled']} stalled answered")
+        rows.append(f"| one request while {n} client(s) stall mid-body | " + " | ".join(cells) + " | |")
+    for sig in ("SIGHUP", "SIGTERM"):
+        cells = []
+        for kind in kinds:
+            x = axis[kind]["signals"][sig]
+            text = f"{x['answered']} answered, {x['dropped']} dropped, {x['refused']} refused"
+            if sig == "SIGHUP":
+                text += "; workers replaced" if x["workers_replaced"] else "; workers NOT replaced"
+                text += "" if x["still_running"] else "; server EXITED"
+            else:
+                text += f"; exit {x.get('exit_code')} after {x['exit_s']:.2f} s" if x.get("exit_s") else "; no exit"
+            cells.append(text)
+        rows.append(f"| {sig} under 8 clients | " + " | ".join(cells) + " | |")
+    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -617,8 +867,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny setting (for the template's test)")
     parser.add_argument("--results-dir", type=Path, default=TEMPLATE / "bench" / "results")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help=f"comma-separated, from {', '.join(SERVERS)}; the first is the production command")
     args = parser.parse_args(argv)
-    report = run(QUICK if args.quick else FULL, args.results_dir.resolve(), args.seed)
+    report = run(QUICK if args.quick else FULL, args.results_dir.resolve(), args.seed, args.servers.split(","))
     return 0 if report["figures"]["errors"]["server"] == 0 else 1
 
 

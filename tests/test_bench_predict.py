@@ -1,6 +1,6 @@
-"""The prediction benchmark runs end to end on its tiny setting and reports every figure.
+"""The benchmarks run end to end on their tiny settings and report every figure.
 
-No timing is asserted: figures depend on the machine. The test checks that the
+No timing is asserted: figures depend on the machine. The tests check that each
 benchmark bakes, trains, serves, measures and writes a complete report with no
 invalid responses.
 """
@@ -19,16 +19,25 @@ FIGURES = [
     "single_task_p50", "single_task_p99", "health_p50", "rps_c1", "rps_c8", "batch_1", "batch_100", "batch_1000",
     "first_prediction_s", "worker_rss", "worker_pss", "fit_10k", "during_training_p50", "during_training_p99",
 ]
+SERVERS = ["gunicorn-gthread", "gunicorn-sync", "granian"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc for memory figures"),
+]
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc for memory figures")
-def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
+def _run(script: str, results: Path) -> subprocess.CompletedProcess:
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "predict_bench.py"), "--quick", "--results-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, check=False,
+        [sys.executable, str(ROOT / "bench" / script), "--quick", "--results-dir", str(results)],
+        capture_output=True, text=True, timeout=900, check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    return run
+
+
+def test_quick_benchmark_reports_every_figure_for_every_server(tmp_path: Path) -> None:
+    run = _run("predict_bench.py", tmp_path)
     report = json.loads((tmp_path / "predict_bench.json").read_text())
     figures = report["figures"]
     for name in FIGURES:
@@ -38,5 +47,31 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert figures["errors"]["server"] == 0, figures["errors"]["examples"]
     assert figures["errors"]["checked"] > 0
     assert figures["during_training_p50"]["state"] == "succeeded"
-    assert (tmp_path / "predict_bench.md").read_text().startswith("| figure |")
-    assert "| figure |" in run.stdout
+    assert list(report["axis"]) == SERVERS
+    for kind, axis in report["axis"].items():
+        assert axis["figures"]["single_task_p50"]["server"] > 0, kind
+        assert set(axis["slow_clients"]) == {"1", "8"}, kind
+        assert axis["signals"]["SIGHUP"]["answered"] > 0, kind
+        assert axis["signals"]["SIGTERM"]["exit_code"] == 0, (kind, axis["signals"])
+    # the production command replaces its worker on SIGHUP and keeps running
+    hup = report["axis"]["gunicorn-gthread"]["signals"]["SIGHUP"]
+    assert hup["workers_replaced"] and hup["still_running"], hup
+    assert (tmp_path / "predict_bench.md").read_text().startswith("Production command")
+    assert "| figure | gunicorn-gthread | gunicorn-sync | granian |" in run.stdout
+
+
+def test_quick_image_benchmark_reports_every_batch(tmp_path: Path) -> None:
+    run = _run("image_bench.py", tmp_path)
+    report = json.loads((tmp_path / "image_bench.json").read_text())
+    assert report["errors"]["count"] == 0, report["errors"]["examples"]
+    assert report["errors"]["checked"] > 0
+    assert set(report["figures"]) == {"1", "50", "200"}
+    threads = [str(n) for n in report["settings"]["threads"]]
+    for size, figure in report["figures"].items():
+        assert figure["sequential_s"] > 0, size
+        assert sorted(figure["by_threads"]) == sorted(threads), size
+        for n in threads:
+            assert figure["by_threads"][n]["speedup"] > 0, (size, n)
+    for n in threads:
+        assert report["peak_memory_mib"][n]["peak"] > 0, n
+    assert "MEDIA_FETCH_THREADS=" in run.stdout

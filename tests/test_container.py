@@ -7,50 +7,38 @@ the container test skips, except in CI (``CI=true``), where it fails.
 
 from __future__ import annotations
 
+import ast
 import copy
-import importlib.util
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from containers import (
+    MODEL_DIR,
+    PORT_ANSWER,
+    RUN_ID,
+    SLUG,
+    TEMPLATE,
+    Engine,
+    bake,
+    engine,
+    http,
+    load_examples,
+    run,
+    skip_or_fail,
+)
 from harness import free_port, wait_for_training
 from variants import MODEL_TYPES, captures
 
-TEMPLATE = Path(__file__).resolve().parent.parent
-PORT_ANSWER = "9191"  # not the default, so a hard-coded 9090 anywhere shows up
-SLUG = "ctr-test-backend"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-MODEL_DIR = "/data/models"
-# Every image, container, volume and compose project this run creates carries RUN_ID, so parallel runs
-# (two CI jobs, two developers on one engine) never share or remove each other's.
-RUN_ID = uuid.uuid4().hex[:10]
 # What the image's /app must hold: the allowlist in .dockerignore, nothing else.
 IMAGE_FILES = {"lsbackend", "model.py", "label_config.xml", "requirements.txt"}
-
-
-def skip_or_fail(reason: str) -> None:
-    """A missing tool skips a local run; in CI it is an error, never a silent pass."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)")
-    pytest.skip(reason)
-
-
-def run(cmd: list[str], timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command; unless check=False, fail the test with its output when it fails."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
+__all__ = ["engine"]  # the fixture, imported so pytest finds it here
 
 
 # --- baking ------------------------------------------------------------------
@@ -59,42 +47,7 @@ def run(cmd: list[str], timeout: int = 900, check: bool = True) -> subprocess.Co
 @pytest.fixture(scope="module", params=MODEL_TYPES)
 def baked(request, tmp_path_factory) -> Path:
     """The generated repo for one variant; variants the template refuses are skipped with its reason."""
-    model_type = request.param
-    out = tmp_path_factory.mktemp(f"bake-{model_type}")
-    proc = run(
-        [
-            sys.executable,
-            "-m",
-            "cookiecutter",
-            "--no-input",
-            str(TEMPLATE),
-            "-o",
-            str(out),
-            f"model_type={model_type}",
-            f"port={PORT_ANSWER}",
-            f"project_slug={SLUG}",
-        ],
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode != 0:
-        output = proc.stdout + proc.stderr
-        refusal = [line for line in output.splitlines() if line.startswith(f"ERROR: model_type {model_type!r}")]
-        # Only the pre-gen hook refusing this model_type is a skip; any other bake failure is a bug.
-        if "pre_gen_project" in output and refusal:
-            pytest.skip(f"the template refuses {model_type}: {refusal[0].removeprefix('ERROR: ')}")
-        pytest.fail(f"baking {model_type} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return out / SLUG
-
-
-def load_examples(repo: Path):
-    """The baked repo's tests/examples.py: labeled (task data, result) pairs for its variant."""
-    name = f"examples_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, repo / "tests" / "examples.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return bake(tmp_path_factory.mktemp(f"bake-{request.param}"), request.param)
 
 
 def captured(repo: Path, name: str) -> dict:
@@ -178,9 +131,9 @@ def test_compose_file_builds_this_repo_and_sets_only_settings_the_backend_reads(
     studio = compose["services"]["label-studio"]
     assert studio["profiles"] == ["label-studio"]
     assert studio["image"].startswith("heartexlabs/label-studio:")
-    assert studio["environment"]["ML_BLOCK_LOCAL_IP"] == "false"
-    assert studio["environment"]["SSRF_PROTECTION_ENABLED"] == "false"
-    assert "networks" not in backend and "networks" not in studio  # both on the project's default network
+    # SSRF protection stays on (tests/test_compose.py checks the banned list against Label Studio's source).
+    assert "SSRF_PROTECTION_ENABLED" not in studio["environment"]
+    assert list(backend["networks"]) == ["default"] and "networks" not in studio  # one network (test_compose)
 
     dockerfile = (baked / "Dockerfile").read_text(encoding="utf-8")
     assert f"PORT={PORT_ANSWER}" in dockerfile and f"EXPOSE {PORT_ANSWER}" in dockerfile
@@ -203,32 +156,6 @@ def test_dockerfile_passes_hadolint(baked):
 # --- the image, built and run ---------------------------------------------------
 
 
-class Engine:
-    def __init__(self, command: str) -> None:
-        self.command = command
-        version = run([command, "--version"], timeout=60, check=False)
-        self.podman = "podman" in (version.stdout + version.stderr).lower()
-
-    def __call__(self, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
-        return run([self.command, *args], timeout=timeout, check=check)
-
-    def build_flags(self) -> list[str]:
-        # podman: use the local base image, and keep HEALTHCHECK (OCI images drop it).
-        return ["--pull=never", "--format", "docker"] if self.podman else []
-
-
-@pytest.fixture(scope="session")
-def engine() -> Engine:
-    command = os.environ.get("CONTAINER_ENGINE") or "docker"
-    if shutil.which(command) is None:
-        skip_or_fail(f"container engine {command!r} is not installed (set CONTAINER_ENGINE)")
-    eng = Engine(command)
-    info = eng("info", timeout=120, check=False)
-    if info.returncode != 0:
-        skip_or_fail(f"container engine {command!r} does not work here: {info.stderr.strip()[-500:]}")
-    return eng
-
-
 @pytest.fixture(scope="module")
 def image(request, engine, baked) -> str:
     """The baked repo's image, built with stray local state beside it that must stay out."""
@@ -242,21 +169,6 @@ def image(request, engine, baked) -> str:
     size = engine("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip()
     print(f"\n{tag}: built in {time.monotonic() - started:.0f}s, {int(size) / 1e6:.0f} MB")  # report, not assert
     return tag
-
-
-def http(port: int, method: str, path: str, body: object = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"} if data else {},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 class Container:
@@ -336,6 +248,25 @@ def containers(request, engine, image, volume):
     return start
 
 
+def python_in(engine: Engine, ctr: Container) -> str:
+    """The major.minor of the Python that serves in the container."""
+    proc = engine("exec", ctr.name, "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])")
+    return proc.stdout.strip()
+
+
+def train_through_webhooks(ctr: Container, repo: Path, project: str) -> dict:
+    """Send every labeled example as ANNOTATION_CREATED, then START_TRAINING; the finished training status."""
+    shape = captures(model_type_of(repo))
+    for event in annotation_events(repo):
+        status, reply = http(ctr.port, "POST", "/webhook", event)
+        assert status == 200 and reply["status"] == "recorded", reply
+    status, reply = http(ctr.port, "POST", "/webhook", captured(repo, f"webhook_start_training_{shape}"))
+    assert status == 201, reply
+    trained = wait_for_training(lambda: http(ctr.port, "GET", f"/training/{project}")[1], timeout=300, interval=0.5)
+    assert trained["state"] == "succeeded", f"{trained}\n{ctr.logs()}"
+    return trained
+
+
 @pytest.mark.container
 def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, image, containers):
     shape = captures(model_type_of(baked))
@@ -345,6 +276,7 @@ def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, 
 
     status, health = http(ctr.port, "GET", "/health")
     assert status == 200 and health["status"] == "UP", health
+    assert python_in(engine, ctr) == DEFAULT_PYTHON
 
     # Only the allowlisted files are in the image; local models, venvs, .git and caches stay out.
     listing = engine("exec", ctr.name, "ls", "-A", "/app").stdout.split()
@@ -353,16 +285,7 @@ def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, 
     assert engine("exec", ctr.name, "id", "-u").stdout.strip() not in ("", "0")
     engine("exec", ctr.name, "touch", f"{MODEL_DIR}/.writable")
     # The image's HEALTHCHECK passes once the server is up.
-    if engine.podman:
-        engine("healthcheck", "run", ctr.name, timeout=60)
-    else:
-        assert engine("inspect", "--format", "{{json .Config.Healthcheck}}", ctr.name).stdout.strip() != "null"
-        deadline = time.monotonic() + 90
-        while (
-            health_state := engine("inspect", "--format", "{{.State.Health.Status}}", ctr.name).stdout.strip()
-        ) == "starting" and time.monotonic() < deadline:
-            time.sleep(1)
-        assert health_state == "healthy", ctr.logs()
+    engine.assert_healthy(ctr.name)
 
     status, setup = http(ctr.port, "POST", "/setup", setup_body)
     assert status == 200, setup
@@ -374,13 +297,7 @@ def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, 
     assert len(answer["results"]) == len(predict_body["tasks"])
     assert all(isinstance(r["result"], list) for r in answer["results"]), answer
 
-    for event in annotation_events(baked):
-        status, reply = http(ctr.port, "POST", "/webhook", event)
-        assert status == 200 and reply["status"] == "recorded", reply
-    status, reply = http(ctr.port, "POST", "/webhook", captured(baked, f"webhook_start_training_{shape}"))
-    assert status == 201, reply
-    trained = wait_for_training(lambda: http(ctr.port, "GET", f"/training/{project}")[1], timeout=300, interval=0.5)
-    assert trained["state"] == "succeeded", f"{trained}\n{ctr.logs()}"
+    trained = train_through_webhooks(ctr, baked, project)
     version = trained["model_version"]
     assert version != untrained
 
@@ -397,5 +314,59 @@ def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, 
     status, setup = http(again.port, "POST", "/setup", setup_body)
     assert status == 200 and setup["model_version"] == version, setup
     status, answer = http(again.port, "POST", "/predict", holdout)
+    assert status == 200, answer
+    assert_predicted_by(answer, version, len(holdout["tasks"]))
+
+
+# --- every Python version the template offers ----------------------------------------
+
+
+def offered_pythons() -> tuple[str, ...]:
+    """The python_version answers the pre-gen hook accepts (its PYTHON_VERSIONS)."""
+    source = (TEMPLATE / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    found = re.search(r"^PYTHON_VERSIONS = (\(.*?\))$", source, re.MULTILINE)
+    assert found, "hooks/pre_gen_project.py no longer defines PYTHON_VERSIONS"
+    return ast.literal_eval(found.group(1))
+
+
+DEFAULT_PYTHON = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))["python_version"]
+OTHER_PYTHONS = [version for version in offered_pythons() if version != DEFAULT_PYTHON]
+
+
+def test_the_default_python_is_offered():
+    """The default answer's image is what the per-variant tests build; it must be one the hook accepts."""
+    assert DEFAULT_PYTHON in offered_pythons(), (DEFAULT_PYTHON, offered_pythons())
+
+
+@pytest.mark.container
+@pytest.mark.parametrize("python_version", OTHER_PYTHONS)
+def test_every_offered_python_builds_serves_and_trains(python_version, engine, volume, tmp_path, request):
+    """A repo baked with ``python_version`` builds on that Python, answers /health and trains.
+
+    The default Python is built for every variant by the tests above; the other versions are built
+    for image_classification only, which keeps the run to two extra image builds. That variant
+    installs a superset of the others' pinned wheels (text_classification and ner install the same
+    requirements minus pillow) and all variants share lsbackend/, so what can break on another
+    Python (a wheel missing for it, syntax or stdlib use of the runtime) breaks here too.
+    """
+    repo = bake(tmp_path, "image_classification", python_version=python_version)
+    assert f"ARG PYTHON_VERSION={python_version}\n" in (repo / "Dockerfile").read_text(encoding="utf-8")
+    tag = f"localhost/{SLUG}-py{python_version.replace('.', '')}-{RUN_ID}:{uuid.uuid4().hex[:8]}"
+    request.addfinalizer(lambda: engine("rmi", "-f", tag, check=False))
+    engine.build(repo, tag)
+    ctr = Container(engine, tag, volume)
+    request.addfinalizer(ctr.remove)
+    ctr.start()
+
+    assert python_in(engine, ctr) == python_version
+    status, health = http(ctr.port, "GET", "/health")
+    assert status == 200 and health["status"] == "UP", health
+    engine.assert_healthy(ctr.name)
+
+    setup_body = captured(repo, "setup_image")
+    project = str(setup_body["project"]).split(".")[0]
+    version = train_through_webhooks(ctr, repo, project)["model_version"]
+    holdout = holdout_request(repo)
+    status, answer = http(ctr.port, "POST", "/predict", holdout)
     assert status == 200, answer
     assert_predicted_by(answer, version, len(holdout["tasks"]))

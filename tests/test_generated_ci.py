@@ -111,9 +111,12 @@ def test_every_workflow_script_is_valid_bash(repo):
 def test_dependabot_updates_pip_docker_and_actions(repo):
     config = yaml.safe_load((repo / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
     ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
-    assert set(ecosystems) == {"pip", "docker", "github-actions"}
+    assert set(ecosystems) == {"pip", "docker", "docker-compose", "github-actions"}
     assert all(u["directory"] == "/" for u in ecosystems.values())
     assert (repo / "requirements.txt").is_file() and (repo / "Dockerfile").is_file()
+    compose = yaml.safe_load((repo / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert any(":" in s.get("image", "") and "build" not in s for s in compose["services"].values()), \
+        "the docker-compose entry needs a pinned image to watch"
 
 
 def test_pre_commit_hooks_pin_what_requirements_pin(repo):

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, run
+from conftest import TEMPLATE, render_hook, run
 
 OLDEST_UPDATABLE = "ff73d55788a0d8865d7c632e3b40e72d990e7f16"
 SLUG_DIR = "{{cookiecutter.project_slug}}"
@@ -68,6 +68,65 @@ def bake_from(commit: str, tmp_path: Path) -> Path:
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", "baked", cwd=repo)
     return repo
+
+
+HOOK_ANSWERS = {"project_name": "Name", "project_slug": "name", "model_type": "text_classification",
+                "label_config": "", "port": "9090", "python_version": "3.12", "_output_dir": "/out"}
+
+
+def git_repo(path: Path, origin: str | None = None) -> str:
+    """A git repository with one commit (and an ``origin`` remote if given); returns its HEAD."""
+    path.mkdir(parents=True)
+    git("init", "-q", cwd=path)
+    (path / "cookiecutter.json").write_text("{}")
+    git("add", "-A", cwd=path)
+    git("commit", "-q", "-m", "template", cwd=path)
+    if origin:
+        git("remote", "add", "origin", origin, cwd=path)
+    return git("rev-parse", "HEAD", cwd=path)
+
+
+def source(tmp_path: Path, **answers: str) -> tuple[str, str]:
+    """What the post-generation hook records as the template's source and commit for these answers."""
+    hook = render_hook("post_gen_project", {**HOOK_ANSWERS, "_repo_dir": "", **answers}, tmp_path)
+    return hook.template_source()
+
+
+@pytest.mark.parametrize("given, recorded", [
+    ("gh:acme/ls-ml-template", "https://github.com/acme/ls-ml-template.git"),
+    ("gl:acme/ls-ml-template", "https://gitlab.com/acme/ls-ml-template.git"),
+    ("https://git.example.com/acme/ls-ml-template.git", "https://git.example.com/acme/ls-ml-template.git"),
+    ("git@github.com:acme/ls-ml-template.git", "git@github.com:acme/ls-ml-template.git"),
+])
+def test_a_git_source_is_recorded_as_a_url_git_can_clone_later(tmp_path, given, recorded):
+    commit = git_repo(tmp_path / "cookiecutters" / "ls-ml-template")  # where cookiecutter cloned it
+    assert source(tmp_path, _template=given, _repo_dir=str(tmp_path / "cookiecutters" / "ls-ml-template")) == (
+        recorded, commit)
+
+
+def test_a_local_checkout_is_recorded_as_its_origin(tmp_path):
+    commit = git_repo(tmp_path / "clone", origin="https://git.example.com/acme/ls-ml-template.git")
+    assert source(tmp_path, _template=".", _repo_dir=str(tmp_path / "clone")) == (
+        "https://git.example.com/acme/ls-ml-template.git", commit)
+
+
+def test_a_local_checkout_without_origin_is_recorded_as_its_absolute_folder(tmp_path):
+    commit = git_repo(tmp_path / "tpl")
+    assert source(tmp_path, _template="tpl", _repo_dir=str(tmp_path / "tpl")) == (str((tmp_path / "tpl").resolve()),
+                                                                                 commit)
+
+
+def test_a_folder_that_is_no_checkout_gets_the_documented_placeholder(tmp_path):
+    (tmp_path / "unpacked").mkdir()
+    recorded, commit = source(tmp_path, _template=str(tmp_path / "unpacked"), _repo_dir=str(tmp_path / "unpacked"))
+    assert recorded.startswith("FILL-IN") and commit == ""
+    readme = (TEMPLATE / SLUG_DIR / "README.md").read_text(encoding="utf-8")
+    assert "`FILL-IN`" in readme, "the generated README must say what to fill in"
+
+
+def test_under_cruft_the_source_cruft_gives_is_kept(tmp_path):
+    """cruft renders old and new template alike with its own source; recording anything else would conflict."""
+    assert source(tmp_path, _template="/some/where", _commit="abc123", _output_dir="") == ("/some/where", "abc123")
 
 
 def test_baked_repo_records_where_its_template_comes_from(head, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
+from .settings import Settings
 
 INITIAL_VERSION = "untrained"
 
@@ -38,7 +39,9 @@ class LabelStudioMLBase:
       the object tag it reads, and that control's labels;
     - ``train_output``: what the last successful ``fit`` returned (persisted);
     - ``model_version``: changes on every successful training;
-    - ``project_id``.
+    - ``project_id``;
+    - ``settings``: the backend's ``Settings`` (Label Studio URL and key, media
+      limits, ...); read settings here, not from the environment.
     """
 
     model_type: ClassVar[str | None] = None
@@ -49,8 +52,11 @@ class LabelStudioMLBase:
         project_id: str = "default",
         train_output: dict | None = None,
         model_version: str = INITIAL_VERSION,
+        settings: Settings | None = None,
     ) -> None:
         self.project_id = project_id
+        # defaults, not the environment: only entry points read it (a model built by hand stays offline)
+        self.settings = settings if settings is not None else Settings()
         self.label_config = label_config
         self.config: LabelConfig = parse_label_config(label_config)
         self.parsed_label_config = self.config.as_dict()

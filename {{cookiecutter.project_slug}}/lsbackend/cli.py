@@ -4,47 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
+from .app import STARTUP_ERRORS, build_app, build_backend, model_class
 from .base import TaskDataError
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import annotations_from_tasks
-from .service import Backend, load_model_class
 from .settings import Settings
-from .storage import StorageError
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
-
-
-def _backend(settings: Settings | None = None) -> Backend:
-    settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.path.insert(0, os.getcwd())
-    try:
-        return Backend(load_model_class(os.environ.get("MODEL_CLASS", "model")), settings)
-    except StorageError as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-
-def build_app():
-    """The Flask app for the current environment (used by gunicorn and ``serve``)."""
-    from .server import create_app
-
-    return create_app(_backend())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Flask's development server: reloads nothing, one process, for trying things out."""
     settings = Settings.from_env()
-    build_app().run(host=args.host or settings.host, port=args.port or settings.port, threaded=True)
+    build_app(settings).run(host=args.host or settings.host, port=args.port or settings.port, threaded=True)
     return 0
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     """The production server (gunicorn), as the Docker image runs it."""
+    Settings.from_env()  # a bad setting stops here with its message, before gunicorn starts
     if args.port:
         os.environ["PORT"] = str(args.port)
     # glibc gives each of the worker's threads its own heap arena; big batches leave every arena at its
@@ -57,18 +39,18 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check that a labeling config fits the model in model.py."""
-    path = Path(args.config or Settings.from_env().label_config_path)
-    sys.path.insert(0, os.getcwd())
-    model_class = load_model_class(os.environ.get("MODEL_CLASS", "model"))
+    settings = Settings.from_env()
+    path = Path(args.config or settings.label_config_path)
+    model = model_class(settings)
     try:
-        control, obj = model_class.check_config(parse_label_config(path.read_text(encoding="utf-8")))
+        control, obj = model.check_config(parse_label_config(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         print(f"error: no labeling config at {path}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         print(f"{path}: {exc.explain()}", file=sys.stderr)
         return 1
-    print(f"{path}: fits {model_class.__name__}: {control.type} {control.name!r} over {obj.type} {obj.name!r}")
+    print(f"{path}: fits {model.__name__}: {control.type} {control.name!r} over {obj.type} {obj.name!r}")
     return 0
 
 
@@ -79,12 +61,11 @@ def _read_json(path: str) -> object:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Tasks JSON in, the same tasks with ``predictions`` out, ready to import into Label Studio."""
-    backend = _backend()
+    backend = build_backend()
     tasks = _read_json(args.tasks)
     # accept tasks or bare data dicts; number tasks without an id so errors can name them
     tasks = [{"id": i, **t} if "data" in t else {"id": i, "data": t} for i, t in enumerate(tasks)]
-    config = backend.label_config(args.project)
-    predictions = backend.predict(args.project, config, tasks)
+    predictions = backend.predict(args.project, None, tasks)
     out = [{**task, "predictions": [pred]} for task, pred in zip(tasks, predictions, strict=True)]
     text = json.dumps(out, ensure_ascii=False, indent=2)
     if args.output:
@@ -96,7 +77,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train from a Label Studio JSON export; the model is saved as the project's current one."""
-    backend = _backend()
+    backend = build_backend()
     annotations = annotations_from_tasks(_read_json(args.export))
     status = backend.train(args.project, annotations)
     print(json.dumps(status, indent=2))
@@ -128,4 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (TaskDataError, ConfigError) as exc:
         print(f"error: {exc.reason}", file=sys.stderr)
+        return 1
+    except STARTUP_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1

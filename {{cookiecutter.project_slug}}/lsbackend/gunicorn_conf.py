@@ -1,34 +1,38 @@
-"""gunicorn settings, from the same environment variables as the rest of the backend.
+"""gunicorn settings, read from ``Settings`` like the rest of the backend.
 
-Threads serve predictions while a training job runs in a background thread of
-the same worker. The timeout is finite so a stuck worker gets replaced.
+Threads serve predictions; trainings run outside the serving worker (see
+training.py). The timeout is finite so a stuck worker gets replaced.
 """
 
 import gc
-import os
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9090')}"
-workers = int(os.environ.get("WORKERS", "1"))
-threads = int(os.environ.get("THREADS", "8"))
+from lsbackend.settings import Settings, SettingsError
+
+try:
+    settings = Settings.from_env()
+except SettingsError as exc:  # an entry point: the domain error becomes an exit with its message
+    raise SystemExit(f"error: {exc}") from None
+
+bind = f"{settings.host}:{settings.port}"
+workers = settings.workers
+threads = settings.threads
 worker_class = "gthread"
-timeout = int(os.environ.get("TIMEOUT", "120"))
+timeout = settings.timeout
 graceful_timeout = 30
 keepalive = 5
-accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
+accesslog = "-" if settings.access_log else None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = settings.log_level.lower()
 # No control socket: it lives in the user's home, which two backends (or a read-only container) share badly.
 control_socket_disable = True
 
 
 def on_starting(server):
-    """Check MODEL_DIR once in the master: a worker failing on it would be restarted forever."""
-    from pathlib import Path
-
-    from lsbackend.storage import StorageError, check_writable
+    """Check the model store once in the master: a worker failing on it would be restarted forever."""
+    from lsbackend.storage import StorageError, open_store
 
     try:
-        check_writable(Path(os.environ.get("MODEL_DIR", "data/models")))
+        open_store(settings)
     except StorageError as exc:
         raise SystemExit(f"error: {exc}") from None
 

@@ -10,6 +10,7 @@ library only and imports nothing from the rest of the package.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import xml.parsers.expat
 from dataclasses import dataclass, field
@@ -233,6 +234,15 @@ def _labels_of(node: _Node) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=64)
+def read_config_file(path: str | os.PathLike[str]) -> str | None:
+    """The repo's default labeling config (``LABEL_CONFIG``), or None when there is no such file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
 def parse_label_config(xml_text: str) -> LabelConfig:
     """Parse a labeling config into its control and object tags.
 

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
 WEB_SCHEMES = ("http", "https")
 CHUNK_BYTES = 64 * 1024
-FETCH_THREADS = 4
 DOCKER_HINT = "inside Docker, localhost is the container itself: use an address the container can reach"
 KEY_HINT = "check LABEL_STUDIO_API_KEY: legacy token or personal access token?"
 
@@ -346,6 +345,7 @@ class MediaResolver:
         self.max_pixels = settings.media_max_pixels
         self.root = Path(settings.local_files_root).resolve() if settings.local_files_root else None
         self.cache = _ByteCache(settings.media_cache_bytes)
+        self.fetch_threads = max(1, settings.media_fetch_threads)
         self._client = LabelStudioClient(self.label_studio_url, self.api_key) if self.label_studio_url else None
         self.guard = _AddressGuard(self.label_studio_url, settings.media_allowed_hosts)
 
@@ -360,7 +360,10 @@ class MediaResolver:
         return self._fetch_reference(uri, task_id)
 
     def fetch_many(self, items: Iterable[tuple[object, object]]) -> list[bytes | MediaError]:
-        """Fetch ``(uri, task_id)`` pairs in a few threads; each entry is bytes or its ``MediaError``."""
+        """Fetch ``(uri, task_id)`` pairs, ``MEDIA_FETCH_THREADS`` at a time; each entry is bytes or its ``MediaError``.
+
+        Downloads mostly wait on the network, so threads overlap them; bench/image_bench.py chose the default.
+        """
 
         def one(item: tuple[object, object]) -> bytes | MediaError:
             try:
@@ -371,7 +374,7 @@ class MediaResolver:
         items = list(items)
         if len(items) <= 1:
             return [one(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(items))) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.fetch_threads, len(items))) as pool:
             return list(pool.map(one, items))
 
     # --- kinds -------------------------------------------------------------
@@ -548,24 +551,27 @@ class MediaResolver:
         return f"the {self.max_bytes / (1024 * 1024):g} MB limit"
 
 
-_default: MediaResolver | None = None
-_default_lock = threading.Lock()
+_resolvers: dict[int, tuple[Settings, MediaResolver]] = {}
+_resolvers_lock = threading.Lock()
+_RESOLVERS_KEPT = 8
 
 
-def default_resolver() -> MediaResolver:
-    """This process's resolver, configured from the environment on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = MediaResolver(Settings.from_env())
-        return _default
+def resolver_for(settings: Settings) -> MediaResolver:
+    """The resolver for these settings, shared by every model object built with them.
 
-
-def set_default_resolver(resolver: MediaResolver | None) -> None:
-    """Replace the process's resolver (tests, or an app that builds its own); None rebuilds from the environment."""
-    global _default
-    with _default_lock:
-        _default = resolver
+    Sharing keeps one download cache per backend instead of one per project and
+    model version; the settings come from whoever built the model, never from
+    the environment.
+    """
+    with _resolvers_lock:
+        kept = _resolvers.get(id(settings))
+        if kept is not None and kept[0] is settings:
+            return kept[1]
+        if len(_resolvers) >= _RESOLVERS_KEPT:  # tests build many settings; a server builds one
+            _resolvers.pop(next(iter(_resolvers)))
+        resolver = MediaResolver(settings)
+        _resolvers[id(settings)] = (settings, resolver)
+        return resolver
 
 
 def failed_prediction(task: dict, error: MediaError, model_version: str) -> dict:

@@ -21,11 +21,11 @@ from flask import Flask, Response, abort, current_app, request
 from flask.json.provider import DefaultJSONProvider
 
 from .base import TaskDataError
+from .ids import MAX_ID, annotation_id, project_key
 from .label_config import ConfigError
-from .label_studio_api import normalize_annotation
 from .metrics import Metrics
-from .service import Backend, PredictionError
-from .storage import MAX_ID, StorageWriteError, annotation_id, project_key
+from .predict_body import read_predict_body
+from .service import Backend, PredictionError, StorageWriteError
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = {"/health", "/", "/openapi.json"}
@@ -239,15 +239,21 @@ def create_app(backend: Backend) -> Flask:
 
     @app.post("/predict")
     def predict():
-        body = _json_body(settings.max_json_depth)
-        tasks = _tasks(body)
+        read = None
+        if request.is_json and request.content_length is not None:  # chunked bodies: the general path checks them
+            read = read_predict_body(request.get_data(), settings.max_json_depth)
+        if read is None:  # anything the typed reading does not take: the general path and its errors
+            body = _json_body(settings.max_json_depth)
+            tasks = _tasks(body)
+        else:
+            body, tasks = read
         given = body.get("project")
         project = _project(given if given not in (None, "") else tasks[0].get("project"))  # project 0 is a project
         config = body.get("label_config")
         if config is not None and not isinstance(config, str):
             raise BadRequest(400, "'label_config' must be a string")
         params = body.get("params") if isinstance(body.get("params"), dict) else {}
-        results = backend.predict(project, backend.label_config(project, config), tasks, params.get("context"))
+        results = backend.predict(project, config, tasks, params.get("context"))
         metrics.tasks_predicted += len(tasks)
         problem = backend.model_problem(project)
         if problem:  # Label Studio shows the version; the log, /training and this phrase say why it is older
@@ -265,7 +271,7 @@ def create_app(backend: Backend) -> Flask:
             raise BadRequest(400, f"{action} without 'project'")
         project = _project(project_obj)
         if isinstance(project_obj, dict) and isinstance(project_obj.get("label_config"), str):
-            backend.store(project).save_label_config(project_obj["label_config"])
+            backend.save_project_config(project, project_obj["label_config"])
         if action in RECORDED:
             return answer(_record(backend, project, body))
         if action in DELETED:
@@ -311,16 +317,7 @@ def _record(backend: Backend, project: str, body: dict) -> dict:
         raise BadRequest(400, "'annotation.result' must be a list of result objects")
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise BadRequest(400, f"{body['action']} without 'task.data'")
-    record = normalize_annotation(annotation, task)
-    store = backend.store(project)
-    if record["was_cancelled"] or not record["result"]:
-        store.delete_annotation(record["id"])
-        return {"status": "ignored", "reason": "cancelled or empty annotation"}
-    store.save_annotation(record)
-    every = backend.settings.train_every_n
-    if every and store.count_annotations() % every == 0:
-        backend.request_training(project)
-    return {"status": "recorded", "annotation": record["id"]}
+    return backend.record_annotation(project, annotation, task)
 
 
 def _delete(backend: Backend, project: str, body: dict) -> dict:
@@ -329,6 +326,5 @@ def _delete(backend: Backend, project: str, body: dict) -> dict:
         items = [body["annotation"]]
     if not isinstance(items, list):
         raise BadRequest(400, f"{body['action']} without 'annotations'")
-    store = backend.store(project)
-    removed = [a["id"] for a in items if isinstance(a, dict) and store.delete_annotation(a.get("id"))]
-    return {"status": "deleted", "annotations": removed}
+    ids = [a.get("id") for a in items if isinstance(a, dict)]
+    return {"status": "deleted", "annotations": backend.delete_annotations(project, ids)}

@@ -1,11 +1,13 @@
 """The backend's work, apart from HTTP: models per project, predicting, recording, training.
 
-The server, the CLI and the tests all drive this one object.
+``Backend`` is the only door to a project's data: the server, the CLI and the
+tests all drive this one object, and it reaches the data only through the
+store (``storage.open_store``), never by opening files itself.
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import importlib
 import inspect
 import logging
@@ -13,13 +15,14 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 
 from .base import INITIAL_VERSION, LabelStudioMLBase
-from .label_config import ConfigError, parse_label_config
-from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
+from .label_config import ConfigError, parse_label_config, read_config_file
+from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks, normalize_annotation
 from .settings import Settings
-from .storage import ProjectStore, StorageError, check_writable, writing
+from .storage import ModelStore, ProjectStore, StorageError, StorageWriteError, open_store
+
+__all__ = ["Backend", "ModelClassError", "PredictionError", "StorageError", "StorageWriteError", "load_model_class"]
 from .training import ThreadTrainingQueue, TrainingQueue
 
 log = logging.getLogger(__name__)
@@ -29,12 +32,26 @@ class PredictionError(RuntimeError):
     """``model.predict`` broke the contract (wrong count or shape)."""
 
 
+class ModelClassError(RuntimeError):
+    """``MODEL_CLASS`` does not name one usable ``LabelStudioMLBase`` subclass; the message says how to fix it."""
+
+
 def load_model_class(spec: str = "model") -> type[LabelStudioMLBase]:
     """Find the ``LabelStudioMLBase`` subclass in ``model.py`` (or ``module:Class``)."""
     module_name, _, class_name = spec.partition(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # model.py itself imports something missing: show the real traceback
+        raise ModelClassError(f"MODEL_CLASS={spec!r}: no module {module_name!r} on the path; "
+                              "run from the repo folder (next to model.py) or fix MODEL_CLASS") from None
     if class_name:
-        return getattr(module, class_name)
+        found = getattr(module, class_name, None)
+        if not (inspect.isclass(found) and issubclass(found, LabelStudioMLBase)):
+            raise ModelClassError(f"MODEL_CLASS={spec!r}: {module_name} has no LabelStudioMLBase subclass "
+                                  f"named {class_name!r}")
+        return found
     found = [
         obj
         for obj in vars(module).values()
@@ -42,7 +59,8 @@ def load_model_class(spec: str = "model") -> type[LabelStudioMLBase]:
         and obj is not LabelStudioMLBase and obj.__module__ == module.__name__
     ]
     if len(found) != 1:
-        raise SystemExit(f"{module_name}.py must define exactly one LabelStudioMLBase subclass, found {len(found)}")
+        raise ModelClassError(f"{module_name}.py must define exactly one LabelStudioMLBase subclass, found "
+                              f"{len(found)}; or set MODEL_CLASS=module:Class")
     return found[0]
 
 
@@ -57,25 +75,35 @@ class _Loaded:
 class Backend:
     """Holds one model object per project and keeps it current."""
 
-    def __init__(self, model_class: type[LabelStudioMLBase], settings: Settings, queue: TrainingQueue | None = None):
-        check_writable(settings.model_dir)
+    def __init__(
+        self,
+        model_class: type[LabelStudioMLBase],
+        settings: Settings,
+        queue: TrainingQueue | None = None,
+        store: ModelStore | None = None,
+    ) -> None:
         self.model_class = model_class
         self.settings = settings
-        self.default_config = self._read_default_config(settings.label_config_path)
+        self.stores = store or open_store(settings)  # raises StorageError at start-up, not at the first training
+        self.default_config = read_config_file(settings.label_config_path)
         self.queue = queue or ThreadTrainingQueue(self.train, settings.train_debounce_seconds)
         self._models: dict[str, _Loaded] = {}
         self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _read_default_config(path: Path) -> str | None:
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-
     def store(self, project: str) -> ProjectStore:
-        return ProjectStore(self.settings.model_dir, project, self.settings.keep_versions)
+        """One project's data (all of it goes through here)."""
+        return self.stores.project(project)
+
+    def build_model(self, project: str, config: str, train_output: dict | None = None,
+                    version: str = INITIAL_VERSION) -> LabelStudioMLBase:
+        """A model object for a project, handed this backend's settings."""
+        return self.model_class(config, project, train_output=train_output, model_version=version,
+                                settings=self.settings)
+
+    def save_project_config(self, project: str, config: str) -> None:
+        """Remember the labeling config Label Studio sent with a webhook (checked later, when used)."""
+        self.store(project).save_label_config(config)
 
     def label_config(self, project: str, given: str | None = None) -> str:
         """The config to use: the one sent, else the project's last, else the repo's default."""
@@ -123,13 +151,14 @@ class Backend:
         with self._lock:
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
-            model = self.model_class(config, project, train_output=output, model_version=version)
+            model = self.build_model(project, config, output, version)
             problem = store.problem(saved[0] if saved else None)
             self._models[project] = _Loaded(config, stamp, model, problem)
             return model
 
-    def predict(self, project: str, config: str, tasks: list[dict], context: dict | None = None) -> list[dict]:
-        model = self.model(project, config)
+    def predict(self, project: str, config: str | None, tasks: list[dict], context: dict | None = None) -> list[dict]:
+        """One prediction per task; ``config`` None means the project's (see ``label_config``)."""
+        model = self.model(project, self.label_config(project, config))
         predictions = model.predict(tasks, context=context)
         if not isinstance(predictions, list) or len(predictions) != len(tasks):
             got = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
@@ -139,6 +168,28 @@ class Backend:
                 raise PredictionError("each prediction must be a dict with a 'result' list")
             prediction.setdefault("model_version", model.model_version)
         return predictions
+
+    # --- recording annotations ----------------------------------------------
+    def record_annotation(self, project: str, annotation: dict, task: dict) -> dict:
+        """Keep an annotation from a webhook for the next training; a cancelled or empty one is forgotten.
+
+        With ``TRAIN_EVERY_N`` set, every N-th recorded annotation requests a training.
+        """
+        record = normalize_annotation(annotation, task)
+        store = self.store(project)
+        if record["was_cancelled"] or not record["result"]:
+            store.delete_annotation(record["id"])
+            return {"status": "ignored", "reason": "cancelled or empty annotation"}
+        store.save_annotation(record)
+        every = self.settings.train_every_n
+        if every and store.count_annotations() % every == 0:
+            self.request_training(project)
+        return {"status": "recorded", "annotation": record["id"]}
+
+    def delete_annotations(self, project: str, annotation_ids: list[object]) -> list[object]:
+        """Forget recorded annotations; returns the ids that were recorded (and are now gone)."""
+        store = self.store(project)
+        return [i for i in annotation_ids if store.delete_annotation(i)]
 
     # --- training ----------------------------------------------------------
     def collect_annotations(self, project: str) -> list[dict]:
@@ -163,14 +214,11 @@ class Backend:
         A failure is recorded in the status and the previous model keeps serving.
         """
         store = self.store(project)
-        try:
-            with writing("the training lock"):
-                store.dir.mkdir(parents=True, exist_ok=True)
-                lock = open(store.dir / "train.lock", "w")  # noqa: SIM115 (closed below, after the training)
-        except StorageError as exc:
-            return self._failed_before_start(project, exc)
-        with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one training per project across processes
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(store.training_lock())  # one training per project across processes
+            except StorageError as exc:
+                return self._failed_before_start(project, exc)
             return self._train_locked(project, store, annotations)
 
     def _failed_before_start(self, project: str, exc: StorageError) -> dict:
@@ -207,7 +255,7 @@ class Backend:
                 return status
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
-            model = self.model_class(self.label_config(project), project, train_output=output, model_version=version)
+            model = self.build_model(project, self.label_config(project), output, version)
             result = model.fit(usable)
             if not isinstance(result, dict):
                 raise TypeError(f"fit must return a dict, returned {type(result).__name__}")
@@ -221,18 +269,6 @@ class Backend:
             self._save_status(project, store, status)
         return status
 
-    @staticmethod
-    def _training_now(store: ProjectStore) -> bool:
-        """Whether some process holds the project's training lock (flock dies with its process)."""
-        try:
-            with open(store.dir / "train.lock", "rb") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return False  # closing the file releases the probe
-        except FileNotFoundError:
-            return False
-        except BlockingIOError:
-            return True
-
     def request_training(self, project: str) -> None:
         """Queue a background training; the status says "queued" until it starts."""
         store = self.store(project)
@@ -245,7 +281,7 @@ class Backend:
         unsaved = self._unsaved_status.get(project)
         if unsaved and unsaved.get("started_at", 0) >= status.get("started_at", status.get("requested_at", 0)):
             status = dict(unsaved)  # this process's last word, which MODEL_DIR would not take
-        if status.get("state") == "running" and not self._training_now(store):
+        if status.get("state") == "running" and not store.training_running():
             # the training.json of a process killed mid-training would say "running" forever
             status.update(state="interrupted", error="the process training this project stopped before it "
                           "finished (killed or crashed); the previous model keeps serving; train again")

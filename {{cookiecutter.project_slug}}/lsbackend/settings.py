@@ -1,4 +1,9 @@
-"""Every setting the backend reads, from environment variables, in one place."""
+"""Every setting the backend reads, from environment variables, in one place.
+
+Only entry points (``app.py``'s builders, ``cli.py``, ``gunicorn_conf.py``)
+call ``Settings.from_env()``; everything else receives the ``Settings`` object.
+A bad value raises ``SettingsError``; the entry point turns it into an exit.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class SettingsError(ValueError):
+    """An environment variable holds a value the backend cannot use; the message names it and the fix."""
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
 def _number(name: str, default: float, cast: type = int) -> float:
-    """An env var as a number, or exit with a message naming the variable and a valid value."""
+    """An env var as a number, or ``SettingsError`` naming the variable and a valid value."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -16,7 +28,14 @@ def _number(name: str, default: float, cast: type = int) -> float:
         return cast(raw)
     except ValueError:
         kind = "whole number" if cast is int else "number"
-        raise SystemExit(f"{name}={raw!r} is not a {kind}; set it to one, e.g. {name}={default}") from None
+        raise SettingsError(f"{name}={raw!r} is not a {kind}; set it to one, e.g. {name}={default}") from None
+
+
+def _positive(name: str, default: int) -> int:
+    value = _number(name, default)
+    if value < 1:
+        raise SettingsError(f"{name}={value} must be at least 1, e.g. {name}={default}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -41,8 +60,14 @@ class Settings:
     media_timeout_seconds: float = 10.0
     media_max_bytes: int = 20 * 1024 * 1024
     media_cache_bytes: int = 64 * 1024 * 1024
+    media_fetch_threads: int = 16
     media_allowed_hosts: tuple[str, ...] = ()
     media_max_pixels: int = 40_000_000
+    model_class: str = "model"
+    workers: int = 1
+    threads: int = 8
+    timeout: int = 120
+    access_log: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,8 +92,14 @@ class Settings:
             media_timeout_seconds=_number("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds, float),
             media_max_bytes=_number("MEDIA_MAX_MB", 20) * 1024 * 1024,
             media_cache_bytes=_number("MEDIA_CACHE_MB", 64) * 1024 * 1024,
+            media_fetch_threads=max(1, _number("MEDIA_FETCH_THREADS", cls.media_fetch_threads)),
             media_allowed_hosts=tuple(h.strip() for h in env("MEDIA_ALLOWED_HOSTS", "").split(",") if h.strip()),
             media_max_pixels=int(_number("MEDIA_MAX_MEGAPIXELS", 40, float) * 1_000_000),
+            model_class=env("MODEL_CLASS", "").strip() or cls.model_class,
+            workers=_positive("WORKERS", cls.workers),
+            threads=_positive("THREADS", cls.threads),
+            timeout=_number("TIMEOUT", cls.timeout),
+            access_log=env("ACCESS_LOG", "").strip().lower() in _TRUE,
         )
 
     @property

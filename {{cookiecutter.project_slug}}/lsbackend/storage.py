@@ -1,33 +1,45 @@
-"""Per-project storage under MODEL_DIR: trained models, annotations, training status.
+"""Per-project storage: trained models, annotations, label configs, training status and locks.
 
-Every write is atomic (temporary file, fsync, rename), so a crash mid-save
-leaves the previous file in place. A model becomes current only when the
-``CURRENT`` pointer is renamed over, after the model file is on disk; all
-worker processes read that pointer, so they agree on the model version.
-Storage sits behind these small classes so that a shared object store can
-replace the local disk without touching ``model.py``.
+The rest of the runtime sees only two small interfaces: ``ModelStore`` (all
+projects; ``open_store(settings)`` picks the implementation) and
+``ProjectStore`` (one project). The store owns every file, pointer and lock,
+so a shared object store can later replace the local disk without touching
+``service.py`` or ``model.py``.
+
+The local implementation keeps everything under ``MODEL_DIR``. Every write is
+atomic (temporary file, fsync, rename), so a crash mid-save leaves the
+previous file in place. A model becomes current only when the ``CURRENT``
+pointer is renamed over, after the model file is on disk; all worker
+processes read that pointer, so they agree on the model version.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import pickle
 import re
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-#: Label Studio's ids are database integers (PostgreSQL bigint at most): anything outside is not an id.
-MAX_ID = 2**63 - 1
+from .ids import MAX_ID, PROJECT_ID, annotation_id, project_key
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = [
+    "MAX_ID", "PROJECT_ID", "LocalModelStore", "LocalProjectStore", "ModelStore", "ProjectStore", "StorageError",
+    "StorageWriteError", "annotation_id", "atomic_write", "check_writable", "open_store", "project_key", "writing",
+]
 VERSION = re.compile(r"v(\d+)(?:-[^/]*)?")
 log = logging.getLogger(__name__)
 
@@ -101,30 +113,59 @@ def check_writable(root: Path) -> None:
         ) from None
 
 
-def project_key(project: object) -> str:
-    """Label Studio's project id from what it sends: ``"5.1795850610"``, ``5`` or ``{"id": 5}``."""
-    if isinstance(project, dict):
-        project = project.get("id")
-    if project is None or project == "":
-        return "default"
-    if isinstance(project, bool) or (isinstance(project, float) and not math.isfinite(project)):
-        # str(True) and str(float("inf")) would pass for an id
-        raise ValueError(f"project {project!r} is not a Label Studio project id")
-    key = str(project).split(".", 1)[0]
-    if not PROJECT_ID.fullmatch(key):  # fullmatch: "5\n" is not project 5
-        raise ValueError(f"project {str(project)[:40]!r} is not a Label Studio project id")
-    return key
+class ProjectStore(Protocol):
+    """What the backend may do with one project's data; every implementation keeps these promises.
 
-
-def annotation_id(value: object) -> int | None:
-    """``value`` as an annotation id, or None: only a plain integer in Label Studio's id range counts.
-
-    The id names the annotation's file, so create and delete must agree on it:
-    ``true`` or ``4300.9`` are not ids (they used to delete annotations 1 and 4300).
+    - ``save_model`` writes the whole model before ``current_version`` changes;
+    - ``stamp`` is cheap (called on every /predict) and changes when the current model does;
+    - ``load_model`` falls back to the newest kept version that loads, and ``problem`` says why;
+    - writes that fail raise ``StorageWriteError`` (full, read-only) naming what was being written;
+    - ``training_lock`` is held by at most one process per project at a time and is
+      released when its holder dies; ``training_running`` tells whether someone holds it.
     """
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
-        return value
-    return None
+
+    def stamp(self) -> int: ...
+    def current_version(self) -> str | None: ...
+    def load_model(self) -> tuple[str, dict] | None: ...
+    def served_version(self) -> str | None: ...
+    def problem(self, served: str | None) -> str | None: ...
+    def save_model(self, train_output: dict) -> str: ...
+    def save_annotation(self, annotation: dict) -> None: ...
+    def delete_annotation(self, annotation_id: object) -> bool: ...
+    def annotations(self) -> Iterator[dict]: ...
+    def count_annotations(self) -> int: ...
+    def save_label_config(self, xml: str) -> None: ...
+    def label_config(self) -> str | None: ...
+    def save_status(self, status: dict) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+    def training_lock(self) -> AbstractContextManager[None]: ...
+    def training_running(self) -> bool: ...
+
+
+class ModelStore(Protocol):
+    """Where every project's data lives; ``project`` hands out one project's view."""
+
+    def project(self, project: str) -> ProjectStore: ...
+
+
+def open_store(settings: Settings) -> ModelStore:
+    """The store the settings ask for (today: the local/shared filesystem under MODEL_DIR).
+
+    Raises ``StorageError`` naming the problem and the fix when it cannot be used.
+    """
+    return LocalModelStore(settings.model_dir, settings.keep_versions)
+
+
+class LocalModelStore:
+    """All projects under one directory (a local disk or a shared filesystem mount)."""
+
+    def __init__(self, root: Path, keep_versions: int = 3) -> None:
+        check_writable(Path(root))
+        self.root = Path(root)
+        self.keep_versions = keep_versions
+
+    def project(self, project: str) -> LocalProjectStore:
+        return LocalProjectStore(self.root, project, self.keep_versions)
 
 
 def version_number(version: str | None) -> int | None:
@@ -143,10 +184,12 @@ def _looks_complete(path: Path) -> bool:
         return False
 
 
-class ProjectStore:
-    """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``."""
+class LocalProjectStore:
+    """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``, ``train.lock``."""
 
     def __init__(self, root: Path, project: str, keep_versions: int = 3) -> None:
+        if not PROJECT_ID.fullmatch(project):  # the id names a directory: never let it climb out
+            raise ValueError(f"project {project[:40]!r} is not a Label Studio project id")
         self.dir = Path(root) / "projects" / project
         self.keep_versions = keep_versions
 
@@ -300,12 +343,12 @@ class ProjectStore:
         number = annotation_id(annotation_id_)
         if number is None:
             return False
-        try:
-            with writing(f"annotation {number} (deleting it)"):
+        with writing(f"annotation {number} (deleting it)"):
+            try:
                 (self.dir / "annotations" / f"{number}.json").unlink()
-            return True
-        except FileNotFoundError:
-            return False
+            except FileNotFoundError:  # never recorded (or already gone): not a write failure
+                return False
+        return True
 
     def annotations(self) -> Iterator[dict]:
         for path in sorted((self.dir / "annotations").glob("*.json")):
@@ -336,3 +379,28 @@ class ProjectStore:
             return json.loads((self.dir / "training.json").read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return {"state": "idle"}
+
+    # --- training lock ----------------------------------------------------
+    @contextlib.contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Hold the project's training lock (waits for another holder); the kernel drops it if we die.
+
+        ``StorageWriteError`` when MODEL_DIR cannot take the lock file (full, read-only).
+        """
+        with writing("the training lock"):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            lock = open(self.dir / "train.lock", "w")  # noqa: SIM115 (closed below, after the training)
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def training_running(self) -> bool:
+        """Whether some process holds the project's training lock right now."""
+        try:
+            with open(self.dir / "train.lock", "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return False  # closing the file releases the probe
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True

@@ -1,5 +1,5 @@
 """The WSGI entry point gunicorn serves: ``lsbackend.wsgi:app``."""
 
-from .cli import build_app
+from .app import build_app, exit_on_startup_error
 
-app = build_app()
+app = exit_on_startup_error(build_app)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lsbackend.label_config import CONTROL_TAGS, OBJECT_TAGS, REQUIREMENTS, ConfigError, check_fit, parse_label_config
@@ -160,3 +161,30 @@ def test_any_webhook_body_gets_a_2xx_or_4xx(client, body):
 @given(st.one_of(SETUP, JSON))
 def test_any_setup_body_gets_a_2xx_or_4xx(client, body):
     _post(client, "/setup", body)
+
+
+def _answer(client, raw: bytes) -> tuple[str, object]:
+    response = client.post("/predict", data=raw, content_type="application/json")
+    return response.status, response.get_json()
+
+
+@pytest.fixture(scope="module")
+def shallow_client():
+    """MAX_JSON_DEPTH=5: Label Studio's own /predict body fits; a little more nesting is refused."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(model_dir=Path(tmp), label_config_path=EXAMPLES_CONFIG, train_debounce_seconds=86400.0,
+                            max_json_depth=5)
+        yield create_app(Backend(MODEL_CLASS, settings)).test_client()
+
+
+@FEW
+@given(st.one_of(PREDICT, JSON), st.sampled_from([{}, {"ensure_ascii": False}, {"indent": 1}]), st.booleans())
+@example({"tasks": [{"data": {"text": "a", "unread": [[1]]}}]}, {}, True)  # too deep, in a field nobody reads
+def test_typed_predict_reading_answers_as_a_full_parse_does(client, shallow_client, body, dumps_options, shallow):
+    """The typed /predict reading (lsbackend.predict_body) gives the same status, reason and body as the general one."""
+    app = shallow_client if shallow else client
+    raw = json.dumps(body, **dumps_options).encode("utf-8", "surrogatepass")
+    typed = _answer(app, raw)
+    with mock.patch("lsbackend.server.read_predict_body", return_value=None):
+        general = _answer(app, raw)
+    assert typed == general, body

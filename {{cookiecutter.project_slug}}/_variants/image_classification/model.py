@@ -34,7 +34,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lsbackend import LabelStudioMLBase, TaskDataError
-from lsbackend.media import MediaError, default_resolver, failed_prediction
+from lsbackend.media import MediaError, failed_prediction, resolver_for
 
 log = logging.getLogger(__name__)
 # Pillow warns about images between its limit and twice it; decode_image refuses those with a clear error instead.
@@ -99,7 +99,7 @@ class ImageClassifier(LabelStudioMLBase):
     model_type = "image_classification"
 
     def setup(self) -> None:
-        self.media = default_resolver()
+        self.media = resolver_for(self.settings)  # LABEL_STUDIO_URL, its key, LOCAL_FILES_ROOT, limits
         # Pillow's own decompression-bomb limit (refusal at twice it) follows ours, for any decode path.
         Image.MAX_IMAGE_PIXELS = self.media.max_pixels
         self.pipeline: Pipeline | None = self.train_output.get("pipeline")

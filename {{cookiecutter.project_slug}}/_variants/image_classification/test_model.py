@@ -13,12 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
+from lsbackend.ids import project_key
 from lsbackend.label_config import ConfigError, check_fit
 from lsbackend.label_studio_api import normalize_annotation
-from lsbackend.media import MediaResolver, set_default_resolver
 from lsbackend.server import create_app
 from lsbackend.settings import Settings
-from lsbackend.storage import project_key
 from model import ImageClassifier
 
 import examples
@@ -33,11 +32,9 @@ PILLOW_LIMIT = Image.MAX_IMAGE_PIXELS
 
 
 @pytest.fixture(autouse=True)
-def offline_resolver():
-    """Tests see no LABEL_STUDIO_URL or LOCAL_FILES_ROOT from the environment; Pillow's limit is restored."""
-    set_default_resolver(MediaResolver(Settings()))
+def restore_pillow_limit():
+    """Models set Pillow's pixel limit from their settings; put it back after each test."""
     yield
-    set_default_resolver(None)
     Image.MAX_IMAGE_PIXELS = PILLOW_LIMIT
 
 
@@ -45,10 +42,10 @@ def annotations(pairs):
     return [normalize_annotation({"id": i, "result": r}, {"id": i, "data": d}) for i, (d, r) in enumerate(pairs)]
 
 
-def trained(config: str = CONFIG, pairs=None) -> ImageClassifier:
-    model = ImageClassifier(config)
+def trained(config: str = CONFIG, pairs=None, settings: Settings | None = None) -> ImageClassifier:
+    model = ImageClassifier(config, settings=settings)
     output = model.fit(annotations(pairs or examples.training_set()))
-    return ImageClassifier(config, train_output=output, model_version="v1")
+    return ImageClassifier(config, train_output=output, model_version="v1", settings=settings)
 
 
 def red(seed: int = 1) -> str:
@@ -149,9 +146,8 @@ def huge_png(width: int, height: int) -> str:
 
 def test_images_over_the_pixel_limit_are_refused_before_decoding():
     """A 12000x12000 PNG is 140 KB on the wire and 576 MB decoded as RGB: refused from its header, per task."""
-    set_default_resolver(MediaResolver(Settings(media_max_pixels=100_000_000)))
     tasks = [{"id": 1, "data": {"image": huge_png(12000, 12000)}}, {"id": 2, "data": {"image": red()}}]
-    predictions = trained().predict(tasks)
+    predictions = trained(settings=Settings(media_max_pixels=100_000_000)).predict(tasks)
     assert "12000x12000 pixels (144.0 MP), over the 100 MP limit; resize it or raise MEDIA_MAX_MEGAPIXELS" in (
         predictions[0]["error"]
     )
@@ -159,8 +155,7 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding():
 
 
 def test_pillows_own_limit_follows_the_setting_and_its_refusal_names_it():
-    set_default_resolver(MediaResolver(Settings(media_max_pixels=10_000)))
-    model = trained()
+    model = trained(settings=Settings(media_max_pixels=10_000))
     assert Image.MAX_IMAGE_PIXELS == 10_000
     prediction = model.predict([{"id": 1, "data": {"image": huge_png(300, 300)}}])[0]
     assert "resize it or raise MEDIA_MAX_MEGAPIXELS" in prediction["error"]
@@ -213,9 +208,9 @@ def test_trains_and_predicts_on_images_uploaded_to_label_studio():
     files = {f"/data/upload/7/{i}.png": examples.png_bytes(image) for i, (image, _) in enumerate(pairs)}
     host = ImageHost(files)
     try:
-        set_default_resolver(MediaResolver(Settings(label_studio_url=host.url, label_studio_api_key=TOKEN)))
+        settings = Settings(label_studio_url=host.url, label_studio_api_key=TOKEN)  # handed over, not global
         model = trained(pairs=[({"image": f"/data/upload/7/{i}.png"}, examples.result(label))
-                               for i, (_, label) in enumerate(pairs)])
+                               for i, (_, label) in enumerate(pairs)], settings=settings)
         tasks = [{"id": i, "data": {"image": f"/data/upload/7/{i}.png"}} for i in (0, 9)]
         assert [examples.predicted_label(p) for p in model.predict(tasks)] == ["Red", "Blue"]
     finally:
