@@ -72,10 +72,16 @@ class TextClassifier(LabelStudioMLBase):
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
         texts, chosen = [], []
         for annotation in annotations:
-            labels = [c for c in self.annotation_labels(annotation) if c in self.labels]
-            if labels:
+            found = self.annotation_labels(annotation)  # only this config's labels, aliases mapped back
+            if not found:
+                self.skip(annotation, f"chooses nothing of <Choices name={self.control.name!r}>")
+                continue
+            try:
                 texts.append(self._text(annotation["task"]))
-                chosen.append(labels)
+            except TaskDataError as exc:  # one odd task costs its own annotation, never the training
+                self.skip(annotation, exc.reason)
+                continue
+            chosen.append(found)
         if self.multi_label:
             return self._fit_multi_label(texts, chosen)
         labels = [c[0] for c in chosen]
