@@ -47,17 +47,6 @@ def wait_until(condition, what: str, timeout: float = 300.0) -> None:
         time.sleep(0.02)
 
 
-def wait_for_state(client, state: str) -> dict:
-    found = {}
-
-    def reached() -> bool:
-        found.update(client.get(f"/training/{PROJECT}").get_json())
-        return found["state"] == state
-
-    wait_until(reached, f"the training status {state!r}")
-    return found
-
-
 def test_training_runs_in_a_child_process_and_the_server_serves_its_model(client, backend, settings):
     record_examples(client)
     assert client.post("/webhook", json=START).status_code == 201
@@ -78,7 +67,9 @@ def test_a_killed_training_child_leaves_the_last_good_model_serving_and_says_so(
     client.post("/webhook", json=START)
     wait_until(lambda: len(fit_pids(settings.model_dir)) == 2, "the second fit to start")
     os.kill(fit_pids(settings.model_dir)[1], signal.SIGKILL)
-    status = wait_for_state(client, "interrupted")
+    wait_until(backend.queue.idle, "the server to notice the training process died")
+    status = client.get(f"/training/{PROJECT}").get_json()
+    assert status["state"] == "interrupted", status
     assert "killed by SIGKILL" in status["error"] and "previous model keeps serving" in status["error"], status
     assert status["model_version"] == good
     assert served_versions(client) == {good}
