@@ -271,7 +271,14 @@ def test_connect_label_studio_flow(baked):
     text = section(readme, "Connect Label Studio")
     assert "http://localhost:9321" in text and "Connect Model" in text
     starts = commands(text, "label-studio start")
-    assert starts is not None and "ML_BLOCK_LOCAL_IP=false SSRF_PROTECTION_ENABLED=false label-studio start" in text
+    assert starts is not None and "ML_BLOCK_LOCAL_IP=false USE_DEFAULT_BANNED_SUBNETS=false" in text
+    assert "SSRF_PROTECTION_ENABLED=false" not in text, "Label Studio's SSRF protection stays on, narrowed"
+    from integration.label_studio import ssrf_settings
+
+    shown = re.search(r"USER_ADDITIONAL_BANNED_SUBNETS=(\S+)", text)
+    assert shown and shown.group(1) == ssrf_settings()["USER_ADDITIONAL_BANNED_SUBNETS"], (
+        "the README's banned subnets differ from what the integration test runs Label Studio with"
+    )
     assert (repo / "label_config.xml").is_file()
 
 

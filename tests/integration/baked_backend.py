@@ -33,6 +33,7 @@ class BakedBackend:
 
     url: str
     process: ManagedProcess
+    basic_auth: tuple[str, str] | None = None
 
     def training_status(self, project_id: int) -> dict:
         """``GET /training/<project>``: ``{"state", "model_version", "error", ...}``.
@@ -41,7 +42,7 @@ class BakedBackend:
         arrived by webhook) and, after a training, ``annotations`` (how many it
         trained on); the test uses both to tell the two annotation paths apart.
         """
-        response = requests.get(f"{self.url}/training/{project_id}", timeout=10)
+        response = requests.get(f"{self.url}/training/{project_id}", timeout=10, auth=self.basic_auth)
         response.raise_for_status()
         return response.json()
 
@@ -63,7 +64,9 @@ class BakedBackend:
         self.process.stop()
 
 
-def start_backend(project_dir: Path, workdir: Path, label_studio_url: str, api_key: str) -> BakedBackend:
+def start_backend(
+    project_dir: Path, workdir: Path, label_studio_url: str, api_key: str, basic_auth: tuple[str, str] | None = None
+) -> BakedBackend:
     """Start ``python -m lsbackend start`` in ``project_dir`` and wait for ``/health``.
 
     ``sys.executable`` runs it: the test environment already has the backend's
@@ -83,11 +86,13 @@ def start_backend(project_dir: Path, workdir: Path, label_studio_url: str, api_k
         LABEL_STUDIO_API_KEY=api_key,
         HOST="127.0.0.1",  # loopback only; the runtime defaults to 0.0.0.0 for Docker
         PYTHONUNBUFFERED="1",
+        BASIC_AUTH_USER=basic_auth[0] if basic_auth else "",
+        BASIC_AUTH_PASS=basic_auth[1] if basic_auth else "",
     )
     process = ManagedProcess(
         "backend", [sys.executable, "-m", "lsbackend", "start"], workdir / "backend.log", cwd=project_dir, env=env
     ).start()
-    backend = BakedBackend(url=f"http://127.0.0.1:{port}", process=process)
+    backend = BakedBackend(url=f"http://127.0.0.1:{port}", process=process, basic_auth=basic_auth)
     try:
         wait_until(
             lambda: requests.get(f"{backend.url}/health", timeout=5).ok,

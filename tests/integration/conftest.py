@@ -84,8 +84,19 @@ def backend_api_key(request: pytest.FixtureRequest, label_studio: LabelStudio, p
 
 
 @pytest.fixture
-def backend(baked_dir: Path, label_studio: LabelStudio, backend_api_key: str, tmp_path: Path) -> Iterator[BakedBackend]:
-    server = start_backend(baked_dir, tmp_path, label_studio.url, backend_api_key)
+def basic_auth(request: pytest.FixtureRequest) -> tuple[str, str] | None:
+    """The backend's BASIC_AUTH_USER/PASS, also entered in Label Studio's Connect dialog; None: auth off.
+
+    Tests choose with ``parametrize(..., indirect=True)``; without it, auth is off.
+    """
+    return ("ml-user", "ml-pass-123") if getattr(request, "param", None) == "basic_auth" else None
+
+
+@pytest.fixture
+def backend(
+    baked_dir: Path, label_studio: LabelStudio, backend_api_key: str, basic_auth: tuple[str, str] | None, tmp_path: Path
+) -> Iterator[BakedBackend]:
+    server = start_backend(baked_dir, tmp_path, label_studio.url, backend_api_key, basic_auth)
     try:
         yield server
     finally:

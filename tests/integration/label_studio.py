@@ -36,6 +36,40 @@ LABEL_STUDIO_VERSION = "1.23.2"
 STARTED_MARKER = ".ls-ml-template-install-started"
 INSTALL_MARKER = ".ls-ml-template-install-complete"
 
+# Label Studio 1.23's own list of banned subnets (core/utils/io.py, ``validate_ip``), which it checks
+# webhook URLs against when they are saved and again on every delivery (``SSRF_PROTECTION_ENABLED``).
+DEFAULT_BANNED_SUBNETS = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "224.0.0.0/4", "233.252.0.0/24", "240.0.0.0/4", "255.255.255.255/32", "::/128", "::1/128",
+    "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001:0000::/32",
+    "2001:20::/28", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8",
+)
+#: The backend's own subnets here: loopback, both families (``localhost`` resolves to both, and Label
+#: Studio refuses a webhook if any of its host's addresses is banned).
+BACKEND_SUBNETS = ("127.0.0.0/8", "::1/128")
+
+
+def ssrf_settings(backend_subnets: Sequence[str] = BACKEND_SUBNETS) -> dict[str, str]:
+    """Label Studio's SSRF protection on, narrowed to let it reach a backend in ``backend_subnets``.
+
+    In Label Studio 1.23, ``ML_BLOCK_LOCAL_IP=false`` lets the ML connection
+    (health, setup, predict, train) reach a local backend; it does not cover the
+    webhook it auto-creates for the backend, which ``SSRF_PROTECTION_ENABLED``
+    (on by default, left on) checks against the banned subnets.
+    ``USE_DEFAULT_BANNED_SUBNETS=false`` drops the built-in list and
+    ``USER_ADDITIONAL_BANNED_SUBNETS`` puts it back minus the backend's subnets,
+    so everything else (other private networks, link-local, cloud metadata)
+    stays blocked for webhooks, exports and storages.
+    """
+    banned = [net for net in DEFAULT_BANNED_SUBNETS if net not in backend_subnets]
+    return {
+        "ML_BLOCK_LOCAL_IP": "false",
+        "USE_DEFAULT_BANNED_SUBNETS": "false",
+        "USER_ADDITIONAL_BANNED_SUBNETS": ",".join(banned),
+    }
+
+
 STARTUP_TIMEOUT = 240.0  # first start runs all migrations: ~20 s on 2 cores
 INSTALL_TIMEOUT = 1200.0
 HTTP_TIMEOUT = 120.0  # retrieve-predictions and train wait for the backend inside the request
@@ -138,9 +172,9 @@ def start_label_studio(executable: Path, workdir: Path, port: int | None = None)
     * ``--username/--password/--user-token`` create the admin without prompting;
       the user token becomes the admin's *legacy* API token, which only works with
       ``--enable-legacy-api-token`` (new organisations in 1.23 disable legacy tokens).
-    * ``ML_BLOCK_LOCAL_IP=false`` and ``SSRF_PROTECTION_ENABLED=false``: otherwise
-      Label Studio refuses a backend on 127.0.0.1 ("URL resolves to a reserved
-      network address"), and the second one also blocks the auto-created webhook.
+    * ``ssrf_settings()``: SSRF protection stays on, narrowed so that Label Studio
+      reaches the backend on 127.0.0.1 and delivers its webhook there, and
+      nothing else on a private or local network.
     * ``LATEST_VERSION_CHECK=false``, ``COLLECT_ANALYTICS=false``, empty ``SENTRY_DSN``:
       no calls to pypi.org or sentry.io from a test.
     * ``LABEL_STUDIO_BASE_DATA_DIR`` and ``--data-dir``: SQLite database, media and
@@ -156,8 +190,7 @@ def start_label_studio(executable: Path, workdir: Path, port: int | None = None)
     env = _clean_env()
     env.update(
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
-        ML_BLOCK_LOCAL_IP="false",
-        SSRF_PROTECTION_ENABLED="false",
+        **ssrf_settings(),
         LATEST_VERSION_CHECK="false",
         COLLECT_ANALYTICS="false",
         SENTRY_DSN="",
@@ -305,13 +338,18 @@ class LabelStudioClient:
 
     # -- ML backends --------------------------------------------------------
 
-    def connect_ml_backend(self, project_id: int, url: str, title: str) -> dict:
+    def connect_ml_backend(
+        self, project_id: int, url: str, title: str, basic_auth: tuple[str, str] | None = None
+    ) -> dict:
         """Connect a backend (Label Studio calls its /health and /setup before answering).
 
         Connecting also creates a project webhook to ``<url>/webhook`` that sends
-        every action.
+        every action. ``basic_auth`` is the Connect dialog's Basic Authentication.
         """
-        return self._call("POST", "/api/ml", json={"url": url, "project": project_id, "title": title})
+        body: dict[str, Any] = {"url": url, "project": project_id, "title": title}
+        if basic_auth:
+            body.update(auth_method="BASIC_AUTH", basic_auth_user=basic_auth[0], basic_auth_pass=basic_auth[1])
+        return self._call("POST", "/api/ml", json=body)
 
     def get_ml_backend(self, ml_backend_id: int) -> dict:
         """The backend as Label Studio sees it: ``state`` (CO/ER/TR...), ``model_version``, ``error_message``."""

@@ -18,6 +18,7 @@ Label Studio into a cached venv (see ``label_studio.default_venv_dir``).
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -28,7 +29,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from harness import FileServer
+from harness import FileServer, wait_until
 
 from .baked_backend import BakedBackend
 from .label_studio import LabelStudioClient, choices_result, chosen_labels, labelled_spans, labels_result
@@ -314,18 +315,23 @@ def predictions_by_task(client: LabelStudioClient, project_id: int) -> dict[int,
 
 
 @pytest.mark.parametrize(
-    ("model_type", "backend_api_key"),
+    ("model_type", "backend_api_key", "basic_auth"),
     [
-        ("text_classification", "personal_access_token"),
-        ("text_classification", "legacy_token"),
-        ("image_classification", "personal_access_token"),
-        ("image_classification", "legacy_token"),
-        ("ner", "personal_access_token"),
+        ("text_classification", "personal_access_token", "no_auth"),
+        ("text_classification", "legacy_token", "basic_auth"),
+        ("image_classification", "personal_access_token", "no_auth"),
+        ("image_classification", "legacy_token", "no_auth"),
+        ("ner", "personal_access_token", "basic_auth"),
     ],
     indirect=True,
 )
 def test_label_studio_predicts_trains_and_predicts_again(
-    ls_client: LabelStudioClient, backend: BakedBackend, baked_dir: Path, model_type: str, file_server: FileServer
+    ls_client: LabelStudioClient,
+    backend: BakedBackend,
+    baked_dir: Path,
+    model_type: str,
+    file_server: FileServer,
+    basic_auth: tuple[str, str] | None,
 ) -> None:
     label_config = (baked_dir / "label_config.xml").read_text()
     project = ls_client.create_project(f"LS Integration {model_type}", label_config)
@@ -345,12 +351,24 @@ def test_label_studio_predicts_trains_and_predicts_again(
     # (there is none yet): only its own Label Studio API call can fetch them.
     annotate(early)
 
-    # Connect: Label Studio checks /health and /setup, and adds a webhook to <backend>/webhook.
-    ml_backend = ls_client.connect_ml_backend(project_id, backend.url, "baked backend")
+    # Connect: Label Studio checks /health and /setup, and adds a webhook to <backend>/webhook
+    # (which its SSRF protection, on and narrowed, must let through).
+    ml_backend = ls_client.connect_ml_backend(project_id, backend.url, "baked backend", basic_auth)
     assert ml_backend["state"] == "CO", f"Label Studio does not see the backend as connected: {ml_backend}"
     assert ml_backend["model_version"] == UNTRAINED, ml_backend
     webhooks = ls_client.list_webhooks(project_id)
     assert any(hook["url"] == f"{backend.url}/webhook" and hook["is_active"] for hook in webhooks), webhooks
+    if basic_auth:
+        # Label Studio sends the webhook without the Connect dialog's credentials: the backend adds
+        # its Authorization header to that webhook itself, through Label Studio's API, after /setup.
+        expected = "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()
+
+        def authorized() -> list[dict] | None:
+            hooks = [h for h in ls_client.list_webhooks(project_id) if h["url"] == f"{backend.url}/webhook"]
+            return hooks if all((h.get("headers") or {}).get("Authorization") == expected for h in hooks) else None
+
+        wait_until(authorized, timeout=60, interval=0.5, what="the backend to authorize its webhook",
+                   logs=[backend.process])
     assert backend.training_status(project_id)["state"] == "idle"
 
     # Before training: one empty prediction per task, versioned "untrained".

@@ -8,7 +8,6 @@ the domain errors in ``STARTUP_ERRORS``; entry points turn them into exits
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import TypeVar
 
 from flask import Flask
 
+from . import logs
 from .base import LabelStudioMLBase
 from .service import Backend, ModelClassError, load_model_class
 from .settings import Settings, SettingsError
@@ -23,12 +23,12 @@ from .storage import StorageError
 
 #: What can stop the backend from starting; each message names the setting and the fix.
 STARTUP_ERRORS = (SettingsError, StorageError, ModelClassError)
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 T = TypeVar("T")
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    """Text lines, or JSON with the request id (``LOG_FORMAT``); see ``logs``."""
+    logs.configure(settings.log_level, settings.log_format)
 
 
 def model_class(settings: Settings) -> type[LabelStudioMLBase]:

@@ -41,7 +41,7 @@ class LabelStudioMLBase:
     - ``model_version``: changes on every successful training;
     - ``project_id``;
     - ``settings``: the backend's ``Settings`` (Label Studio URL and key, media
-      limits, ...); read settings here, not from the environment.
+      limits, ``max_text_chars``, ...); read settings here, not from the environment.
     """
 
     model_type: ClassVar[str | None] = None

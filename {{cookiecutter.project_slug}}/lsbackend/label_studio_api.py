@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -68,9 +69,44 @@ class LabelStudioClient:
     def get(self, path: str) -> Any:
         return self._request("GET", path)
 
+    def patch(self, path: str, payload: Any) -> Any:
+        return self._request("PATCH", path, payload)
+
     def labeled_tasks(self, project: str) -> list[dict]:
         """The project's labeled tasks with their annotations (Label Studio's JSON export)."""
         return self.get(f"/api/projects/{project}/export?exportType=JSON&download_all_tasks=false")
+
+
+def authorize_webhook(client: LabelStudioClient, project: str, backend_host: str, user: str, header: str) -> list[int]:
+    """Add this backend's ``Authorization`` header to the project's webhook that points at it; the hook ids.
+
+    Label Studio creates a webhook to ``<backend URL>/webhook`` when a backend is
+    connected, but sends it without the Basic auth of the Connect dialog, so a
+    backend demanding auth would never see annotations. The backend is told
+    apart from others connected to the project by its host (``backend_host``:
+    the ``Host`` Label Studio sent to /setup) and its Basic auth user, so our
+    credentials never go to another backend's webhook. An empty list means
+    Label Studio has no such webhook yet (it is saved after the first /setup).
+    """
+    backends = client.get(f"/api/ml?project={project}") or []
+    webhook_urls = {
+        ml["url"].rstrip("/") + "/webhook"
+        for ml in backends
+        if isinstance(ml, dict) and isinstance(ml.get("url"), str)
+        and urllib.parse.urlsplit(ml["url"]).netloc.lower() == backend_host.lower()
+        and ml.get("basic_auth_user") == user
+    }
+    if not webhook_urls:
+        return []
+    done = []
+    for hook in client.get(f"/api/webhooks/?project={project}") or []:
+        if not isinstance(hook, dict) or hook.get("url") not in webhook_urls:
+            continue
+        headers = hook.get("headers") if isinstance(hook.get("headers"), dict) else {}
+        if headers.get("Authorization") != header:
+            client.patch(f"/api/webhooks/{hook['id']}/", {"headers": {**headers, "Authorization": header}})
+        done.append(hook["id"])
+    return done
 
 
 def annotations_from_tasks(tasks: list[dict]) -> list[dict]:

@@ -1,40 +1,110 @@
-"""Request and training counters in Prometheus' text format (per worker process)."""
+"""Prometheus metrics (prometheus_client), merged across gunicorn workers.
+
+Under gunicorn every worker is its own process. ``gunicorn_conf.py`` points
+``PROMETHEUS_MULTIPROC_DIR`` at a directory (emptied at start) before any
+worker imports prometheus_client, so each worker writes its figures to files
+there and ``/metrics``, whichever worker answers it, reads and merges them all.
+Without that variable (``serve``, tests, the CLI) figures are this process's own.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 100)
+TRAINING_BUCKETS = (0.5, 1, 5, 15, 60, 300, 900, 3600)
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = defaultdict(int)
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.tasks_predicted = 0
+    """Every figure the backend reports; one object per app (tests build many)."""
 
-    def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(endpoint, status)] += 1
-            self.seconds[endpoint] += seconds
+    content_type = CONTENT_TYPE_LATEST
 
-    def render(self) -> str:
-        lines = [
-            "# HELP lsbackend_requests_total Requests answered, by endpoint and status.",
-            "# TYPE lsbackend_requests_total counter",
-        ]
-        with self._lock:
-            for (endpoint, status), n in sorted(self.requests.items()):
-                lines.append(f'lsbackend_requests_total{{endpoint="{endpoint}",status="{status}"}} {n}')
-            lines += [
-                "# HELP lsbackend_request_seconds_total Time spent answering, by endpoint.",
-                "# TYPE lsbackend_request_seconds_total counter",
-            ]
-            for endpoint, s in sorted(self.seconds.items()):
-                lines.append(f'lsbackend_request_seconds_total{{endpoint="{endpoint}"}} {s:.6f}')
-            lines += [
-                "# HELP lsbackend_tasks_predicted_total Tasks predicted.",
-                "# TYPE lsbackend_tasks_predicted_total counter",
-                f"lsbackend_tasks_predicted_total {self.tasks_predicted}",
-            ]
-        return "\n".join(lines) + "\n"
+    def __init__(self, multiprocess_dir: str = "") -> None:
+        self.multiprocess_dir = multiprocess_dir
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("lsbackend_requests", "Requests answered, by endpoint and status.",
+                                ["endpoint", "status"], registry=r)
+        self.latency = Histogram("lsbackend_request_duration_seconds", "Time to answer a request, by endpoint.",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("lsbackend_requests_in_flight", "Requests being answered now.",
+                               multiprocess_mode="livesum", registry=r)
+        self.tasks_predicted = Counter("lsbackend_tasks_predicted", "Tasks predicted.", registry=r)
+        self.media_errors = Counter("lsbackend_media_errors", "Tasks answered without a prediction because "
+                                    "their media could not be loaded.", registry=r)
+        self.trainings = Counter("lsbackend_trainings", "Trainings finished, by outcome (succeeded, failed, "
+                                 "skipped).", ["outcome"], registry=r)
+        self.training_seconds = Histogram("lsbackend_training_duration_seconds", "Time a training took, by outcome.",
+                                          ["outcome"], buckets=TRAINING_BUCKETS, registry=r)
+        self.last_success = Gauge("lsbackend_last_successful_training_timestamp_seconds",
+                                  "When a project's last successful training finished (Unix time).", ["project"],
+                                  multiprocess_mode="max", registry=r)
+        self.model_version = Gauge("lsbackend_model_version_info", "The model version served for a project: 1 for "
+                                   "the current one, 0 for earlier ones.", ["project", "version"],
+                                   multiprocess_mode="mostrecent", registry=r)
+        self._versions: dict[str, str] = {}
+
+    # --- recording --------------------------------------------------------
+    def request_done(self, endpoint: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def predicted(self, predictions: list[dict]) -> None:
+        self.tasks_predicted.inc(len(predictions))
+        failed = sum(1 for p in predictions if str(p.get("model_version", "")).endswith("+media-error"))
+        if failed:
+            self.media_errors.inc(failed)
+
+    def training_done(self, project: str, status: dict) -> None:
+        outcome = str(status.get("state", "unknown"))
+        started, finished = status.get("started_at"), status.get("finished_at") or time.time()
+        self.trainings.labels(outcome).inc()
+        if isinstance(started, int | float):
+            self.training_seconds.labels(outcome).observe(max(0.0, finished - started))
+        if outcome == "succeeded":
+            self.last_success.labels(project).set(finished)
+            self.serving(project, str(status.get("model_version")))
+
+    def serving(self, project: str, version: str) -> None:
+        """Record the version served for ``project``; the one seen before drops to 0."""
+        previous = self._versions.get(project)
+        if previous == version:
+            return
+        if previous is not None:
+            self.model_version.labels(project, previous).set(0)
+        self.model_version.labels(project, version).set(1)
+        self._versions[project] = version
+
+    # --- exposition -------------------------------------------------------
+    def render(self) -> bytes:
+        """The text format: every worker's figures merged in multiprocess mode, else this process's."""
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)
+        return generate_latest(merged)
+
+
+def clean_multiprocess_dir(path: str) -> None:
+    """Empty the metrics directory at start, so figures of an earlier run are not merged in."""
+    from pathlib import Path
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def mark_process_dead(pid: int, path: str) -> None:
+    """Drop a dead worker's live gauges (in-flight requests); its counters keep counting."""
+    multiprocess.mark_process_dead(pid, path)

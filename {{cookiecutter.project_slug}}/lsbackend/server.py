@@ -20,15 +20,15 @@ import orjson
 from flask import Flask, Response, abort, current_app, request
 from flask.json.provider import DefaultJSONProvider
 
+from . import logs
 from .base import TaskDataError
 from .ids import MAX_ID, annotation_id, project_key
 from .label_config import ConfigError
-from .metrics import Metrics
 from .predict_body import read_predict_body
 from .service import Backend, PredictionError, StorageWriteError
 
 log = logging.getLogger(__name__)
-OPEN_PATHS = {"/health", "/", "/openapi.json"}
+OPEN_PATHS = {"/health", "/", "/openapi.json", "/ready"}
 #: The API as an OpenAPI 3 document, served at /openapi.json; tests check the server against it.
 OPENAPI = Path(__file__).with_name("openapi.json").read_bytes()
 RECORDED = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
@@ -146,13 +146,26 @@ def create_app(backend: Backend) -> Flask:
     app = Flask(__name__)
     app.json = _JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = backend.settings.max_request_bytes
-    metrics = Metrics()
+    metrics = backend.metrics
     settings = backend.settings
     expected = f"{settings.basic_auth_user}:{settings.basic_auth_pass}".encode()
 
     @app.before_request
-    def _check_auth():
+    def _start():
         request.environ["lsb.start"] = time.perf_counter()
+        request.environ["lsb.request_id"] = logs.incoming_or_new(request.headers.get("X-Request-ID"))
+        request.environ["lsb.log_token"] = logs.request_id.set(request.environ["lsb.request_id"])
+        metrics.in_flight.inc()
+
+    @app.teardown_request
+    def _finish(_exc: BaseException | None) -> None:
+        metrics.in_flight.dec()
+        token = request.environ.pop("lsb.log_token", None)
+        if token is not None:
+            logs.request_id.reset(token)
+
+    @app.before_request
+    def _check_auth():
         if not settings.auth_enabled or request.path in OPEN_PATHS:
             return None
         scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
@@ -172,7 +185,8 @@ def create_app(backend: Backend) -> Flask:
     def _count(resp: Response) -> Response:
         started = request.environ.get("lsb.start")
         elapsed = time.perf_counter() - started if started else 0.0
-        metrics.observe(request.endpoint or "unknown", resp.status_code, elapsed)
+        metrics.request_done(request.endpoint or "unknown", resp.status_code, elapsed)
+        resp.headers["X-Request-ID"] = request.environ.get("lsb.request_id", "")
         return resp
 
     @app.errorhandler(BadRequest)
@@ -234,7 +248,10 @@ def create_app(backend: Backend) -> Flask:
             raise BadRequest(400, "'schema' (the labeling config) is missing")
         if "project" not in body:
             raise BadRequest(400, "'project' is missing")
-        version = backend.setup(_project(body["project"]), schema)
+        project = _project(body["project"])
+        version = backend.setup(project, schema)
+        metrics.serving(project, version)
+        backend.authorize_webhook(project, request.host)
         return answer({"model_version": version})
 
     @app.post("/predict")
@@ -254,7 +271,7 @@ def create_app(backend: Backend) -> Flask:
             raise BadRequest(400, "'label_config' must be a string")
         params = body.get("params") if isinstance(body.get("params"), dict) else {}
         results = backend.predict(project, config, tasks, params.get("context"))
-        metrics.tasks_predicted += len(tasks)
+        metrics.predicted(results)
         problem = backend.model_problem(project)
         if problem:  # Label Studio shows the version; the log, /training and this phrase say why it is older
             return answer({"results": results, "warning": problem}, 200, f"OK; {problem}")
@@ -300,7 +317,18 @@ def create_app(backend: Backend) -> Flask:
 
     @app.get("/metrics")
     def metrics_endpoint():
-        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+        return Response(metrics.render(), content_type=metrics.content_type)
+
+    @app.get("/ready")
+    def ready():
+        """Readiness, unlike /health: can this process serve? Each check is named with its problem."""
+        problems = backend.readiness()
+        checks = {name: problem or "ok" for name, problem in problems.items()}
+        failing = [f"{name}: {problem}" for name, problem in problems.items() if problem]
+        if failing:
+            reason = "Not ready: " + "; ".join(failing)
+            return answer({"status": "NOT READY", "checks": checks}, 503, reason)
+        return answer({"status": "READY", "checks": checks})
 
     return app
 

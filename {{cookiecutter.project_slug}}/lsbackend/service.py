@@ -14,14 +14,17 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .base import INITIAL_VERSION, LabelStudioMLBase
 from .label_config import ConfigError, parse_label_config, read_config_file
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks, normalize_annotation
+from .metrics import Metrics
 from .settings import Settings
 from .storage import ModelStore, ProjectStore, StorageError, StorageWriteError, open_store
 from .training import ThreadTrainingQueue, TrainingQueue, describe_exit, run_in_child
+from .webhook_auth import WebhookAuthorizer
 
 __all__ = ["Backend", "ModelClassError", "PredictionError", "StorageError", "StorageWriteError", "load_model_class"]
 
@@ -81,13 +84,19 @@ class Backend:
         settings: Settings,
         queue: TrainingQueue | None = None,
         store: ModelStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.model_class = model_class
         self.settings = settings
         self.stores = store or open_store(settings)  # raises StorageError at start-up, not at the first training
+        self.metrics = metrics or Metrics(settings.metrics_dir)
+        #: What /ready checks: name -> a callable that raises when that part cannot serve. Add your own
+        #: (a queue, Redis) with ``backend.readiness_checks["name"] = check``.
+        self.readiness_checks: dict[str, Callable[[], object]] = {"model_store": self.stores.check}
         self.default_config = read_config_file(settings.label_config_path)
         self.queue = queue or ThreadTrainingQueue(self.train_in_child, settings.train_debounce_seconds)
         self._models: dict[str, _Loaded] = {}
+        self.webhook_auth = WebhookAuthorizer(settings)
         self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
         self._lock = threading.Lock()
 
@@ -140,6 +149,21 @@ class Backend:
             return loaded.problem
         served = store.served_version()
         return store.problem(served)
+
+    def readiness(self) -> dict[str, str | None]:
+        """Each readiness check's problem, or None when it passed."""
+        problems: dict[str, str | None] = {}
+        for name, check in self.readiness_checks.items():
+            try:
+                check()
+                problems[name] = None
+            except Exception as exc:  # any failure means not ready; the message says which and why
+                problems[name] = str(exc) or type(exc).__name__
+        return problems
+
+    def authorize_webhook(self, project: str, backend_host: str) -> None:
+        """With basic auth on, make Label Studio's webhook to this backend send the credentials (background)."""
+        self.webhook_auth.ensure(project, backend_host)
 
     def model(self, project: str, config: str) -> LabelStudioMLBase:
         """This process's model object for a project, rebuilt only when the config or version changed."""
@@ -266,6 +290,7 @@ class Backend:
             status.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:500])
         finally:
             status["finished_at"] = time.time()
+            self.metrics.training_done(project, status)  # first: whoever sees the status finds it counted
             self._save_status(project, store, status)
         return status
 
@@ -285,6 +310,7 @@ class Backend:
                                        f"{type(exc).__name__}: {exc}")
             return
         if isinstance(outcome, TrainingOutcome):
+            self.metrics.training_done(project, outcome.status)  # counted here: /metrics is this process's
             if not outcome.saved:  # a full or read-only MODEL_DIR: keep the child's last word here
                 self._unsaved_status[project] = outcome.status
             else:
@@ -300,6 +326,7 @@ class Backend:
             now = time.time()
             status = {"state": state, "started_at": now, "finished_at": now,
                       "error": f"{why}; the previous model keeps serving; train again"}
+            self.metrics.training_done(project, status)
             self._save_status(project, store, status)
 
     def request_training(self, project: str) -> None:
@@ -346,6 +373,6 @@ class TrainingJob:
     project: str
 
     def __call__(self) -> TrainingOutcome:
-        backend = Backend(self.model_class, self.settings)
+        backend = Backend(self.model_class, self.settings, metrics=Metrics())  # the parent counts the outcome
         status = backend.train(self.project)
         return TrainingOutcome(status, saved=self.project not in backend._unsaved_status)

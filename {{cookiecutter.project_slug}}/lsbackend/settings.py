@@ -38,6 +38,15 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
+def _choice(name: str, allowed: tuple[str, ...]) -> str:
+    """An env var that must be one of ``allowed`` (the first is the default), or ``SettingsError`` naming them."""
+    raw = os.environ.get(name, "").strip().lower() or allowed[0]
+    if raw not in allowed:
+        choices = ", ".join(allowed)
+        raise SettingsError(f"{name}={raw!r} is not one of {choices}; set it to one, e.g. {name}={allowed[0]}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings; see the README's table of environment variables."""
@@ -63,6 +72,9 @@ class Settings:
     media_fetch_threads: int = 16
     media_allowed_hosts: tuple[str, ...] = ()
     media_max_pixels: int = 40_000_000
+    max_text_chars: int = 100_000
+    log_format: str = "text"
+    metrics_dir: str = ""
     model_class: str = "model"
     workers: int = 1
     threads: int = 8
@@ -95,6 +107,9 @@ class Settings:
             media_fetch_threads=max(1, _number("MEDIA_FETCH_THREADS", cls.media_fetch_threads)),
             media_allowed_hosts=tuple(h.strip() for h in env("MEDIA_ALLOWED_HOSTS", "").split(",") if h.strip()),
             media_max_pixels=int(_number("MEDIA_MAX_MEGAPIXELS", 40, float) * 1_000_000),
+            max_text_chars=_positive("MAX_TEXT_CHARS", cls.max_text_chars),
+            log_format=_choice("LOG_FORMAT", ("text", "json")),
+            metrics_dir=env("PROMETHEUS_MULTIPROC_DIR", ""),  # set by gunicorn_conf.py for the workers
             model_class=env("MODEL_CLASS", "").strip() or cls.model_class,
             workers=_positive("WORKERS", cls.workers),
             threads=_positive("THREADS", cls.threads),

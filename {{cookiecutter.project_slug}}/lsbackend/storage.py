@@ -146,6 +146,7 @@ class ModelStore(Protocol):
     """Where every project's data lives; ``project`` hands out one project's view."""
 
     def project(self, project: str) -> ProjectStore: ...
+    def check(self) -> None: ...  # raises StorageError when the store cannot serve now (readiness)
 
 
 def open_store(settings: Settings) -> ModelStore:
@@ -166,6 +167,10 @@ class LocalModelStore:
 
     def project(self, project: str) -> LocalProjectStore:
         return LocalProjectStore(self.root, project, self.keep_versions)
+
+    def check(self) -> None:
+        """Readiness: the directory is still there and writable (a probe file is written and removed)."""
+        check_writable(self.root)
 
 
 def version_number(version: str | None) -> int | None:

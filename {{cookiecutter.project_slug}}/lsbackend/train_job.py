@@ -15,6 +15,9 @@ import sys
 
 def main() -> int:
     stdin = sys.stdin.buffer
+    # The serving process counts this training from its outcome; a child writing prometheus' shared
+    # files too would count it twice (prometheus_client reads this variable when it is imported).
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     sys.path[:], result_fd = pickle.load(stdin)  # before the job: unpickling it imports model.py from there
     os.set_inheritable(result_fd, False)  # processes fit may start must not hold the parent's pipe open
     job = pickle.load(stdin)

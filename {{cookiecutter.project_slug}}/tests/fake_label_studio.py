@@ -12,11 +12,15 @@ ACCESS = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIn0.YWNjZXNz"
 
 
 class FakeLabelStudio:
-    """Serves ``/api/projects/<id>/export`` and ``/api/token/refresh/``; records auth headers."""
+    """Serves ``/api/projects/<id>/export``, ``/api/token/refresh/``, ``/api/ml`` and ``/api/webhooks/``
+    (list and PATCH, shaped as Label Studio 1.23 answers them); records auth headers and patches."""
 
-    def __init__(self, export: list[dict]) -> None:
-        self.export = export
+    def __init__(self, export: list[dict] | None = None) -> None:
+        self.export = export or []
         self.auth_seen: list[str] = []
+        self.ml_backends: list[dict] = []
+        self.webhooks: list[dict] = []
+        self.patches: list[tuple[str, dict]] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,7 +48,22 @@ class FakeLabelStudio:
                     return self.reply(401, {"detail": "Authentication credentials were not provided."})
                 if self.path.startswith("/api/projects/") and "/export" in self.path:
                     return self.reply(200, fake.export)
+                if self.path.startswith("/api/ml?project="):
+                    return self.reply(200, list(fake.ml_backends))
+                if self.path.startswith("/api/webhooks/?project="):
+                    return self.reply(200, list(fake.webhooks))
                 self.reply(404, {"detail": "not found"})
+
+            def do_PATCH(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.headers.get("Authorization", "") not in (f"Token {LEGACY_TOKEN}", f"Bearer {ACCESS}"):
+                    return self.reply(401, {"detail": "Authentication credentials were not provided."})
+                hook = next((h for h in fake.webhooks if self.path == f"/api/webhooks/{h['id']}/"), None)
+                if hook is None:
+                    return self.reply(404, {"detail": "not found"})
+                fake.patches.append((self.path, body))
+                hook.update(body)
+                self.reply(200, hook)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -4,6 +4,7 @@ MODEL_DIR, and several processes sharing one MODEL_DIR (real subprocesses, real 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -405,11 +406,12 @@ MARKER = "BODY-MARKER-gunicorn"
 class Gunicorn(ServerProcess):
     """The production server (gunicorn, several workers) with basic auth and a PID-stamped access log."""
 
-    def __init__(self, tmp_path: Path, workers: int = 2) -> None:
+    def __init__(self, tmp_path: Path, workers: int = 2, **extra_env: str) -> None:
         self.model_dir = tmp_path / "models"
         env = {**ENV, "WORKERS": str(workers), "THREADS": "4",
                "MODEL_DIR": str(self.model_dir), "TRAIN_DEBOUNCE_SECONDS": "0.2", "ACCESS_LOG": "1",
-               "LOG_LEVEL": "debug", "BASIC_AUTH_USER": "ls", "LABEL_STUDIO_URL": "http://127.0.0.1:9", **SECRETS}
+               "LOG_LEVEL": "debug", "BASIC_AUTH_USER": "ls", "LABEL_STUDIO_URL": "http://127.0.0.1:9", **SECRETS,
+               **extra_env}
         cmd = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "lsbackend" / "gunicorn_conf.py"),
                "--access-logformat", "PID=%(p)s %(m)s %(U)s %(s)s", "lsbackend.wsgi:app"]
         token = base64.b64encode(f"ls:{SECRETS['BASIC_AUTH_PASS']}".encode()).decode()
@@ -509,3 +511,34 @@ def test_two_gunicorn_workers_train_serially_and_serve_the_newest_model(server):
     for name, secret in SECRETS.items():
         assert secret not in log, f"{name} appeared in the server log"
     assert MARKER not in log, "a request body appeared in the server log"
+
+
+@pytest.mark.slow
+def test_metrics_are_merged_across_both_workers_and_logs_are_json(tmp_path):
+    """Whichever worker answers /metrics, it counts the requests both answered (prometheus_client multiprocess)."""
+    server = Gunicorn(tmp_path, LOG_FORMAT="json")
+    try:
+        sent = 0
+        for _ in range(100):  # the kernel picks the worker: ask until both have answered (bounded)
+            batch = [threading.Thread(target=server.request, args=("GET", "/openapi.json")) for _ in range(6)]
+            for t in batch:
+                t.start()
+            for t in batch:
+                t.join()
+            sent += len(batch)
+            if len(server.pids_for("/openapi.json")) == 2:
+                break
+        assert len(server.pids_for("/openapi.json")) == 2, f"{sent} requests never reached both workers"
+        for _ in range(4):  # and ask /metrics of both workers too
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            conn.request("GET", "/metrics", headers=server.headers)
+            text = conn.getresponse().read().decode()
+            conn.close()
+            counted = re.search(r'^lsbackend_requests_total\{endpoint="openapi",status="200"\} (\S+)$', text, re.M)
+            assert counted and float(counted.group(1)) == sent, (sent, text)
+    finally:
+        log = server.stop()
+    lines = [line for line in log.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line, gunicorn's own included, is JSON
+    assert any("Booting worker" in r["message"] for r in records)
+    assert any("GET /openapi.json" in r["message"] for r in records), "the access log is missing"

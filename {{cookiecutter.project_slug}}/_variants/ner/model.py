@@ -33,7 +33,9 @@ How spans become training data and back (the rules Label Studio users see):
 from __future__ import annotations
 
 import bisect
+import logging
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -43,10 +45,15 @@ from sklearn.pipeline import Pipeline, make_pipeline
 
 from lsbackend import LabelStudioMLBase, TaskDataError
 
+log = logging.getLogger(__name__)
+
 Token = tuple[int, int]  # (start, end) character offsets into the text
 Span = tuple[int, int, str]  # (start, end, label)
 
 OUTSIDE = "O"
+#: Tokens whose features exist at once while predicting: a long text is classified in pieces of this
+#: size (each token's features see two neighbours each side, so pieces give the same answers).
+CHUNK_TOKENS = 4096
 
 
 # --- tokens ---------------------------------------------------------------
@@ -202,16 +209,62 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         if self.pipeline is None or not (self.tag_allowed & (self.pipeline.classes_ != OUTSIDE)).any():
             # Not trained yet: an empty result rather than made-up entities.
             return [self.prediction([]) for _ in tasks]
-        tokenized = [tokenize(text) for text in texts]
-        features = [f for text, tokens in zip(texts, tokenized, strict=True) for f in self._features(text, tokens)]
-        probabilities = self.pipeline.predict_proba(features) if features else np.zeros((0, 0))
-        bounds = np.cumsum([0] + [len(tokens) for tokens in tokenized])
-        return [
-            self._prediction(text, tokens, probabilities[bounds[i] : bounds[i + 1]])
-            for i, (text, tokens) in enumerate(zip(texts, tokenized, strict=True))
+        limit = self.settings.max_text_chars
+        predictions: list[dict | None] = [
+            self.text_too_long(task, len(text), limit) if len(text) > limit else None
+            for task, text in zip(tasks, texts, strict=True)
         ]
+        todo = [(i, text) for i, text in enumerate(texts) if predictions[i] is None]
+        for i, prediction in self._predict_texts(todo):
+            predictions[i] = prediction
+        return predictions
+
+    def text_too_long(self, task: dict, length: int, limit: int) -> dict:
+        """The prediction of a task whose text is over MAX_TEXT_CHARS: empty, with the reason."""
+        reason = (f"task {task.get('id')}: text is {length} characters, over the {limit} limit; "
+                  "split the task or raise MAX_TEXT_CHARS")
+        log.warning("no prediction: %s", reason)
+        return {**self.prediction([]), "error": reason}
+
+    def _predict_texts(self, items: list[tuple[int, str]]) -> Iterator[tuple[int, dict]]:
+        """``(index, prediction)`` for ``(index, text)`` pairs, classifying tokens in pieces of
+        about CHUNK_TOKENS, so memory stays bounded however long or many the texts are, while
+        short texts still share one ``predict_proba`` call."""
+        batch: list[dict[str, Any]] = []
+        owners: list[tuple[int, int]] = []  # (item position, tokens it has in ``batch``)
+        pending: dict[int, tuple[str, list[Token], list[np.ndarray], int]] = {}  # position -> text, tokens, ...
+        for position, (_, text) in enumerate(items):
+            tokens = tokenize(text)
+            pending[position] = (text, tokens, [], len(tokens))
+            for start in range(0, len(tokens), CHUNK_TOKENS):
+                end = min(start + CHUNK_TOKENS, len(tokens))
+                batch.extend(self._features(text, tokens, start, end))
+                owners.append((position, end - start))
+                if len(batch) >= CHUNK_TOKENS:
+                    yield from self._classify(batch, owners, pending, items)
+            if not tokens:
+                del pending[position]
+                yield items[position][0], self.prediction([], 1.0)
+        if batch:
+            yield from self._classify(batch, owners, pending, items)
+
+    def _classify(self, batch, owners, pending, items) -> Iterator[tuple[int, dict]]:  # noqa: ANN001
+        """Run the model on ``batch``, hand each piece to its text, and decode texts now complete."""
+        probabilities = self.pipeline.predict_proba(batch)
+        at = 0
+        for position, count in owners:
+            text, tokens, pieces, left = pending[position]
+            pieces.append(probabilities[at : at + count])
+            at += count
+            pending[position] = (text, tokens, pieces, left - count)
+            if left - count == 0:
+                del pending[position]
+                yield items[position][0], self._prediction(text, tokens, np.concatenate(pieces))
+        batch.clear()
+        owners.clear()
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
+        annotations = self._within_text_limit(annotations)
         features, tags = [], []
         for annotation in annotations:
             text = self._text(annotation["task"])
@@ -227,6 +280,19 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         pipeline = make_pipeline(DictVectorizer(), LogisticRegression(max_iter=2000, C=10.0))
         pipeline.fit(features, tags)
         return {"pipeline": pipeline, "trained_on": len(annotations)}
+
+    def _within_text_limit(self, annotations: list[dict]) -> list[dict]:
+        """Annotations whose text is within MAX_TEXT_CHARS; the others are left out of training, logged."""
+        limit, kept = self.settings.max_text_chars, []
+        for annotation in annotations:
+            data = annotation.get("task", {}).get("data")
+            text = data.get(self.object_tag.data_key or "") if isinstance(data, dict) else None
+            if isinstance(text, str) and len(text) > limit:
+                log.warning("training skips annotation %s: its text is %d characters, over the %d limit "
+                            "(MAX_TEXT_CHARS)", annotation.get("id"), len(text), limit)
+                continue
+            kept.append(annotation)
+        return kept
 
     def annotated_spans(self, annotation: dict, text: str) -> list[Span]:
         """The ``(start, end, label)`` spans an annotation marked with this model's control."""
@@ -260,8 +326,12 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         scores = [r["score"] for r in results] or chosen.tolist()
         return self.prediction(results, float(np.mean(scores)))
 
-    def _features(self, text: str, tokens: list[Token]) -> list[dict[str, Any]]:
-        return token_features([text[s:e] for s, e in tokens])
+    def _features(self, text: str, tokens: list[Token], start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
+        """Features of ``tokens[start:end]``; their two neighbours each side are read, so pieces match the whole."""
+        end = len(tokens) if end is None else end
+        low, high = max(0, start - 2), min(len(tokens), end + 2)
+        features = token_features([text[s:e] for s, e in tokens[low:high]])
+        return features[start - low : start - low + (end - start)]
 
     def _text(self, task: dict) -> str:
         text = self.task_value(task)

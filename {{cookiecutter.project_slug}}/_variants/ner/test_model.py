@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import model
 from lsbackend import TaskDataError
 from lsbackend.label_studio_api import normalize_annotation
+from lsbackend.settings import Settings
 from model import NamedEntityRecognizer, align_span, allowed_transitions, bio_tags, tag_spans, tokenize, viterbi
 
 import examples
@@ -171,3 +173,54 @@ def test_training_without_entities_fails_clearly():
 def test_non_text_data_names_the_task_and_field():
     with pytest.raises(TaskDataError, match="Task 7 has non-text data in 'text'"):
         trained().predict([{"id": 7, "data": {"text": 42}}])
+
+
+# --- long texts ---------------------------------------------------------------
+def long_text(sentences: int) -> str:
+    held = [data["text"] for data, _ in examples.holdout()]
+    return " ".join(held[i % len(held)] for i in range(sentences))
+
+
+def test_texts_are_classified_in_pieces_with_the_same_answers(monkeypatch):
+    """Pieces of a few tokens, across and within texts, give exactly the whole-text answers."""
+    texts = [long_text(12), "", "Alice", long_text(3), "  "]
+    tasks = [{"id": i, "data": {"text": text}} for i, text in enumerate(texts)]
+    whole = trained().predict(tasks)
+    monkeypatch.setattr(model, "CHUNK_TOKENS", 7)
+    assert trained().predict(tasks) == whole
+    assert any(p["result"] for p in whole), "the comparison needs predicted entities"
+
+
+def test_a_text_over_the_limit_is_a_per_task_error_naming_the_setting():
+    limited = NamedEntityRecognizer(CONFIG, train_output=trained().train_output, model_version="v1",
+                                    settings=Settings(max_text_chars=100))
+    tasks = [{"id": 1, "data": {"text": "Alice " * 40}}, {"id": 2, "data": {"text": "Alice Smith lives in Paris."}}]
+    too_long, fine = limited.predict(tasks)
+    assert too_long["result"] == [] and "error" not in fine
+    assert too_long["error"] == (
+        "task 1: text is 240 characters, over the 100 limit; split the task or raise MAX_TEXT_CHARS"
+    )
+
+
+def test_training_leaves_out_texts_over_the_limit(caplog):
+    pairs = list(examples.training_set())
+    pairs.append(({"text": "Zed " * 100}, pairs[0][1]))  # its span marks the wrong words, were it trained
+    model = NamedEntityRecognizer(CONFIG, settings=Settings(max_text_chars=200))
+    output = model.fit(annotations(pairs))
+    assert output["trained_on"] == len(pairs) - 1
+    assert f"training skips annotation {len(pairs) - 1}: its text is 400 characters" in caplog.text
+
+
+def test_memory_while_predicting_a_long_text_stays_bounded():
+    """Features of a 100,000-character text would take over 100 MB at once; in pieces they stay small."""
+    import tracemalloc
+
+    task = {"id": 1, "data": {"text": long_text(2000)[:100_000]}}
+    model = trained()
+    tracemalloc.start()
+    try:
+        model.predict([task])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 25 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
