@@ -1,5 +1,9 @@
 """Finish the generated repo: write and check the labeling config, keep only the chosen variant.
 
+Everything about a variant comes from its manifest, ``_variants/<model_type>/variant.json``
+(the template README's "Adding a variant" describes the fields), so this hook names no
+variant: a new one is a new folder with its manifest.
+
 The config check is the generated runtime's own ``lsbackend/label_config.py``,
 loaded from the freshly generated folder, so the hook, the server's
 ``/setup`` and ``python -m lsbackend check`` can never disagree. On any
@@ -68,29 +72,46 @@ def read_label_config(answer: str, default: Path) -> tuple[str, str]:
     )
 
 
-def write_label_config(variant: Path) -> str:
-    text, source = read_label_config(ANSWERS["label_config"], variant / "label_config.xml")
+def load_manifest(model_type: str) -> dict:
+    """The chosen variant's manifest; an unknown model_type names the ones there are."""
+    known = sorted(path.parent.name for path in VARIANTS.glob("*/variant.json"))
+    if model_type not in known:
+        raise HookError(f"model_type {model_type!r} is unknown; choose one of: {', '.join(known)}")
+    return json.loads((VARIANTS / model_type / "variant.json").read_text(encoding="utf-8"))
+
+
+def write_label_config(variant: Path, manifest: dict) -> str:
+    """Check the user's config (or the variant's default) with the runtime's checker and write it."""
+    text, source = read_label_config(ANSWERS["label_config"], variant / manifest["default_config"])
     checker = load_checker()
     try:
-        checker.check_fit(text, ANSWERS["model_type"])
+        checker.check_fit(text, manifest["config_check"])
     except checker.ConfigError as exc:
         raise HookError(f"{source} does not fit model_type {ANSWERS['model_type']}: {exc.explain()}") from None
     Path("label_config.xml").write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     return text
 
 
-def install_variant(variant: Path) -> None:
-    """Move the chosen model and its tests into place."""
-    shutil.move(str(variant / "model.py"), "model.py")
-    for name in ("test_model.py", "examples.py"):
-        shutil.move(str(variant / name), str(Path("tests") / name))
+def install_variant(variant: Path, manifest: dict) -> None:
+    """Move the chosen model, its tests and its manifest to where the manifest says."""
+    for source, target in manifest["install"].items():
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(variant / source), target)
 
 
-def remove_media_resolver() -> None:
-    """Only the image model downloads task data; the other variants need no resolver."""
-    if ANSWERS["model_type"] != "image_classification":
-        Path("lsbackend", "media.py").unlink()
-        Path("tests", "test_media.py").unlink()
+def remove_unused_optional_files(manifest: dict) -> None:
+    """Drop runtime files only other variants need (e.g. the image resolver for a text model)."""
+    optional = {name for path in VARIANTS.glob("*/variant.json")
+                for name in json.loads(path.read_text(encoding="utf-8"))["optional_files"]}
+    for name in sorted(optional - set(manifest["optional_files"])):
+        Path(name).unlink()
+
+
+def add_requirements(manifest: dict) -> None:
+    """Append the variant's own pinned libraries to the shared requirements.txt."""
+    if manifest["requirements"]:
+        with Path("requirements.txt").open("a", encoding="utf-8") as fh:
+            fh.write("".join(f"{line}\n" for line in manifest["requirements"]))
 
 
 def remove_variants() -> None:
@@ -159,12 +180,14 @@ def record_answers(config_text: str) -> None:
 def main() -> int:
     variant = VARIANTS / ANSWERS["model_type"]
     try:
-        config_text = write_label_config(variant)
+        manifest = load_manifest(ANSWERS["model_type"])
+        config_text = write_label_config(variant, manifest)
     except HookError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
-    install_variant(variant)
-    remove_media_resolver()
+    install_variant(variant, manifest)
+    remove_unused_optional_files(manifest)
+    add_requirements(manifest)
     remove_variants()
     record_answers(config_text)
     return 0

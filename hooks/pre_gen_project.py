@@ -1,7 +1,8 @@
 """Validate the answers before anything is generated; fail with one actionable line.
 
 Answers arrive as JSON data (``tojson``), never pasted into code, so quotes,
-backslashes and unicode in them cannot break this script.
+backslashes and unicode in them cannot break this script. ``model_type`` is checked
+by the post-gen hook, which has the variant folders (``_variants/``) at hand.
 """
 
 import json
@@ -11,12 +12,10 @@ import sys
 ANSWERS = json.loads(r'''{{ {
     "project_name": cookiecutter.project_name,
     "project_slug": cookiecutter.project_slug,
-    "model_type": cookiecutter.model_type,
     "port": cookiecutter.port,
     "python_version": cookiecutter.python_version,
 } | tojson }}''')
 
-SUPPORTED_MODEL_TYPES = ("text_classification", "image_classification", "ner")
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 RESERVED_SLUGS = {"lsbackend", "model", "tests"}
@@ -39,12 +38,6 @@ def check_port(port: str) -> str | None:
     return None
 
 
-def check_model_type(model_type: str) -> str | None:
-    if model_type in SUPPORTED_MODEL_TYPES:
-        return None
-    return f"model_type {model_type!r} is unknown; choose one of: {', '.join(SUPPORTED_MODEL_TYPES)}"
-
-
 def check_python_version(version: str) -> str | None:
     if version not in PYTHON_VERSIONS:
         return f"python_version {version!r} is not supported; choose one of: {', '.join(PYTHON_VERSIONS)}"
@@ -55,7 +48,6 @@ def problems(answers: dict) -> list[str]:
     found = [
         check_slug(answers["project_slug"]),
         check_port(answers["port"]),
-        check_model_type(answers["model_type"]),
         check_python_version(answers["python_version"]),
     ]
     if not answers["project_name"].strip():

@@ -9,10 +9,10 @@ from pathlib import Path
 from types import ModuleType
 
 from jinja2 import Environment
+from variants import MODEL_TYPES, default_config
 
 TEMPLATE = Path(__file__).resolve().parent.parent
-MODEL_TYPES = ["text_classification", "image_classification", "ner"]
-DEFAULT_CONFIGS = {t: TEMPLATE / "{{cookiecutter.project_slug}}" / "_variants" / t / "label_config.xml" for t in MODEL_TYPES}
+DEFAULT_CONFIGS = {t: default_config(t) for t in MODEL_TYPES}
 
 
 def run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -34,9 +34,8 @@ from containers import (
     skip_or_fail,
 )
 from harness import free_port, wait_for_training
+from variants import MODEL_TYPES, captures
 
-MODEL_TYPES = ["text_classification", "image_classification", "ner"]
-SHAPE = {"text_classification": "text", "image_classification": "image", "ner": "ner"}
 # What the image's /app must hold: the allowlist in .dockerignore, nothing else.
 IMAGE_FILES = {"lsbackend", "model.py", "label_config.xml", "requirements.txt"}
 __all__ = ["engine"]  # the fixture, imported so pytest finds it here
@@ -62,7 +61,7 @@ def model_type_of(repo: Path) -> str:
 
 def annotation_events(repo: Path) -> list[dict]:
     """ANNOTATION_CREATED webhooks (the captured one, re-numbered) for every labeled example."""
-    shape = SHAPE[model_type_of(repo)]
+    shape = captures(model_type_of(repo))
     template = captured(repo, f"webhook_annotation_created_{shape}")
     events = []
     for i, (data, result) in enumerate(load_examples(repo).training_set()):
@@ -77,7 +76,7 @@ def annotation_events(repo: Path) -> list[dict]:
 
 def holdout_request(repo: Path) -> dict:
     """The captured /predict body with the variant's held-out tasks (inline data the container can read)."""
-    body = captured(repo, f"predict_{SHAPE[model_type_of(repo)]}")
+    body = captured(repo, f"predict_{captures(model_type_of(repo))}")
     template = body["tasks"][0]
     body["tasks"] = [
         {**template, "id": 500 + i, "data": data} for i, (data, _) in enumerate(load_examples(repo).holdout())
@@ -257,7 +256,7 @@ def python_in(engine: Engine, ctr: Container) -> str:
 
 def train_through_webhooks(ctr: Container, repo: Path, project: str) -> dict:
     """Send every labeled example as ANNOTATION_CREATED, then START_TRAINING; the finished training status."""
-    shape = SHAPE[model_type_of(repo)]
+    shape = captures(model_type_of(repo))
     for event in annotation_events(repo):
         status, reply = http(ctr.port, "POST", "/webhook", event)
         assert status == 200 and reply["status"] == "recorded", reply
@@ -270,7 +269,7 @@ def train_through_webhooks(ctr: Container, repo: Path, project: str) -> dict:
 
 @pytest.mark.container
 def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, image, containers):
-    shape = SHAPE[model_type_of(baked)]
+    shape = captures(model_type_of(baked))
     setup_body = captured(baked, f"setup_{shape}")
     project = str(setup_body["project"]).split(".")[0]
     ctr = containers()

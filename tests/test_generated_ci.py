@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import MODEL_TYPES, TEMPLATE, run
-from harness import free_port
+from harness import ManagedProcess, free_port
 from test_readme import makefile_targets
+from variants import captures
 
 BIN = Path(sys.executable).parent
 PRE_COMMIT_HOME = Path.home() / ".cache" / "ls-ml-template" / "pre-commit"
@@ -160,18 +161,15 @@ def test_smoke_script_replays_the_captures_against_a_running_server(cookies, tmp
     port = free_port()
     log = tmp_path / "server.log"
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "MODEL_DIR": str(tmp_path / "models")}
-    with log.open("wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "lsbackend", "start"], cwd=repo, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT)
+    server = ManagedProcess("backend", [sys.executable, "-m", "lsbackend", "start"], log, cwd=repo, env=env).start()
     try:
         proc = subprocess.run(["make", "smoke", f"URL=http://127.0.0.1:{port}"], cwd=repo, capture_output=True,
                               text=True, timeout=180, check=False)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{output}\nserver log:\n{log.read_text()}"
-    kind = {"text_classification": "text", "image_classification": "image", "ner": "ner"}[model_type]
+    kind = captures(model_type)
     replayed = set(re.findall(r"\((\w+\.json)\): 2\d\d", output))
     expected = {p.name for p in (repo / "tests" / "protocol").glob("*.json") if kind in p.stem.split("_")}
     assert replayed == expected, f"replayed {sorted(replayed)}, captures of {kind}: {sorted(expected)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,22 @@ def test_pre_gen_accepts_the_defaults(tmp_path):
 
 def test_pre_gen_reports_every_problem_at_once(tmp_path):
     hook = render_hook("pre_gen_project", ANSWERS, tmp_path)
-    found = hook.problems({**ANSWERS, "project_slug": "Bad Slug", "port": "0", "model_type": "speech"})
+    found = hook.problems({**ANSWERS, "project_slug": "Bad Slug", "port": "0", "python_version": "2.7"})
     assert len(found) == 3
-    assert any("model_type 'speech' is unknown" in p for p in found)
+    assert any("python_version '2.7' is not supported" in p for p in found)
+
+
+def test_post_gen_refuses_a_model_type_without_a_variant_folder_and_names_those_there_are(tmp_path, monkeypatch):
+    for name in ("beta", "alpha"):
+        (tmp_path / "_variants" / name).mkdir(parents=True)
+        (tmp_path / "_variants" / name / "variant.json").write_text('{"captures": "text"}')
+    (tmp_path / "_variants" / "half-done").mkdir()  # a folder without a manifest is no variant
+    hook = render_hook("post_gen_project", ANSWERS, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert hook.load_manifest("alpha") == {"captures": "text"}
+    for unknown in ("speech", "half-done", "../_variants/alpha"):
+        with pytest.raises(hook.HookError, match=rf"model_type '{re.escape(unknown)}' is unknown; choose one of: alpha, beta$"):
+            hook.load_manifest(unknown)
 
 
 def test_post_gen_resolves_a_relative_config_path_from_where_cookiecutter_ran(tmp_path, monkeypatch):

@@ -70,7 +70,7 @@ def ssrf_settings(backend_subnets: Sequence[str] = BACKEND_SUBNETS) -> dict[str,
     }
 
 
-STARTUP_TIMEOUT = 240.0  # first start runs all migrations: ~20 s on 2 cores
+STARTUP_TIMEOUT = 600.0  # first start runs all migrations: ~20 s idle, minutes beside CI's parallel image builds
 INSTALL_TIMEOUT = 1200.0
 HTTP_TIMEOUT = 120.0  # retrieve-predictions and train wait for the backend inside the request
 

@@ -63,6 +63,11 @@ class LabelStudioMLBase:
         self.control, self.object_tag = self.check_config(self.config)
         self.train_output: dict = train_output or {}
         self.model_version = model_version
+        self.skipped: list[str] = []  # what ``fit`` left out, and why (see ``skip``)
+        aliases = dict(self.control.aliases)
+        self._stored = {label: aliases.get(label, label) for label in self.control.labels}
+        self._label_of = {stored: label for label, stored in self._stored.items()}
+        self._label_of.update({label: label for label in self.control.labels})  # a value stored before its alias
         self.setup()
 
     # --- the parts a model overrides -------------------------------------
@@ -116,13 +121,27 @@ class LabelStudioMLBase:
         ]
 
     def annotation_labels(self, annotation: dict) -> list[str]:
-        """The labels an annotation gave through this model's control."""
+        """The labels of this config an annotation gave through this model's control (aliases mapped back)."""
         found = []
         for value in self.annotation_values(annotation):
             chosen = value.get("choices") or value.get("labels")
             if isinstance(chosen, list):
-                found.extend(c for c in chosen if isinstance(c, str))
+                found.extend(self.label_of(c) for c in chosen if self.label_of(c) is not None)
         return found
+
+    def label_of(self, stored: object) -> str | None:
+        """The config label a result names: Label Studio stores a label's ``alias`` when it has one."""
+        return self._label_of.get(stored) if isinstance(stored, str) else None
+
+    def skip(self, annotation: dict, reason: str) -> None:
+        """Leave an annotation (or one of its result items) out of training, saying why.
+
+        The runtime counts these and shows the first few in the training status, so one odd
+        annotation costs only itself, never the whole training.
+        """
+        task = annotation.get("task") if isinstance(annotation, dict) else None
+        task_id = task.get("id") if isinstance(task, dict) else None
+        self.skipped.append(f"annotation {annotation.get('id')} (task {task_id}): {reason}"[:300])
 
     def result_item(self, value: dict, score: float | None = None) -> dict:
         """A result item for this model's control; names and type come from the config."""
@@ -138,11 +157,12 @@ class LabelStudioMLBase:
 
     def choice_result(self, label: str, score: float) -> dict:
         """A ``choices`` result item selecting ``label``."""
-        return self.result_item({"choices": [label]}, score)
+        return self.result_item({"choices": [self._stored.get(label, label)]}, score)
 
     def span_result(self, start: int, end: int, text: str, label: str, score: float) -> dict:
         """A ``labels`` result item marking ``text[start:end]`` with ``label``."""
-        return self.result_item({"start": start, "end": end, "text": text, "labels": [label]}, score)
+        stored = self._stored.get(label, label)  # the alias, when the label has one, as Label Studio stores it
+        return self.result_item({"start": start, "end": end, "text": text, "labels": [stored]}, score)
 
     def prediction(self, result: list[dict], score: float = 0.0) -> dict:
         """One task's prediction in Label Studio's format."""

@@ -84,6 +84,8 @@ class ControlTag:
     to_name: tuple[str, ...]
     labels: tuple[str, ...]
     attrs: dict = field(default_factory=dict, compare=False, hash=False)
+    #: ``(value, alias)`` of each label with an ``alias``: Label Studio stores the alias in results
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,11 +227,17 @@ def _walk(node: _Node):
         stack.extend(reversed(current.children))
 
 
+def _label_nodes(node: _Node) -> list[_Node]:
+    return [n for n in _walk(node) if n is not node and n.tag.lower() in LABEL_TAGS]
+
+
 def _labels_of(node: _Node) -> tuple[str, ...]:
+    return tuple(n.attrs.get("value", n.attrs.get("alias", "")) for n in _label_nodes(node))
+
+
+def _aliases_of(node: _Node) -> tuple[tuple[str, str], ...]:
     return tuple(
-        n.attrs.get("value", n.attrs.get("alias", ""))
-        for n in _walk(node)
-        if n is not node and n.tag.lower() in LABEL_TAGS
+        (n.attrs["value"], n.attrs["alias"]) for n in _label_nodes(node) if "value" in n.attrs and n.attrs.get("alias")
     )
 
 
@@ -262,7 +270,9 @@ def parse_label_config(xml_text: str) -> LabelConfig:
             objects[name] = ObjectTag(name, OBJECT_TAGS[kind], node.attrs.get("value", ""))
         elif kind in CONTROL_TAGS:
             to_name = tuple(n.strip() for n in node.attrs.get("toName", "").split(",") if n.strip())
-            controls.append(ControlTag(name, CONTROL_TAGS[kind], to_name, _labels_of(node), node.attrs))
+            controls.append(
+                ControlTag(name, CONTROL_TAGS[kind], to_name, _labels_of(node), node.attrs, _aliases_of(node))
+            )
     return LabelConfig(xml_text, tuple(controls), objects)
 
 

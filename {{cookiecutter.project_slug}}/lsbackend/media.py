@@ -214,9 +214,11 @@ class _Deadline:
 class _GuardedHTTPConnection(http.client.HTTPConnection):
     """Connects only to an address the guard checked, within the download's deadline."""
 
-    def __init__(self, *args, guard: _AddressGuard, deadline: _Deadline, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, guard: _AddressGuard | None = None, deadline: _Deadline | None = None,
+                 **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
-        self.guard, self.deadline = guard, deadline
+        if guard is not None:  # None when HTTPSConnection.__init__ calls this one (it set them already)
+            self.guard, self.deadline = guard, deadline
 
     def connect(self) -> None:
         error: OSError | None = None
@@ -238,6 +240,11 @@ class _GuardedHTTPConnection(http.client.HTTPConnection):
 
 class _GuardedHTTPSConnection(http.client.HTTPSConnection, _GuardedHTTPConnection):
     """TLS over the guarded connection; the certificate is still checked against the host name."""
+
+    def __init__(self, *args, guard: _AddressGuard, deadline: _Deadline, **kwargs) -> None:  # noqa: ANN002, ANN003
+        # HTTPSConnection.__init__ takes no extra keywords: set ours, then let it run the chain
+        self.guard, self.deadline = guard, deadline
+        super().__init__(*args, **kwargs)
 
     def connect(self) -> None:
         super().connect()  # HTTPSConnection.connect: the guarded TCP connect, then the TLS handshake
@@ -355,9 +362,17 @@ class MediaResolver:
         if not isinstance(uri, str) or not uri.strip():
             raise MediaError(f"task {task_id} has no media reference, got {type(uri).__name__} {uri!r:.40}")
         uri = uri.strip()
-        if uri[:5].lower() == "data:":
-            return self._data_uri(uri)
-        return self._fetch_reference(uri, task_id)
+        try:
+            if uri[:5].lower() == "data:":
+                return self._data_uri(uri)
+            return self._fetch_reference(uri, task_id)
+        except MediaError:
+            raise
+        except (ValueError, TypeError, UnicodeError, OSError, http.client.HTTPException) as exc:
+            # what the URL and path libraries refuse (a malformed IPv6 host, a NUL, a lone surrogate, ...)
+            # is this task's problem, never the batch's
+            log.info("task %s: cannot load its media", task_id, exc_info=True)
+            raise MediaError(f"cannot load {_short(uri)!r}: {type(exc).__name__}: {exc}"[:300]) from None
 
     def fetch_many(self, items: Iterable[tuple[object, object]]) -> list[bytes | MediaError]:
         """Fetch ``(uri, task_id)`` pairs, ``MEDIA_FETCH_THREADS`` at a time; each entry is bytes or its ``MediaError``.

@@ -280,7 +280,10 @@ class Backend:
             saved = store.load_model()
             version, output = saved if saved else (INITIAL_VERSION, {})
             model = self.build_model(project, self.label_config(project), output, version)
-            result = model.fit(usable)
+            try:
+                result = model.fit(usable)
+            finally:
+                self._note_skipped(project, status, getattr(model, "skipped", []))
             if not isinstance(result, dict):
                 raise TypeError(f"fit must return a dict, returned {type(result).__name__}")
             status.update(state="succeeded", model_version=store.save_model(result))
@@ -293,6 +296,13 @@ class Backend:
             self.metrics.training_done(project, status)  # first: whoever sees the status finds it counted
             self._save_status(project, store, status)
         return status
+
+    @staticmethod
+    def _note_skipped(project: str, status: dict, skipped: list[str]) -> None:
+        """Count what ``fit`` left out and name the first few: the user fixes those annotations."""
+        if skipped:
+            status["skipped"] = {"count": len(skipped), "examples": skipped[:5]}
+            log.warning("training of project %s skipped %d items, first: %s", project, len(skipped), skipped[0])
 
     def train_in_child(self, project: str) -> None:
         """Train in a child process and wait (what the queue runs); record the outcome even if the child dies.

@@ -19,7 +19,8 @@ import harness
 ROOT = harness.ROOT
 PROTOCOL = Path(__file__).resolve().parent / "protocol"
 MODEL_CLASS = load_model_class("model")
-SHAPE = {"text_classification": "text", "image_classification": "image", "ner": "ner"}[MODEL_CLASS.model_type]
+# Which captures (tests/protocol/*_<SHAPE>.json) fit this model: from the manifest of its variant.
+SHAPE = json.loads((Path(__file__).resolve().parent / "variant.json").read_text(encoding="utf-8"))["captures"]
 
 
 def captured(name: str) -> dict:

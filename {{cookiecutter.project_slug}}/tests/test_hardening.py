@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import logging
+import re
 import resource
 import time
 
@@ -18,6 +19,7 @@ from lsbackend.server import create_app
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
+import examples
 from conftest import (
     EXAMPLES_CONFIG,
     MODEL_CLASS,
@@ -389,3 +391,81 @@ def test_the_basic_auth_scheme_name_is_case_insensitive(tmp_path, scheme):
     wrong = base64.b64encode(b"ls:guess").decode()
     refused = client.post("/setup", json=captured(f"setup_{SHAPE}"), headers={"Authorization": f"{scheme} {wrong}"})
     assert refused.status_code == 401
+
+
+# --- per-annotation problems are skipped and counted, never a failed training (issue 12) ----------------
+def _odd_values(value: dict) -> list[object]:
+    """Result ``value`` shapes Label Studio never stores, for this variant's control."""
+    common = ["junk", None, 5, [value], {}]
+    if SHAPE == "ner":
+        return common + [
+            {**value, "text": 5}, {**value, "text": ["x"]}, {**value, "start": True}, {**value, "start": "0"},
+            {**value, "end": None}, {**value, "end": 1.5}, {**value, "labels": "PER"}, {**value, "labels": ["NOPE"]},
+            {**value, "labels": [None]}, {**value, "start": 10**6, "end": 10**6 + 5, "text": "zzqq"},
+            {**value, "start": 10**30, "end": -(10**30)},
+        ]
+    return common + [{"choices": [5, None]}, {"choices": "Positive"}, {"choices": ["Not a label"]},
+                     {"choices": [{"a": 1}]}, {"labels": 5}]
+
+
+def _odd_task_data() -> list[dict]:
+    odd: list[dict] = [{DATA_KEY: 5}, {DATA_KEY: None}, {DATA_KEY: ["a"]}, {DATA_KEY: {"x": 1}}, {"other": "x"}]
+    if SHAPE == "image":  # strings the URL and path libraries refuse
+        odd += [{DATA_KEY: ref} for ref in ("http://[::1/x.png", "a\x00b.png", "http://h:abc/x.png",
+                                              "/data/a b\r\n.png", "\ud800", "https://exa mple.com/x.png")]
+    return odd
+
+
+def test_training_skips_what_it_cannot_use_counts_it_and_names_it(client):
+    events = training_events()
+    good = events[0]["annotation"]["result"]
+    odd = [annotation_event(900 + i, events[0]["task"]["data"], [{**good[0], "value": v}])
+           for i, v in enumerate(_odd_values(good[0]["value"]))]
+    odd += [{**annotation_event(950 + i, data, good)} for i, data in enumerate(_odd_task_data())]
+    odd += [annotation_event(990, events[0]["task"]["data"], [{k: v for k, v in good[0].items() if k != "value"}])]
+    for event in odd + events:
+        assert client.post("/webhook", json=event).status_code == 200
+    client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}"))
+    status = wait_for_training(client, PROJECT)
+    assert status["state"] == "succeeded", status  # a number as text, or text=5 in a span, failed every training
+    assert status["skipped"]["count"] >= len(odd) - 1  # ({} as a value for a choice is simply no choice)
+    odd_ids = {e["annotation"]["id"] for e in odd}
+    examples_ = status["skipped"]["examples"]
+    assert 1 <= len(examples_) <= 5
+    assert all(int(e.split()[1]) in odd_ids for e in examples_), examples_  # "annotation <id> (task <id>): why"
+
+
+def _aliased(config: str) -> str:
+    """The variant's config with an alias on every label: Label Studio then stores the alias in results."""
+    return re.sub(r'<(Choice|Label) value="([^"]+)"', r'<\1 value="\2" alias="a-\2"', config)
+
+
+def test_aliased_labels_train_on_the_alias_and_predict_it(client):
+    setup = captured(f"setup_{SHAPE}")
+    config = _aliased(setup["schema"])
+    assert config.count('alias="a-') >= 2
+    assert client.post("/setup", json={**setup, "schema": config}).status_code == 200
+    for event in training_events():
+        for item in event["annotation"]["result"]:
+            key = "choices" if "choices" in item["value"] else "labels"
+            item["value"][key] = [f"a-{label}" for label in item["value"][key]]
+        event["project"] = {**event["project"], "label_config": config}  # Label Studio sends the project's config
+        assert client.post("/webhook", json=event).status_code == 200
+    start = captured(f"webhook_start_training_{SHAPE}")
+    start["project"]["label_config"] = config
+    client.post("/webhook", json=start)
+    status = wait_for_training(client, PROJECT)
+    assert status["state"] == "succeeded", status  # the aliases matched no label: "needs 2 different labels"
+    body = captured(f"predict_{SHAPE}")
+    body["label_config"] = config
+    body["tasks"] = [{**body["tasks"][0], "id": 500 + i, "data": d} for i, (d, _) in enumerate(examples.holdout())]
+    results = client.post("/predict", json=body).get_json()["results"]
+    stored = [v for r in results for item in r["result"] for key in ("choices", "labels")
+              for v in item["value"].get(key, [])]
+    assert stored and all(v.startswith("a-") for v in stored)  # Label Studio expects the alias
+    for result in results:
+        for item in result["result"]:
+            for key in ("choices", "labels"):
+                if key in item["value"]:
+                    item["value"][key] = [v[2:] for v in item["value"][key]]
+    assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]

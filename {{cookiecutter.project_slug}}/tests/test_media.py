@@ -161,6 +161,9 @@ def label_studio(bucket):
         "/drip-headers": drip_headers,
         "/to-metadata": redirect_to("http://169.254.169.254/latest/meta-data/"),
         "/to-other-loopback": redirect_to("http://127.0.0.2:9/x.png"),
+        "/to-bad-ipv6": redirect_to("http://[::1/x.png"),
+        "/to-bad-port": redirect_to("http://127.0.0.1:port/x.png"),
+        "/to-surrogate": redirect_to("http://127.0.0.1/%ED%A0%80"),
     })
     yield server
     server.close()
@@ -465,3 +468,32 @@ def test_a_failed_prediction_is_empty_logged_and_retried_later(caplog):
         "result": [], "score": 0.0, "model_version": "v3+media-error", "error": "set LABEL_STUDIO_URL",
     }
     assert "task 29: no prediction: set LABEL_STUDIO_URL" in caplog.text
+
+
+# --- any string at all: a per-task MediaError, never another exception (issue 12) ------------------
+ODD_REFERENCES = [
+    "http://127.0.0.1:9/my image.png", "http://[::1/x.png", "http://[::1]:abc/x.png", "http://h:99999/x.png",
+    "http://127.0.0.1:9/a\r\nHost: x.png", "a\x00b.png", "/data/a\x00b.png", "file:///tmp/a%00b", "http://[zz]/x",
+    "https://exa mple.com/x.png", "s3://b/k\x00", "http://127.0.0.1:9/\udcff.png", "\ud800", "http://\u2100.com/x",
+    "http://a..b/x", "//", "http://", "https://", "data:",
+]
+
+
+@pytest.mark.parametrize("reference", ODD_REFERENCES, ids=[repr(r)[:30] for r in ODD_REFERENCES])
+def test_any_string_as_a_reference_is_a_media_error(tmp_path, reference):
+    media = resolver("http://127.0.0.1:9", LEGACY, local_files_root=str(tmp_path), media_timeout_seconds=2)
+    with pytest.raises(MediaError):  # a ValueError, TypeError or UnicodeError here failed the whole batch
+        media.fetch(reference, 5)
+
+
+@pytest.mark.parametrize("path", ["/to-bad-ipv6", "/to-bad-port", "/to-surrogate"])
+def test_a_redirect_to_a_malformed_url_is_a_media_error(label_studio, path):
+    with pytest.raises(MediaError):
+        resolver().fetch(label_studio.url + path, 5)
+
+
+def test_an_https_download_connects(label_studio):
+    """An https URL used to fail before connecting (TypeError from the guarded connection's keywords)."""
+    port = label_studio.url.rsplit(":", 1)[1]
+    with pytest.raises(MediaError, match="cannot download|SSL|ssl|wrong version"):  # plain HTTP there: TLS fails
+        resolver().fetch(f"https://127.0.0.1:{port}/public/red.png", 5)

@@ -131,14 +131,20 @@ class ImageClassifier(LabelStudioMLBase):
         return reference
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
-        chosen = [(a, self._chosen_label(a)) for a in annotations]
-        chosen = [(a, label) for a, label in chosen if label is not None]
+        chosen = []
+        for annotation in annotations:
+            label = self._chosen_label(annotation)
+            if label is None:
+                self.skip(annotation, f"chooses nothing of <Choices name={self.control.name!r}>")
+            else:
+                chosen.append((annotation, label))
         tasks = [a["task"] for a, _ in chosen]
-        loaded = self._load_images(tasks, [self.task_value(t) for t in tasks])
+        loaded = self._load_images(tasks, [self._stored_reference(t) for t in tasks])
         features, labels, failures = [], [], []
         for (annotation, label), item in zip(chosen, loaded, strict=True):
-            if isinstance(item, MediaError):
+            if isinstance(item, MediaError):  # one bad image costs its own annotation, never the training
                 failures.append(f"task {annotation['task'].get('id')}: {item}")
+                self.skip(annotation, f"image not loaded: {item}")
                 continue
             features.append(image_features(item))
             labels.append(label)
@@ -155,8 +161,16 @@ class ImageClassifier(LabelStudioMLBase):
 
     # --- helpers ----------------------------------------------------------
     def _chosen_label(self, annotation: dict) -> str | None:
-        chosen = [c for c in self.annotation_labels(annotation) if c in self.labels]
+        chosen = self.annotation_labels(annotation)  # only this config's labels, aliases mapped back
         return chosen[0] if chosen else None
+
+    def _stored_reference(self, task: dict) -> Any:
+        """What a recorded task holds in the image field; anything but a usable string fails as that
+        task's ``MediaError`` when it is fetched."""
+        try:
+            return self.task_value(task)
+        except TaskDataError:
+            return None
 
     def _load_images(self, tasks: list[dict], references: list[Any]) -> list[Image.Image | MediaError]:
         """Each task's decoded image, or the ``MediaError`` that says why it could not be loaded."""

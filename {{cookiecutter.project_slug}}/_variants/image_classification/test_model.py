@@ -243,3 +243,16 @@ def test_configs_that_do_not_fit_are_refused_with_the_reason(config, phrase):
     with pytest.raises(ConfigError) as caught:
         check_fit(config, "image_classification")
     assert re.search(phrase, caught.value.explain()), caught.value.explain()
+
+
+def test_a_batch_with_references_the_url_libraries_refuse_predicts_the_rest():
+    """A space, a malformed IPv6 host or port, CR/LF, a NUL or a lone surrogate: that task's error only."""
+    odd = ["http://[::1/x.png", "a\x00b.png", "http://h:abc/x.png", "/data/a b\r\n.png", "\ud800",
+           "https://exa mple.com/x.png", "file:///x%00y.png"]
+    good = examples.holdout()
+    tasks = [{"id": i, "data": data} for i, (data, _) in enumerate(good)]
+    tasks += [{"id": 100 + i, "data": {"image": ref}} for i, ref in enumerate(odd)]
+    predictions = trained().predict(tasks)  # one of these used to fail the whole batch
+    assert [examples.predicted_label(p) for p in predictions[: len(good)]] == [label for _, label in good]
+    for prediction in predictions[len(good) :]:
+        assert prediction["result"] == [] and prediction["error"]

@@ -20,7 +20,8 @@ How spans become training data and back (the rules Label Studio users see):
   Studio stores (its frontend counts code points, not UTF-16 units). When an
   annotation's ``text`` does not match ``text[start:end]`` (old exports,
   normalised line breaks), the span is moved to the nearest exact occurrence of
-  its ``text``; spans that cannot be placed are ignored.
+  its ``text``; spans that cannot be placed are left out and counted in the
+  training status's ``skipped``.
 - A token belongs to an annotated span when they share at least one character,
   so a span cut inside a word covers the whole word.
 - Overlapping annotated spans: the longer span wins (ties: the one starting
@@ -267,10 +268,18 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         annotations = self._within_text_limit(annotations)
         features, tags = [], []
         for annotation in annotations:
-            text = self._text(annotation["task"])
+            try:
+                text = self._text(annotation["task"])
+            except TaskDataError as exc:  # one odd task costs its own annotation, never the training
+                self.skip(annotation, exc.reason)
+                continue
+            spans = self.annotated_spans(annotation, text)
+            if not spans:  # its result has only unusable spans: training it as "no entities" would teach wrong
+                self.skip(annotation, f"no usable span of <Labels name={self.control.name!r}>")
+                continue
             tokens = tokenize(text)
             features.extend(self._features(text, tokens))
-            tags.extend(bio_tags(tokens, self.annotated_spans(annotation, text)))
+            tags.extend(bio_tags(tokens, spans))
         if set(tags) <= {OUTSIDE} or OUTSIDE not in tags:
             raise ValueError(
                 "training needs annotations that mark at least one entity with a label of the config "
@@ -295,18 +304,25 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         return kept
 
     def annotated_spans(self, annotation: dict, text: str) -> list[Span]:
-        """The ``(start, end, label)`` spans an annotation marked with this model's control."""
+        """The ``(start, end, label)`` spans an annotation marked with this model's control.
+
+        A span that cannot be used (no label of the config, offsets that are not integers, a
+        ``text`` that is not a string, a place not in the text) is left out and counted by ``skip``.
+        """
         spans = []
         for value in self.annotation_values(annotation):
             given = value.get("labels")
-            labels = [label for label in (given if isinstance(given, list) else []) if label in self.labels]
-            start, end = value.get("start"), value.get("end")
+            labels = [self.label_of(g) for g in (given if isinstance(given, list) else []) if self.label_of(g)]
+            start, end, quoted = value.get("start"), value.get("end"), value.get("text")
             if not labels:
-                continue
-            if not (isinstance(start, int) and isinstance(end, int)):
-                continue
-            placed = align_span(text, start, end, value.get("text"))
-            if placed is not None:
+                self.skip(annotation, f"a span with no label of <Labels name={self.control.name!r}>: {given!r:.60}")
+            elif not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+                self.skip(annotation, f"a span with offsets {start!r:.20}, {end!r:.20}; they must be integers")
+            elif quoted is not None and not isinstance(quoted, str):
+                self.skip(annotation, f"a span whose text is a {type(quoted).__name__}, not a string")
+            elif (placed := align_span(text, start, end, quoted)) is None:
+                self.skip(annotation, f"a span at {start}..{end} that is not in the task's text")
+            else:
                 spans.append((*placed, labels[0]))
         return spans
 

@@ -51,10 +51,16 @@ class TextClassifier(LabelStudioMLBase):
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
         texts, labels = [], []
         for annotation in annotations:
-            chosen = [c for c in self.annotation_labels(annotation) if c in self.labels]
-            if chosen:
+            chosen = self.annotation_labels(annotation)  # only this config's labels, aliases mapped back
+            if not chosen:
+                self.skip(annotation, f"chooses nothing of <Choices name={self.control.name!r}>")
+                continue
+            try:
                 texts.append(self._text(annotation["task"]))
-                labels.append(chosen[0])
+            except TaskDataError as exc:  # one odd task costs its own annotation, never the training
+                self.skip(annotation, exc.reason)
+                continue
+            labels.append(chosen[0])
         if len(set(labels)) < 2:
             raise ValueError(
                 f"training needs annotations with at least 2 different labels, got {sorted(set(labels))}"
