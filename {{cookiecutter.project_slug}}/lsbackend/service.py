@@ -24,10 +24,10 @@ from .metrics import Metrics
 from .pretrained import ModelLoading, PretrainedError, PretrainedModel
 from .settings import Settings
 from .storage import ModelStore, PretrainedStore, ProjectStore, StorageError, StorageWriteError, StoreRoot, open_store
+from .training import ThreadTrainingQueue, TrainingQueue, describe_exit, run_in_child
+from .webhook_auth import WebhookAuthorizer
 
 __all__ = ["Backend", "ModelClassError", "PredictionError", "StorageError", "StorageWriteError", "load_model_class"]
-from .training import ThreadTrainingQueue, TrainingQueue
-from .webhook_auth import WebhookAuthorizer
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Backend:
         #: (a queue, Redis) with ``backend.readiness_checks["name"] = check``.
         self.readiness_checks: dict[str, Callable[[], object]] = {"model_store": self.stores.check}
         self.default_config = read_config_file(settings.label_config_path)
-        self.queue = queue or ThreadTrainingQueue(self.train, settings.train_debounce_seconds)
+        self.queue = queue or ThreadTrainingQueue(self.train_in_child, settings.train_debounce_seconds)
         self._models: dict[str, _Loaded] = {}
         self.webhook_auth = WebhookAuthorizer(settings)
         self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
@@ -357,6 +357,41 @@ class Backend:
             status["skipped"] = {"count": len(skipped), "examples": skipped[:5]}
             log.warning("training of project %s skipped %d items, first: %s", project, len(skipped), skipped[0])
 
+    def train_in_child(self, project: str) -> None:
+        """Train in a child process and wait (what the queue runs); record the outcome even if the child dies.
+
+        The child records its own outcome; when it cannot (killed, crashed,
+        never started, or MODEL_DIR refused the status), the status would say
+        "queued" or "running" forever, so this process records, or remembers,
+        why instead. The last good model keeps serving either way.
+        """
+        try:
+            code, outcome = run_in_child(TrainingJob(self.model_class, self.settings, project))
+        except Exception as exc:  # e.g. a model class defined inside a function cannot be sent to a child
+            log.error("could not start the training process of project %s: %s", project, exc)
+            self._record_lost_training(project, "failed", f"could not start a training process: "
+                                       f"{type(exc).__name__}: {exc}")
+            return
+        if isinstance(outcome, TrainingOutcome):
+            self.metrics.training_done(project, outcome.status)  # counted here: /metrics is this process's
+            if not outcome.saved:  # a full or read-only MODEL_DIR: keep the child's last word here
+                self._unsaved_status[project] = outcome.status
+            else:
+                self._unsaved_status.pop(project, None)
+        elif code != 0:
+            state = "interrupted" if code < 0 else "failed"
+            self._record_lost_training(project, state, f"the training process {describe_exit(code)} before it "
+                                       "finished; see the backend's log")
+
+    def _record_lost_training(self, project: str, state: str, why: str) -> None:
+        store = self.store(project)
+        if store.status().get("state") in ("queued", "running") and not store.training_running():
+            now = time.time()
+            status = {"state": state, "started_at": now, "finished_at": now,
+                      "error": f"{why}; the previous model keeps serving; train again"}
+            self.metrics.training_done(project, status)
+            self._save_status(project, store, status)
+
     def request_training(self, project: str) -> None:
         """Queue a background training; the status says "queued" until it starts."""
         store = self.store(project)
@@ -382,3 +417,25 @@ class Backend:
         if problem:
             status["warning"] = problem
         return status
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What a training child sends back: its final status, and whether MODEL_DIR took it."""
+
+    status: dict
+    saved: bool
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training, as sent to a child process (``training.run_in_child``): it must pickle."""
+
+    model_class: type[LabelStudioMLBase]
+    settings: Settings
+    project: str
+
+    def __call__(self) -> TrainingOutcome:
+        backend = Backend(self.model_class, self.settings, metrics=Metrics())  # the parent counts the outcome
+        status = backend.train(self.project)
+        return TrainingOutcome(status, saved=self.project not in backend._unsaved_status)
