@@ -6,7 +6,9 @@ trained through its own ``fit`` and asked through its own ``predict``, exactly
 as the runtime does. Variants are discovered from the template's ``_variants/``;
 a variant needs a data generator ``bench/datasets/<variant>.py`` (``METRIC``,
 ``make(n_train, n_test, seed)``, ``score(predictions, truths)``) and is skipped,
-with the reason printed, when it has none or does not bake. A generator whose
+with the reason printed, when it has none or does not bake. More scenarios of one
+variant live in ``<variant>__<scenario>.py`` (e.g. ``text_classification__multilabel``,
+baked with its multi-label ``LABEL_CONFIG``) and get their own rows. A generator whose
 labels differ from the variant's default config sets ``LABEL_CONFIG``; the
 variant is then baked with it as the ``label_config`` answer, as a user would.
 
@@ -37,14 +39,21 @@ DEFAULT_SIZES = (10, 25, 50, 100)
 
 
 def discover(variants_dir: Path = VARIANTS, datasets_dir: Path = DATASETS) -> tuple[list[str], dict[str, str]]:
-    """Variants that can be measured, and the skipped ones with the reason."""
+    """Scenarios that can be measured (each variant's, then its ``<variant>__<scenario>`` ones), and the
+    skipped variants with the reason."""
     ready, skipped = [], {}
     for variant in sorted(p.name for p in variants_dir.iterdir() if (p / "model.py").is_file()):
         if (datasets_dir / f"{variant}.py").is_file():
             ready.append(variant)
         else:
             skipped[variant] = f"no data generator: add bench/datasets/{variant}.py (METRIC, make, score)"
+        ready.extend(sorted(p.stem for p in datasets_dir.glob(f"{variant}__*.py")))
     return ready, skipped
+
+
+def variant_of(scenario: str) -> str:
+    """``text_classification__multilabel`` is measured on the ``text_classification`` variant."""
+    return scenario.split("__", 1)[0]
 
 
 def load_file(path: Path, name: str) -> ModuleType:
@@ -169,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     results, started = {}, time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ls-ml-bench-") as tmp:
         for variant in variants:
-            repo = bake(variant, Path(tmp) / variant, getattr(load_dataset(variant), "LABEL_CONFIG", ""))
+            label_config = getattr(load_dataset(variant), "LABEL_CONFIG", "")
+            repo = bake(variant_of(variant), Path(tmp) / variant, label_config)
             if isinstance(repo, str):
                 skipped[variant] = repo
                 continue

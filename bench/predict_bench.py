@@ -52,6 +52,8 @@ TARGETS = {  # figure -> (max ratio or absolute, unit of the limit)
     "worker_pss": 1.2,
     "fit_10k": 1.3,
     "errors": 0,
+    "training_p99_vs_idle": 1.5,  # one-task p99 while a training runs, vs idle p99 right around it
+    "idle_worker_rss_after_training": 1.1,  # the training's memory must not stay in the serving worker
 }
 
 FULL = {"n_train": 10_000, "pool": 2000, "lat_rounds": 10, "lat_per_round": 100, "c8_rounds": 5,
@@ -497,11 +499,12 @@ def run(cfg: dict, results_dir: Path, seed: int, servers: list[str]) -> dict:
             for k in kinds}
 
     # --- /predict latency while the production server trains
-    during = None
-    if DEFAULT_SERVER in live:
-        log(f"latency while training on {cfg['train_n']} annotations ({DEFAULT_SERVER})")
-        during = training_under_load(live[DEFAULT_SERVER], clients[DEFAULT_SERVER], model_dir, labels, control,
-                                     obj, cfg["train_n"], seed, single_bodies, validator)
+    during = isolation = None
+    if DEFAULT_SERVER in live:  # training runs in a child process: p99 during it vs idle right around it
+        log(f"latency while training on {cfg['train_n']} annotations ({DEFAULT_SERVER}), and idle before/after")
+        isolation = serving_while_training(live[DEFAULT_SERVER], clients[DEFAULT_SERVER], model_dir, labels,
+                                           control, obj, cfg, seed, single_bodies, validator)
+        during = isolation["during"]
     for client in clients.values():
         client.close()
 
@@ -552,6 +555,8 @@ def run(cfg: dict, results_dir: Path, seed: int, servers: list[str]) -> dict:
         idle = axis[main_kind]["figures"]
         figures["during_training_p50"] = fig(during["p50_ms"], idle["single_task_p50"]["server"], "ms", extra=during)
         figures["during_training_p99"] = fig(during["p99_ms"], idle["single_task_p99"]["server"], "ms")
+    if isolation is not None:
+        figures.update(isolation_figures(isolation))
     figures["errors"] = {"server": validator.errors, "checked": validator.checked, "examples": validator.examples,
                          "unit": "responses"}
     for name, f in figures.items():
@@ -747,6 +752,78 @@ def training_under_load(server, client, model_dir, labels, control, obj, n, seed
             "p99_ms": pct(lat, 0.99) * 1e3, "max_ms": max(lat) * 1e3, "first_after_training_ms": reload_s * 1e3}
 
 
+# --- training isolation: serving while a training runs ------------------------
+def one_task_latencies(client: Client, single_bodies: list, validator: Validator, count: int, first: int) -> list:
+    """``count`` sequential one-task /predict calls; their latencies in seconds."""
+    lat = []
+    for i in range(first, first + count):
+        body, batch = single_bodies[i % len(single_bodies)]
+        status, data, elapsed = client.post("/predict", body)
+        validator.check(status, data, batch, None)
+        lat.append(elapsed)
+    return lat
+
+
+def serving_while_training(server, client, model_dir, labels, control, obj, cfg, seed, single_bodies,
+                           validator) -> dict:
+    """One-task /predict p99 while a ``train_n``-annotation training runs vs idle, and the worker's memory.
+
+    Idle latency is measured just before and just after the training with as
+    many requests as the latency section, so machine noise of the moment
+    falls on both sides. Memory is the serving worker's RSS/PSS while idle
+    before and after the training; during it, the worker and the training
+    child (the worker's child process) are sampled every 0.2 s.
+    """
+    worker = server.worker_pid()
+    count = cfg["lat_rounds"] * cfg["lat_per_round"]
+    mem_before = memory(worker)
+    idle = one_task_latencies(client, single_bodies, validator, count, 0)
+    peaks = {"worker_rss": 0.0, "child_rss": 0.0, "children_seen": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        seen = set()
+        while not stop.wait(0.2):
+            try:
+                peaks["worker_rss"] = max(peaks["worker_rss"], memory(worker)["rss"])
+                for kid in children(worker):
+                    seen.add(kid)
+                    peaks["child_rss"] = max(peaks["child_rss"], memory(kid)["rss"])
+            except (FileNotFoundError, ProcessLookupError, KeyError):
+                continue  # the child ended between listing and reading
+            peaks["children_seen"] = len(seen)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        during = training_under_load(server, client, model_dir, labels, control, obj, cfg["train_n"], seed,
+                                     single_bodies, validator)
+    finally:
+        stop.set()
+        sampler.join()
+    if during["state"] != "succeeded":
+        raise SystemExit(f"the training under load ended {during['state']!r}; see {server.logfile}")
+    idle += one_task_latencies(client, single_bodies, validator, count, count)
+    gc.collect()
+    time.sleep(1)  # let the worker settle (the new model is loaded by now)
+    return {"during": during, "idle_p99_ms": pct(idle, 0.99) * 1e3, "idle_p50_ms": pct(idle, 0.5) * 1e3,
+            "idle_requests": len(idle), "mem_before": mem_before, "mem_after": memory(worker), **peaks}
+
+
+def isolation_figures(iso: dict) -> dict:
+    during = iso["during"]
+    return {
+        "training_p99_vs_idle": fig(during["p99_ms"], iso["idle_p99_ms"], "ms", extra={
+            "during_p50_ms": during["p50_ms"], "idle_p50_ms": iso["idle_p50_ms"], "during_max_ms": during["max_ms"],
+            "during_requests": during["requests"], "idle_requests": iso["idle_requests"],
+            "training_s": during["training_s"]}),
+        "idle_worker_rss_after_training": fig(iso["mem_after"]["rss"], iso["mem_before"]["rss"], "MiB", extra={
+            "pss_before": iso["mem_before"]["pss"], "pss_after": iso["mem_after"]["pss"],
+            "worker_peak_rss_during": iso["worker_rss"], "training_child_peak_rss": iso["child_rss"],
+            "training_children_seen": iso["children_seen"]}),
+    }
+
+
 LABELS = {
     "single_task_p50": "one task /predict, p50 (c=1)",
     "single_task_p99": "one task /predict, p99 (c=1)",
@@ -762,7 +839,17 @@ LABELS = {
     "fit_10k": "fit (runtime vs bare sklearn)",
     "during_training_p50": "one task p50 while training (vs idle server)",
     "during_training_p99": "one task p99 while training (vs idle server)",
+    "training_p99_vs_idle": "one task p99 while training vs idle just before/after",
+    "idle_worker_rss_after_training": "idle worker RSS after training vs before",
 }
+
+
+def isolation_note(f: dict) -> str:
+    t, m = f["training_p99_vs_idle"], f["idle_worker_rss_after_training"]
+    return (f"Training in its child process: p99 {t['server']:.1f} ms during vs {t['raw']:.1f} ms idle "
+            f"(p50 {t['during_p50_ms']:.1f} vs {t['idle_p50_ms']:.1f} ms, max {t['during_max_ms']:.0f} ms); "
+            f"worker RSS idle {m['raw']:.0f} -> {m['server']:.0f} MiB, peak {m['worker_peak_rss_during']:.0f} MiB "
+            f"during; the training child peaked at {m['training_child_peak_rss']:.0f} MiB. ")
 
 
 def markdown(report: dict) -> str:
@@ -803,6 +890,8 @@ def markdown(report: dict) -> str:
         d = f["during_training_p50"]
         notes[-1] += (f"While training ({d['training_s']:.1f} s, {d['requests']} requests): max {d['max_ms']:.0f} ms; "
                       f"first request after the new model: {d['first_after_training_ms']:.0f} ms. ")
+    if "training_p99_vs_idle" in f:
+        notes[-1] += isolation_note(f)
     notes[-1] += f"Run took {report['seconds']:.0f} s{' (--quick)' if report['quick'] else ''}."
     return "\n".join(rows + notes + ["", axis_markdown(report)]) + "\n"
 

@@ -21,8 +21,10 @@ def load_evaluate():
     return module
 
 
-@pytest.mark.parametrize("variant", ["text_classification", "image_classification"])
-def test_tiny_run_bakes_trains_and_reports_numbers_between_0_and_1(tmp_path, variant):
+@pytest.mark.parametrize(("variant", "metric"), [("text_classification", "accuracy"),
+                                                  ("image_classification", "accuracy"),
+                                                  ("text_classification__multilabel", "F1 (micro)")])
+def test_tiny_run_bakes_trains_and_reports_numbers_between_0_and_1(tmp_path, variant, metric):
     cmd = [sys.executable, str(SCRIPT), "--sizes", "10,20", "--variants", variant,
            "--seeds", "1", "--test-size", "20", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -30,11 +32,11 @@ def test_tiny_run_bakes_trains_and_reports_numbers_between_0_and_1(tmp_path, var
     report = json.loads((tmp_path / "evaluate.json").read_text(encoding="utf-8"))
     (curve,) = [r["curve"] for r in report["results"].values()]
     assert [point["annotations"] for point in curve] == [10, 20]
-    assert all(0.0 <= point["accuracy"] <= 1.0 for point in curve)
+    assert all(0.0 <= point[metric] <= 1.0 for point in curve)
     # image_classification is baked with its generator's LABEL_CONFIG; with the default Cat/Dog/Other
     # config every annotation's label would be unknown and fit would refuse.
     assert curve[-1]["fit_refused"] == 0
-    assert f"| {variant} | accuracy |" in proc.stdout
+    assert f"| {variant} | {metric} |" in proc.stdout
 
 
 def test_a_variant_without_a_data_generator_is_skipped_with_the_reason(tmp_path):
@@ -48,12 +50,28 @@ def test_a_variant_without_a_data_generator_is_skipped_with_the_reason(tmp_path)
     assert skipped == {"missing": "no data generator: add bench/datasets/missing.py (METRIC, make, score)"}
 
 
+def test_a_variant_scenario_is_measured_on_its_variant_baked_with_its_config(tmp_path):
+    for name in ("text", "image"):
+        (tmp_path / "variants" / name).mkdir(parents=True)
+        (tmp_path / "variants" / name / "model.py").write_text("")
+    (tmp_path / "datasets").mkdir()
+    for name in ("text", "text__multilabel", "image__multilabel"):
+        (tmp_path / "datasets" / f"{name}.py").write_text("")
+    evaluate = load_evaluate()
+    ready, skipped = evaluate.discover(tmp_path / "variants", tmp_path / "datasets")
+    assert ready == ["image__multilabel", "text", "text__multilabel"] and list(skipped) == ["image"]
+    assert evaluate.variant_of("text__multilabel") == "text"
+    multilabel = evaluate.load_dataset("text_classification__multilabel")
+    assert 'choice="multiple"' in multilabel.LABEL_CONFIG
+
+
 def test_an_unknown_variant_is_refused_with_the_known_ones():
     with pytest.raises(SystemExit, match="unknown variant\\(s\\) speech; the template has: .*text_classification"):
         load_evaluate().choose("speech")
 
 
-@pytest.mark.parametrize("name", ["text_classification", "ner", "image_classification"])
+@pytest.mark.parametrize("name", ["text_classification", "ner", "image_classification",
+                                  "text_classification__multilabel", "image_classification__multilabel"])
 def test_every_data_generator_is_seeded_and_scores_perfect_answers_as_1(name):
     dataset = load_evaluate().load_file(TEMPLATE / "bench" / "datasets" / f"{name}.py", f"dataset_{name}")
     train, test = dataset.make(5, 8, seed=3)
@@ -65,6 +83,8 @@ def test_every_data_generator_is_seeded_and_scores_perfect_answers_as_1(name):
 
 
 def _answer(name: str, truth) -> list[dict]:
+    if name.endswith("__multilabel"):
+        return [{"value": {"choices": truth}}]
     if name in ("text_classification", "image_classification"):
         return [{"value": {"choices": [truth]}}]
     return [{"value": {"start": s, "end": e, "labels": [label]}} for s, e, label in truth]

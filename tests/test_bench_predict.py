@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGURES = [
     "single_task_p50", "single_task_p99", "health_p50", "rps_c1", "rps_c8", "batch_1", "batch_100", "batch_1000",
     "first_prediction_s", "worker_rss", "worker_pss", "fit_10k", "during_training_p50", "during_training_p99",
+    "training_p99_vs_idle", "idle_worker_rss_after_training",
 ]
 SERVERS = ["gunicorn-gthread", "gunicorn-sync", "granian"]
 
@@ -47,6 +48,8 @@ def test_quick_benchmark_reports_every_figure_for_every_server(tmp_path: Path) -
     assert figures["errors"]["server"] == 0, figures["errors"]["examples"]
     assert figures["errors"]["checked"] > 0
     assert figures["during_training_p50"]["state"] == "succeeded"
+    memory = figures["idle_worker_rss_after_training"]
+    assert memory["training_children_seen"] >= 1 and memory["training_child_peak_rss"] > 0, memory  # not in-worker
     assert list(report["axis"]) == SERVERS
     for kind, axis in report["axis"].items():
         assert axis["figures"]["single_task_p50"]["server"] > 0, kind

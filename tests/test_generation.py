@@ -44,6 +44,8 @@ def test_bakes_a_complete_repo_with_nothing_left_over(cookies, model_type):
         assert (repo / name).is_file(), name
     assert not (repo / "_variants").exists()
     assert (repo / "lsbackend" / "media.py").exists() == (model_type == "image_classification")
+    assert (repo / "lsbackend" / "onnx_model.py").exists() == (model_type == "image_classification")
+    assert (repo / "requirements-onnx.txt").exists() == (model_type == "image_classification")
     for path, text in text_files(repo):
         assert not LEFTOVER.search(text), f"unrendered Jinja left in {path.relative_to(repo)}"
 
@@ -111,6 +113,9 @@ BAD_CONFIGS = {
     "wrong control": (
         "<View><Text name='t' value='$t'/><Labels name='l' toName='t'><Label value='PER'/></Labels></View>",
         "needs Choices over Text, found Labels over Text"),
+    "text by URL": (("<View><Text name='t' value='$t' valueType='url'/><Choices name='c' toName='t'>"
+                     "<Choice value='a'/><Choice value='b'/></Choices></View>"),
+                    "Text 't' has valueType=\"url\": this model reads the text itself, not a URL to it"),
     "entities": ("<!DOCTYPE v [<!ENTITY a 'aaaa'>]><View>&a;</View>", "must not contain a DOCTYPE or entities"),
     "missing file": ("no/such/config.xml", "is neither XML nor an existing file"),
 }
@@ -154,7 +159,8 @@ def test_the_template_test_environment_pins_what_baked_repos_pin(cookies):
 
     repo = bake(cookies, model_type="image_classification")
     template_pins = pins(Path(__file__).resolve().parent.parent / "requirements.txt")
-    assert pins(repo / "requirements.txt") | pins(repo / "requirements-dev.txt") <= template_pins
+    baked = pins(repo / "requirements.txt") | pins(repo / "requirements-dev.txt") | pins(repo / "requirements-onnx.txt")
+    assert baked <= template_pins
 
 
 MISMATCH_MESSAGES = {

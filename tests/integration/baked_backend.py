@@ -65,7 +65,12 @@ class BakedBackend:
 
 
 def start_backend(
-    project_dir: Path, workdir: Path, label_studio_url: str, api_key: str, basic_auth: tuple[str, str] | None = None
+    project_dir: Path,
+    workdir: Path,
+    label_studio_url: str,
+    api_key: str,
+    basic_auth: tuple[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> BakedBackend:
     """Start ``python -m lsbackend start`` in ``project_dir`` and wait for ``/health``.
 
@@ -89,6 +94,7 @@ def start_backend(
         BASIC_AUTH_USER=basic_auth[0] if basic_auth else "",
         BASIC_AUTH_PASS=basic_auth[1] if basic_auth else "",
     )
+    env.update(extra_env or {})  # e.g. MODEL_URI
     process = ManagedProcess(
         "backend", [sys.executable, "-m", "lsbackend", "start"], workdir / "backend.log", cwd=project_dir, env=env
     ).start()

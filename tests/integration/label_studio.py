@@ -355,6 +355,14 @@ class LabelStudioClient:
         """The backend as Label Studio sees it: ``state`` (CO/ER/TR...), ``model_version``, ``error_message``."""
         return self._call("GET", f"/api/ml/{ml_backend_id}")
 
+    def ml_backend_versions(self, ml_backend_id: int) -> dict:
+        """The model-version list Label Studio reads from the backend's ``GET /versions`` (no project in it).
+
+        If the backend answers 404, Label Studio shows its last known version with
+        "Upgrade your ML backend version to latest." instead.
+        """
+        return self._call("GET", f"/api/ml/{ml_backend_id}/versions")
+
     def start_training(self, ml_backend_id: int) -> None:
         """The Train button: Label Studio POSTs ``START_TRAINING`` to the backend's /webhook and waits for it."""
         self._call("POST", f"/api/ml/{ml_backend_id}/train", json={})
@@ -376,6 +384,9 @@ class LabelStudioClient:
     def list_predictions(self, project_id: int) -> list[dict]:
         """Every prediction Label Studio stored for the project (this endpoint is not paginated)."""
         return self._call("GET", "/api/predictions/", params={"project": project_id})
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        self._call("DELETE", f"/api/predictions/{prediction_id}/")
 
     def list_webhooks(self, project_id: int) -> list[dict]:
         return self._call("GET", "/api/webhooks", params={"project": project_id})

@@ -376,6 +376,8 @@ def test_label_studio_predicts_trains_and_predicts_again(
         wait_until(authorized, timeout=60, interval=0.5, what="the backend to authorize its webhook",
                    logs=[backend.process])
     assert backend.training_status(project_id)["state"] == "idle"
+    # Nothing trained yet: an empty list (a 404 would make Label Studio say "Upgrade your ML backend").
+    assert ls_client.ml_backend_versions(ml_backend["id"]) == {"versions": []}
 
     # Before training: one empty prediction per task, versioned "untrained".
     ls_client.retrieve_predictions(project_id, list(cases))
@@ -407,6 +409,8 @@ def test_label_studio_predicts_trains_and_predicts_again(
     # Label Studio learns the new version from /setup and re-predicts every task.
     ls_client.retrieve_predictions(project_id, list(cases))
     assert ls_client.get_ml_backend(ml_backend["id"])["model_version"] == new_version
+    # Its model-version list comes from the backend's GET /versions: the kept versions, newest first.
+    assert ls_client.ml_backend_versions(ml_backend["id"]) == {"versions": [new_version]}
     after = predictions_by_task(ls_client, project_id)
     versions = sorted({p["model_version"] for stored in after.values() for p in stored})
     assert versions == sorted({UNTRAINED, new_version}), f"unexpected model versions (media errors?): {versions}"

@@ -8,12 +8,16 @@ runtime swaps it in only when ``fit`` succeeded and its output was saved.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
 from .settings import Settings
 
 INITIAL_VERSION = "untrained"
+#: With ``<Choices choice="multiple">``, a label is predicted when its own score reaches this
+#: (``extra_params["score_threshold"]`` replaces it).
+MULTI_LABEL_THRESHOLD = 0.5
 
 
 class TaskDataError(ValueError):
@@ -39,6 +43,8 @@ class LabelStudioMLBase:
       the object tag it reads, and that control's labels;
     - ``train_output``: what the last successful ``fit`` returned (persisted);
     - ``model_version``: changes on every successful training;
+    - ``extra_params``: the "Extra params" JSON object of Label Studio's Connect
+      dialog, kept per project (``{}`` when none were given);
     - ``project_id``;
     - ``settings``: the backend's ``Settings`` (Label Studio URL and key, media
       limits, ``max_text_chars``, ...); read settings here, not from the environment.
@@ -52,6 +58,7 @@ class LabelStudioMLBase:
         project_id: str = "default",
         train_output: dict | None = None,
         model_version: str = INITIAL_VERSION,
+        extra_params: dict | None = None,
         settings: Settings | None = None,
     ) -> None:
         self.project_id = project_id
@@ -63,6 +70,7 @@ class LabelStudioMLBase:
         self.control, self.object_tag = self.check_config(self.config)
         self.train_output: dict = train_output or {}
         self.model_version = model_version
+        self.extra_params: dict = dict(extra_params or {})
         self.skipped: list[str] = []  # what ``fit`` left out, and why (see ``skip``)
         aliases = dict(self.control.aliases)
         self._stored = {label: aliases.get(label, label) for label in self.control.labels}
@@ -81,6 +89,37 @@ class LabelStudioMLBase:
         if cls.model_type is None:
             raise ConfigError(f"{cls.__name__} sets no model_type; set it or override check_config")
         return check_fit(config, cls.model_type)
+
+    @classmethod
+    def check_extra_params(cls, params: dict) -> None:
+        """Refuse extra params this model cannot use, at ``/setup``, with a ``ConfigError`` naming the fix.
+
+        The default checks ``score_threshold``; override (and call ``super()``) to check your own.
+        """
+        threshold = params.get("score_threshold")
+        if threshold is not None and not (
+            isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 <= threshold <= 1
+        ):
+            raise ConfigError(
+                "Extra params: score_threshold must be a number from 0 to 1",
+                f"got {threshold!r}; set it in Label Studio's Connect Model dialog, e.g. {{\"score_threshold\": 0.6}}",
+            )
+
+    @property
+    def score_threshold(self) -> float:
+        """``extra_params["score_threshold"]``: predictions scoring less are left out (0 keeps all)."""
+        return float(self.extra_params.get("score_threshold") or 0.0)
+
+    @classmethod
+    def load_pretrained(cls, path: Path) -> dict:
+        """Turn the file ``MODEL_URI`` names into a ``train_output`` to predict with before any training.
+
+        Runs once per process, in a background thread, with the fetched and checked copy of
+        the file (its suffix kept: ``.joblib``, ``.onnx``, ...). Override it in ``model.py``;
+        the returned dict reaches ``setup`` as ``self.train_output``.
+        """
+        raise NotImplementedError(f"{cls.__name__} does not load pretrained models: implement "
+                                  "load_pretrained in model.py, or unset MODEL_URI")
 
     def setup(self) -> None:
         """Prepare per-object state (runs once when the object is built)."""
@@ -154,6 +193,28 @@ class LabelStudioMLBase:
         if score is not None:
             item["score"] = float(score)
         return item
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the control lets annotators pick several labels (``<Choices choice="multiple">``)."""
+        return str(self.control.attrs.get("choice", "")).lower() == "multiple"
+
+    def multi_label_prediction(self, classes: list[str], scores: list[float]) -> dict:
+        """One task's prediction picking every label whose own score reaches the threshold.
+
+        ``scores[i]`` is the model's independent probability of ``classes[i]`` (one-vs-rest).
+        The result item lists the labels in config order; its score is the lowest of
+        theirs. With no label above the threshold the result is empty and the score is the
+        highest one seen, so a user can tell "unsure" from "untrained".
+        """
+        threshold = float(self.extra_params.get("score_threshold") or MULTI_LABEL_THRESHOLD)
+        labels = self.labels
+        by_label = {label: score for label, score in zip(classes, scores, strict=True) if label in labels}
+        chosen = [label for label in labels if by_label.get(label, -1.0) >= threshold]
+        if not chosen:
+            return self.prediction([], max(by_label.values(), default=0.0))
+        score = min(by_label[label] for label in chosen)
+        return self.prediction([self.result_item({"choices": chosen}, score)], score)
 
     def choice_result(self, label: str, score: float) -> dict:
         """A ``choices`` result item selecting ``label``."""

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lsbackend serve|start|check|predict|train``."""
+"""Command line: ``python -m lsbackend serve|start|check|predict|train|versions|use``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from pathlib import Path
 
 from .app import STARTUP_ERRORS, build_app, build_backend, model_class
 from .base import TaskDataError
+from .bulk import push_predictions
+from .ids import project_key
 from .label_config import ConfigError, parse_label_config
-from .label_studio_api import annotations_from_tasks
+from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
 from .settings import Settings
+from .storage import UnknownVersion
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 
@@ -60,8 +63,17 @@ def _read_json(path: str) -> object:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Tasks JSON in, the same tasks with ``predictions`` out, ready to import into Label Studio."""
+    """Tasks JSON in, the same tasks with ``predictions`` out, ready to import into Label Studio;
+    or, with --push, pre-annotate a whole Label Studio project."""
+    if args.push:
+        return cmd_push(args)
+    if not args.tasks:
+        print("error: give a tasks JSON file (or -), or --push to predict the project in Label Studio",
+              file=sys.stderr)
+        return 2
     backend = build_backend()
+    if backend.pretrained is not None:
+        backend.pretrained.wait()  # the server loads MODEL_URI in the background; here we need it now
     tasks = _read_json(args.tasks)
     # accept tasks or bare data dicts; number tasks without an id so errors can name them
     tasks = [{"id": i, **t} if "data" in t else {"id": i, "data": t} for i, t in enumerate(tasks)]
@@ -75,6 +87,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """Page through the project's tasks in Label Studio, predict in batches, store the predictions."""
+    from tqdm import tqdm
+
+    settings = Settings.from_env()
+    if not (settings.label_studio_url and settings.label_studio_api_key):
+        print("error: --push needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY", file=sys.stderr)
+        return 2
+    backend = build_backend(settings)
+    if backend.pretrained is not None:
+        backend.pretrained.wait()
+    client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+    with tqdm(unit="task", desc=f"project {args.project}", smoothing=0.1) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            report = push_predictions(backend, client, args.project, args.batch_size, args.page_size, progress)
+        except KeyboardInterrupt:
+            bar.close()
+            print("stopped; run the same command again to resume (predicted tasks are skipped)", file=sys.stderr)
+            return 130
+        except LabelStudioError as exc:
+            bar.close()
+            print(f"error: {exc}; run the same command again to resume", file=sys.stderr)
+            return 1
+    print(f"project {args.project}, version {report.version}: {report.pushed} predictions stored, "
+          f"{report.skipped} tasks already predicted, {len(report.failed)} failed, "
+          f"{report.seconds:.1f} s ({report.per_second:.0f} tasks/s)")
+    for failure in report.failed[:20]:
+        print(f"  {failure}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train from a Label Studio JSON export; the model is saved as the project's current one."""
     backend = build_backend()
@@ -82,6 +129,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     status = backend.train(args.project, annotations)
     print(json.dumps(status, indent=2))
     return 0 if status["state"] == "succeeded" else 1
+
+
+def project_arg(value: str) -> str:
+    """``--project`` as the store names it; a path or junk is refused before anything runs."""
+    try:
+        return project_key(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    """List a project's kept model versions, newest first; * marks the one serving."""
+    found = build_backend().versions(args.project)
+    for version in found["versions"]:
+        print(f"{'*' if version == found['current'] else ' '} {version}")
+    if not found["versions"]:
+        print(f"project {args.project} has no kept versions yet (serving {found['current']})", file=sys.stderr)
+    return 0
+
+
+def cmd_use(args: argparse.Namespace) -> int:
+    """Serve a kept version again (roll back); running servers switch at their next request."""
+    backend = build_backend()
+    try:
+        backend.use_version(args.project, args.version)
+    except UnknownVersion as exc:
+        print(f"error: {exc}; list them with: python -m lsbackend versions --project {args.project}",
+              file=sys.stderr)
+        return 1
+    print(f"project {args.project} now serves {args.version}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,14 +174,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", nargs="?", help="labeling config XML (default: LABEL_CONFIG or label_config.xml)")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("predict", help=cmd_predict.__doc__)
-    p.add_argument("tasks", help="tasks JSON file, or - for stdin")
+    p.add_argument("tasks", nargs="?", help="tasks JSON file, or - for stdin (not with --push)")
     p.add_argument("-o", "--output")
-    p.add_argument("--project", default="default")
+    p.add_argument("--project", default="default", type=project_arg)
+    p.add_argument("--push", action="store_true",
+                   help="predict the project's tasks in Label Studio and store the predictions there")
+    p.add_argument("--batch-size", type=int, default=100, help="tasks per prediction batch (with --push)")
+    p.add_argument("--page-size", type=int, default=500, help="tasks fetched per API call (with --push)")
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("train", help=cmd_train.__doc__)
     p.add_argument("export", help="Label Studio JSON export, or - for stdin")
     p.add_argument("--project", default="default")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("versions", help=cmd_versions.__doc__)
+    p.add_argument("--project", default="default", type=project_arg)
+    p.set_defaults(func=cmd_versions)
+    p = sub.add_parser("use", help=cmd_use.__doc__)
+    p.add_argument("version", help="a kept version, as listed by the versions command")
+    p.add_argument("--project", default="default", type=project_arg)
+    p.set_defaults(func=cmd_use)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

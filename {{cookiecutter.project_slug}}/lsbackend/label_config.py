@@ -68,6 +68,7 @@ class ObjectTag:
     name: str
     type: str
     value: str
+    value_type: str = ""  # ``valueType``: "url" means the task field holds a URL to the content
 
     @property
     def data_key(self) -> str | None:
@@ -267,7 +268,8 @@ def parse_label_config(xml_text: str) -> LabelConfig:
         kind = node.tag.lower()
         name = node.attrs.get("name", "")
         if kind in OBJECT_TAGS:
-            objects[name] = ObjectTag(name, OBJECT_TAGS[kind], node.attrs.get("value", ""))
+            objects[name] = ObjectTag(name, OBJECT_TAGS[kind], node.attrs.get("value", ""),
+                                      node.attrs.get("valueType", ""))
         elif kind in CONTROL_TAGS:
             to_name = tuple(n.strip() for n in node.attrs.get("toName", "").split(",") if n.strip())
             controls.append(
@@ -345,6 +347,14 @@ def _check_usable(req: Requirement, control: ControlTag, obj: ObjectTag) -> None
             f"{control.type} {control.name!r} needs at least {req.min_labels} "
             f"{child} values, has {len(set(control.labels))}",
             f'Add <{child} value="..."/> tags inside <{control.type} name="{control.name}">.',
+            req.example,
+        )
+    if req.object == "Text" and obj.value_type.strip().lower() == "url":
+        # Label Studio would hand the model the URL string, and it would classify the URL, not the text.
+        raise ConfigError(
+            f'Text {obj.name!r} has valueType="url": this model reads the text itself, not a URL to it',
+            "Import the text into the task (drop valueType, so the field holds the text), or "
+            "download it yourself in model.py before predicting and training.",
             req.example,
         )
     if obj.data_key is None:

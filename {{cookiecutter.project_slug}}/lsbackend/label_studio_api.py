@@ -72,6 +72,20 @@ class LabelStudioClient:
     def patch(self, path: str, payload: Any) -> Any:
         return self._request("PATCH", path, payload)
 
+    def project(self, project: str) -> dict:
+        """The project, with its ``label_config``."""
+        return self.get(f"/api/projects/{project}")
+
+    def tasks_page(self, project: str, page: int, page_size: int) -> tuple[list[dict], int]:
+        """One page of the project's tasks, oldest first, with their predictions; and the total count."""
+        body = self.get(f"/api/tasks?project={project}&page={page}&page_size={page_size}&fields=all")
+        return list(body.get("tasks") or []), int(body.get("total") or 0)
+
+    def import_predictions(self, project: str, predictions: list[dict]) -> int:
+        """Store predictions (``task``, ``result``, ``score``, ``model_version``) in one call; how many."""
+        body = self._request("POST", f"/api/projects/{project}/import/predictions", predictions)
+        return int((body or {}).get("created", 0))
+
     def labeled_tasks(self, project: str) -> list[dict]:
         """The project's labeled tasks with their annotations (Label Studio's JSON export)."""
         return self.get(f"/api/projects/{project}/export?exportType=JSON&download_all_tasks=false")

@@ -25,6 +25,7 @@ from .base import TaskDataError
 from .ids import MAX_ID, annotation_id, project_key
 from .label_config import ConfigError
 from .predict_body import read_predict_body
+from .pretrained import ModelLoading, PretrainedError
 from .service import Backend, PredictionError, StorageWriteError
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,21 @@ def _tasks(body: dict) -> list[dict]:
     return tasks
 
 
+def _extra_params(value: object) -> dict:
+    """The Connect dialog's extra params as a dict; null (none given) clears them."""
+    refused = BadRequest(422, 'Extra params must be a JSON object, e.g. {"score_threshold": 0.5}')
+    if isinstance(value, str) and value.strip():  # the dialog's text, if Label Studio passed it unparsed
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise refused from None
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict):
+        raise refused
+    return value
+
+
 def create_app(backend: Backend) -> Flask:
     """Build the Flask app around one ``Backend``."""
     app = Flask(__name__)
@@ -211,6 +227,16 @@ def create_app(backend: Backend) -> Flask:
         log.error("%s %s: %s", request.method, request.path, exc)
         return answer({"error": str(exc), "detail": detail}, status, str(exc))
 
+    @app.errorhandler(ModelLoading)
+    def _loading(exc: ModelLoading):
+        resp = answer({"error": str(exc)}, 503, str(exc))
+        resp.headers["Retry-After"] = "5"
+        return resp
+
+    @app.errorhandler(PretrainedError)
+    def _pretrained(exc: PretrainedError):
+        return answer({"error": str(exc)}, 503, str(exc))
+
     @app.errorhandler(413)
     def _too_large(_exc):
         limit = settings.max_request_bytes // (1024 * 1024)
@@ -234,7 +260,10 @@ def create_app(backend: Backend) -> Flask:
     @app.get("/")
     @app.get("/health")
     def health():
-        return answer({"status": "UP", "model_class": backend.model_class.__name__})
+        body = {"status": "UP", "model_class": backend.model_class.__name__}
+        if backend.pretrained is not None:  # never waits: loading happens in the background
+            body["pretrained"] = backend.pretrained.state
+        return answer(body)
 
     @app.get("/openapi.json")
     def openapi():
@@ -248,11 +277,21 @@ def create_app(backend: Backend) -> Flask:
             raise BadRequest(400, "'schema' (the labeling config) is missing")
         if "project" not in body:
             raise BadRequest(400, "'project' is missing")
+        extra = _extra_params(body["extra_params"]) if "extra_params" in body else None  # absent: keep them
         project = _project(body["project"])
-        version = backend.setup(project, schema)
+        version = backend.setup(project, schema, extra)
         metrics.serving(project, version)
         backend.authorize_webhook(project, request.host)
         return answer({"model_version": version})
+
+    @app.get("/versions")
+    def versions():
+        """Label Studio's model-version list. It names no project, so the latest /setup's project answers."""
+        asked = request.args.get("project")
+        project = backend.versions_project(_project(asked) if asked else None)
+        if project is None:
+            return answer({"versions": [], "current": None, "project": None})
+        return answer({**backend.versions(project), "project": project})
 
     @app.post("/predict")
     def predict():

@@ -21,12 +21,13 @@ from .base import INITIAL_VERSION, LabelStudioMLBase
 from .label_config import ConfigError, parse_label_config, read_config_file
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks, normalize_annotation
 from .metrics import Metrics
+from .pretrained import ModelLoading, PretrainedError, PretrainedModel
 from .settings import Settings
-from .storage import ModelStore, ProjectStore, StorageError, StorageWriteError, open_store
+from .storage import ModelStore, PretrainedStore, ProjectStore, StorageError, StorageWriteError, StoreRoot, open_store
+from .training import ThreadTrainingQueue, TrainingQueue, describe_exit, run_in_child
+from .webhook_auth import WebhookAuthorizer
 
 __all__ = ["Backend", "ModelClassError", "PredictionError", "StorageError", "StorageWriteError", "load_model_class"]
-from .training import ThreadTrainingQueue, TrainingQueue
-from .webhook_auth import WebhookAuthorizer
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def load_model_class(spec: str = "model") -> type[LabelStudioMLBase]:
 @dataclass
 class _Loaded:
     config: str
-    stamp: int
+    stamp: tuple[int, int]
     model: LabelStudioMLBase
     problem: str | None = None  # why this is not the current version (its file is broken)
 
@@ -94,11 +95,36 @@ class Backend:
         #: (a queue, Redis) with ``backend.readiness_checks["name"] = check``.
         self.readiness_checks: dict[str, Callable[[], object]] = {"model_store": self.stores.check}
         self.default_config = read_config_file(settings.label_config_path)
-        self.queue = queue or ThreadTrainingQueue(self.train, settings.train_debounce_seconds)
+        self.queue = queue or ThreadTrainingQueue(self.train_in_child, settings.train_debounce_seconds)
         self._models: dict[str, _Loaded] = {}
         self.webhook_auth = WebhookAuthorizer(settings)
         self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
         self._lock = threading.Lock()
+        self.pretrained = self._start_pretrained()
+
+    def _start_pretrained(self) -> PretrainedModel | None:
+        """Begin fetching and loading MODEL_URI in the background (each process holds its own copy)."""
+        settings = self.settings
+        if not settings.model_uri:
+            return None
+        return PretrainedModel(settings.model_uri, PretrainedStore(settings.model_dir),
+                               self.model_class.load_pretrained, settings.model_max_bytes,
+                               settings.model_sha256, settings.model_fetch_timeout_seconds)
+
+    def _pretrained_start(self, wait: bool = True) -> tuple[str, dict]:
+        """Where a project without a saved model starts: the pretrained model, else nothing.
+
+        While MODEL_URI is loading (or after it failed) this raises ``ModelLoading`` /
+        ``PretrainedError`` (``/predict`` answers 503), unless ``wait`` is off: training then
+        starts from nothing rather than wait.
+        """
+        if self.pretrained is not None:
+            try:
+                return self.pretrained.get()
+            except (ModelLoading, PretrainedError):
+                if wait:
+                    raise
+        return INITIAL_VERSION, {}
 
     def store(self, project: str) -> ProjectStore:
         """One project's data (all of it goes through here)."""
@@ -108,7 +134,7 @@ class Backend:
                     version: str = INITIAL_VERSION) -> LabelStudioMLBase:
         """A model object for a project, handed this backend's settings."""
         return self.model_class(config, project, train_output=train_output, model_version=version,
-                                settings=self.settings)
+                                settings=self.settings, extra_params=self.store(project).extra_params())
 
     def save_project_config(self, project: str, config: str) -> None:
         """Remember the labeling config Label Studio sent with a webhook (checked later, when used)."""
@@ -126,12 +152,38 @@ class Backend:
         return config
 
     # --- setup and predict -------------------------------------------------
-    def setup(self, project: str, config: str) -> str:
-        """Check the config fits this model, remember it, return the current version."""
+    def setup(self, project: str, config: str, extra_params: dict | None = None) -> str:
+        """Check the config fits this model, remember it and the extra params, return the current version."""
         self.model_class.check_config(parse_label_config(config))
+        if extra_params is not None:
+            self.model_class.check_extra_params(extra_params)
         store = self.store(project)
         store.save_label_config(config)
+        if extra_params is not None:
+            store.save_extra_params(extra_params)
+        StoreRoot(self.settings.model_dir).note_setup(project)
         return self.served_version(project)
+
+    # --- model versions ----------------------------------------------------
+    def versions_project(self, asked: str | None) -> str | None:
+        """The project ``GET /versions`` is about: the one asked for, else the one set up last."""
+        return asked or StoreRoot(self.settings.model_dir).last_setup()
+
+    def versions(self, project: str) -> dict:
+        """The project's kept versions, newest first, and which one serves."""
+        store = self.store(project)
+        versions = store.versions()
+        if self.pretrained is not None and self.pretrained.version:
+            versions.append(self.pretrained.version)  # the oldest: what the project started from
+        return {"versions": versions, "current": self.served_version(project)}
+
+    def use_version(self, project: str, version: str) -> str:
+        """Roll back (or forward) to a kept version; every worker switches at its next request."""
+        store = self.store(project)
+        with store.training_lock():  # never between a training's save and its pointer write
+            store.use_version(version)
+        log.info("project %s now serves version %s", project, version)
+        return version
 
     def served_version(self, project: str) -> str:
         """The version this process serves (or would serve) for ``project``: not a broken current one."""
@@ -139,7 +191,8 @@ class Backend:
         store = self.store(project)
         if loaded is not None and loaded.stamp == store.stamp():
             return loaded.model.model_version
-        return store.served_version() or INITIAL_VERSION
+        pretrained = self.pretrained.version if self.pretrained is not None else None
+        return store.served_version() or pretrained or INITIAL_VERSION
 
     def model_problem(self, project: str) -> str | None:
         """Why the model served for ``project`` is not its current version (a broken file), or None."""
@@ -174,7 +227,7 @@ class Backend:
             return loaded.model
         with self._lock:
             saved = store.load_model()
-            version, output = saved if saved else (INITIAL_VERSION, {})
+            version, output = saved or self._pretrained_start()
             model = self.build_model(project, config, output, version)
             problem = store.problem(saved[0] if saved else None)
             self._models[project] = _Loaded(config, stamp, model, problem)
@@ -278,7 +331,7 @@ class Backend:
                 status.update(state="skipped", error="no usable annotations (all empty, skipped or cancelled)")
                 return status
             saved = store.load_model()
-            version, output = saved if saved else (INITIAL_VERSION, {})
+            version, output = saved or self._pretrained_start(wait=False)
             model = self.build_model(project, self.label_config(project), output, version)
             try:
                 result = model.fit(usable)
@@ -303,6 +356,41 @@ class Backend:
         if skipped:
             status["skipped"] = {"count": len(skipped), "examples": skipped[:5]}
             log.warning("training of project %s skipped %d items, first: %s", project, len(skipped), skipped[0])
+
+    def train_in_child(self, project: str) -> None:
+        """Train in a child process and wait (what the queue runs); record the outcome even if the child dies.
+
+        The child records its own outcome; when it cannot (killed, crashed,
+        never started, or MODEL_DIR refused the status), the status would say
+        "queued" or "running" forever, so this process records, or remembers,
+        why instead. The last good model keeps serving either way.
+        """
+        try:
+            code, outcome = run_in_child(TrainingJob(self.model_class, self.settings, project))
+        except Exception as exc:  # e.g. a model class defined inside a function cannot be sent to a child
+            log.error("could not start the training process of project %s: %s", project, exc)
+            self._record_lost_training(project, "failed", f"could not start a training process: "
+                                       f"{type(exc).__name__}: {exc}")
+            return
+        if isinstance(outcome, TrainingOutcome):
+            self.metrics.training_done(project, outcome.status)  # counted here: /metrics is this process's
+            if not outcome.saved:  # a full or read-only MODEL_DIR: keep the child's last word here
+                self._unsaved_status[project] = outcome.status
+            else:
+                self._unsaved_status.pop(project, None)
+        elif code != 0:
+            state = "interrupted" if code < 0 else "failed"
+            self._record_lost_training(project, state, f"the training process {describe_exit(code)} before it "
+                                       "finished; see the backend's log")
+
+    def _record_lost_training(self, project: str, state: str, why: str) -> None:
+        store = self.store(project)
+        if store.status().get("state") in ("queued", "running") and not store.training_running():
+            now = time.time()
+            status = {"state": state, "started_at": now, "finished_at": now,
+                      "error": f"{why}; the previous model keeps serving; train again"}
+            self.metrics.training_done(project, status)
+            self._save_status(project, store, status)
 
     def request_training(self, project: str) -> None:
         """Queue a background training; the status says "queued" until it starts."""
@@ -329,3 +417,25 @@ class Backend:
         if problem:
             status["warning"] = problem
         return status
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What a training child sends back: its final status, and whether MODEL_DIR took it."""
+
+    status: dict
+    saved: bool
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training, as sent to a child process (``training.run_in_child``): it must pickle."""
+
+    model_class: type[LabelStudioMLBase]
+    settings: Settings
+    project: str
+
+    def __call__(self) -> TrainingOutcome:
+        backend = Backend(self.model_class, self.settings, metrics=Metrics())  # the parent counts the outcome
+        status = backend.train(self.project)
+        return TrainingOutcome(status, saved=self.project not in backend._unsaved_status)

@@ -80,6 +80,10 @@ class Settings:
     threads: int = 8
     timeout: int = 120
     access_log: bool = False
+    model_uri: str = ""
+    model_sha256: str = ""
+    model_max_bytes: int = 2048 * 1024 * 1024
+    model_fetch_timeout_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -115,6 +119,10 @@ class Settings:
             threads=_positive("THREADS", cls.threads),
             timeout=_number("TIMEOUT", cls.timeout),
             access_log=env("ACCESS_LOG", "").strip().lower() in _TRUE,
+            model_uri=env("MODEL_URI", "").strip(),
+            model_sha256=env("MODEL_SHA256", "").strip(),
+            model_max_bytes=_number("MODEL_MAX_MB", 2048) * 1024 * 1024,
+            model_fetch_timeout_seconds=_number("MODEL_FETCH_TIMEOUT_SECONDS", 60.0, float),
         )
 
     @property

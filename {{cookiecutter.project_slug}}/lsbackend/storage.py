@@ -48,6 +48,10 @@ class StorageError(RuntimeError):
     """MODEL_DIR cannot be used; the message names the directory and the fix."""
 
 
+class UnknownVersion(LookupError):
+    """A model version that is not (or no longer) kept; the message lists the kept ones."""
+
+
 FULL = (errno.ENOSPC, errno.EDQUOT)
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -113,6 +117,13 @@ def check_writable(root: Path) -> None:
         ) from None
 
 
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 class ProjectStore(Protocol):
     """What the backend may do with one project's data; every implementation keeps these promises.
 
@@ -124,7 +135,11 @@ class ProjectStore(Protocol):
       released when its holder dies; ``training_running`` tells whether someone holds it.
     """
 
-    def stamp(self) -> int: ...
+    def stamp(self) -> tuple[int, int]: ...
+    def versions(self) -> list[str]: ...
+    def use_version(self, version: str) -> None: ...
+    def save_extra_params(self, params: dict) -> None: ...
+    def extra_params(self) -> dict: ...
     def current_version(self) -> str | None: ...
     def load_model(self) -> tuple[str, dict] | None: ...
     def served_version(self) -> str | None: ...
@@ -189,6 +204,27 @@ def _looks_complete(path: Path) -> bool:
         return False
 
 
+class StoreRoot:
+    """What belongs to no single project: which project Label Studio set up last.
+
+    Label Studio asks ``GET /versions`` without saying for which project; the
+    project of its latest ``/setup`` is the best answer a shared backend has.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / "last_setup"
+
+    def note_setup(self, project: str) -> None:
+        if self.last_setup() != project:  # /setup runs before every batch: write only on change
+            atomic_write(self.path, project.encode())
+
+    def last_setup(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+
 class LocalProjectStore:
     """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``, ``train.lock``."""
 
@@ -203,12 +239,9 @@ class LocalProjectStore:
     def pointer(self) -> Path:
         return self.dir / "CURRENT"
 
-    def stamp(self) -> int:
-        """Changes whenever a new model becomes current (one stat, no read)."""
-        try:
-            return self.pointer.stat().st_mtime_ns
-        except FileNotFoundError:
-            return 0
+    def stamp(self) -> tuple[int, int]:
+        """Changes whenever a new model becomes current or the extra params change (two stats, no read)."""
+        return _mtime(self.pointer), _mtime(self.dir / "extra_params.json")
 
     def current_version(self) -> str | None:
         try:
@@ -336,6 +369,17 @@ class LocalProjectStore:
                     with contextlib.suppress(FileNotFoundError):
                         (self.dir / "models" / f"{old}{suffix}").unlink()
 
+    def use_version(self, version: str) -> None:
+        """Make a kept version current again; every process picks it up through ``CURRENT``."""
+        kept = self.versions()
+        if version not in kept:
+            listed = ", ".join(kept) or "none yet"
+            raise UnknownVersion(f"version {version!r} is not kept for this project (kept: {listed})")
+        broken = self._broken().get(version)
+        if broken:
+            raise UnknownVersion(f"version {version!r} cannot be loaded ({broken.get('error')}); pick another")
+        atomic_write(self.pointer, version.encode())
+
     # --- annotations ------------------------------------------------------
     def save_annotation(self, annotation: dict) -> None:
         number = annotation_id(annotation["id"])
@@ -376,6 +420,18 @@ class LocalProjectStore:
         except FileNotFoundError:
             return None
 
+    def save_extra_params(self, params: dict) -> None:
+        """Keep the Connect dialog's extra params; written only when they changed (/setup runs often)."""
+        if params != self.extra_params():
+            atomic_write(self.dir / "extra_params.json", json.dumps(params).encode())
+
+    def extra_params(self) -> dict:
+        try:
+            found = json.loads((self.dir / "extra_params.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
     def save_status(self, status: dict) -> None:
         atomic_write(self.dir / "training.json", json.dumps(status).encode(), "the training status")
 
@@ -409,3 +465,49 @@ class LocalProjectStore:
             return False
         except BlockingIOError:
             return True
+
+class PretrainedStore:
+    """The artifact ``MODEL_URI`` names, cached once under ``MODEL_DIR/pretrained/`` for every process.
+
+    Files are named by their SHA-256, so a cached file is never half-written or stale: ``record``
+    says which URI it came from, and a different URI is fetched anew. ``lock`` serialises the
+    fetch across worker processes (the first downloads, the others find it cached).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.dir = Path(root) / "pretrained"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".fetch.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def temporary(self) -> Path:
+        """A fresh file in the cache's folder, to download into (renamed by ``keep``)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.dir, prefix=".download.", suffix=".tmp")
+        os.close(fd)
+        return Path(name)
+
+    def keep(self, download: Path, uri: str, sha256: str, size: int, suffix: str) -> dict:
+        """Move a verified download into place and record where it came from."""
+        path = self.dir / f"{sha256}{suffix}"
+        os.replace(download, path)
+        record = {"uri": uri, "sha256": sha256, "size": size, "file": path.name, "fetched_at": time.time()}
+        atomic_write(self.dir / "source.json", json.dumps(record).encode())
+        return record
+
+    def record(self, uri: str) -> dict | None:
+        """The cached artifact fetched from ``uri``, if its file is still there."""
+        try:
+            record = json.loads((self.dir / "source.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        if record.get("uri") != uri or not (self.dir / str(record.get("file"))).is_file():
+            return None
+        return record
+
+    def path(self, record: dict) -> Path:
+        return self.dir / record["file"]

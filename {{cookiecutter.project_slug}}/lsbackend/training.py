@@ -1,18 +1,34 @@
-"""Background training: one job at a time per project, debounced.
+"""Background training: one job at a time per project, debounced, in a child process.
 
 Label Studio sends ``START_TRAINING`` *before* the webhook that carries the
 annotation which caused it, so a job waits ``TRAIN_DEBOUNCE_SECONDS`` after
 the last request before it starts; requests arriving while a job runs make
 it run once more afterwards, never twice at once. The queue sits behind a
 tiny interface (``request``) so a Redis-backed queue can replace it.
+
+The fit itself never runs in a serving process: a CPU-bound fit holds the
+GIL and its allocations grow the worker for good, so every training runs in
+a fresh ``python -m lsbackend.train_job`` process (``run_in_child``) while a
+thread of the serving process only waits for it. Why a plain subprocess and
+not ``multiprocessing``: the child needs nothing from the parent's memory
+(it loads the model from the store, like any worker), a subprocess starts no
+resource tracker or fork server that would stay resident next to an idle
+worker, and it shows up in ``ps`` by name. The parent picks the new model up
+through the store's current-version pointer, as every worker does.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -70,3 +86,52 @@ class ThreadTrainingQueue:
         """True when no job is waiting or running (for tests and shutdown)."""
         with self._lock:
             return all(j.timer is None and not j.running for j in self._jobs.values())
+
+
+#: The module a training child runs (``python -m lsbackend.train_job``).
+CHILD_MODULE = "lsbackend.train_job"
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+def run_in_child(job: object) -> tuple[int, object]:
+    """Run ``job()`` in a new Python process and wait; return its exit code and what ``job()`` returned.
+
+    The exit code is negative when a signal killed the child; the result is
+    None when the child did not get to return one. ``job`` must pickle (a
+    module-level class or function and plain data). The child gets this
+    process's ``sys.path`` before it unpickles the job, so it imports
+    ``model.py`` (or a ``MODEL_CLASS`` module) from the same places. Its
+    output goes where this process's goes (the server log); the result comes
+    back through a pipe of its own, so a ``print`` in ``fit`` cannot garble it.
+    """
+    payload = pickle.dumps(job, protocol=5)  # fails here, in the parent, when the job cannot be sent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
+    result_read, result_write = os.pipe()
+    try:
+        boot = pickle.dumps(([os.path.abspath(p) for p in sys.path], result_write), protocol=5)
+        child = subprocess.Popen([sys.executable, "-m", CHILD_MODULE], stdin=subprocess.PIPE, env=env,
+                                 pass_fds=(result_write,))
+    finally:
+        os.close(result_write)  # the child holds the only write end now: EOF comes when it is done
+    with os.fdopen(result_read, "rb") as results:
+        try:
+            child.stdin.write(boot + payload)
+            child.stdin.close()
+        except BrokenPipeError:  # the child died at once; its exit code says how
+            pass
+        raw = results.read()
+    code = child.wait()
+    try:
+        return code, pickle.loads(raw) if raw else None
+    except Exception:  # noqa: BLE001 (a child killed mid-write leaves a partial result: there is none)
+        return code, None
+
+
+def describe_exit(code: int) -> str:
+    """An exit code in words: ``killed by SIGKILL``, ``exited with code 1``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"

@@ -87,6 +87,7 @@ def holdout_request() -> dict:
     return body
 
 
-def wait_for_training(client, project: str, timeout: float = 60.0) -> dict:
-    """The project's training status, polled through the Flask client until the job finished (bounded)."""
+def wait_for_training(client, project: str, timeout: float = 300.0) -> dict:
+    """The project's training status, polled through the Flask client until the job finished (bounded;
+    generously, since each training runs in a child process that first imports the model's libraries)."""
     return harness.wait_for_training(lambda: client.get(f"/training/{project}").get_json(), timeout=timeout)

@@ -23,7 +23,7 @@ from lsbackend.settings import Settings
 from lsbackend.storage import StorageError
 
 import examples
-from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, SHAPE, captured, training_events, wait_for_training
+from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, SHAPE, captured, training_events
 from harness import ServerProcess, free_port, wait_until
 
 TESTS = Path(__file__).resolve().parent
@@ -212,26 +212,6 @@ def test_when_no_version_loads_predictions_are_empty_and_say_why(tmp_path):
     assert make_backend(tmp_path / "models").train(PROJECT, annotations())["state"] == "succeeded"
 
 
-# --- a failing training ------------------------------------------------------------------------------
-def test_after_a_training_raises_the_next_training_runs_and_succeeds(client, backend, monkeypatch):
-    for event in training_events():
-        client.post("/webhook", json=event)
-    start = captured(f"webhook_start_training_{SHAPE}")
-    project = str(start["project"]["id"])
-    real_fit = backend.model_class.fit
-    monkeypatch.setattr(backend.model_class, "fit", lambda self, anns, **kw: 1 / 0)
-    client.post("/webhook", json=start)
-    failed = wait_for_training(client, project)
-    assert failed["state"] == "failed" and "ZeroDivisionError" in failed["error"]
-    monkeypatch.setattr(backend.model_class, "fit", real_fit)
-    client.post("/webhook", json=start)
-    assert wait_for_training(client, project)["state"] == "succeeded"
-    deadline = time.monotonic() + 10  # the job thread finishes just after it records its status
-    while not backend.queue.idle() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert backend.queue.idle(), "the training thread should go idle once the job is done"
-
-
 # --- an unusable MODEL_DIR ---------------------------------------------------------------------------
 UNUSABLE = {
     "missing and uncreatable": "/dev/null/models",  # a path under a file: mkdir fails even for root
@@ -277,7 +257,7 @@ def call(key, body):
     out[key] = [response.status_code, response.status.split(" ", 1)[1]]
 
 def wait_for_training():
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # bounded; the training child imports the model's libraries first
     while client.get(f"/training/{project}").get_json()["state"] in ("queued", "running", "idle"):
         assert time.monotonic() < deadline, "training did not finish"
         time.sleep(0.05)
@@ -319,7 +299,7 @@ def run_with_tmpfs(tmp_path: Path, args: list[str]) -> subprocess.CompletedProce
     shell = 'mount -t tmpfs -o size=16m tmpfs "$0" || exit 99; exec "$@"'
     cmd = [*namespace, "sh", "-c", shell, str(mount), sys.executable, "-c", FULL_DISK, str(mount), *args]
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     except FileNotFoundError:
         proc = subprocess.CompletedProcess(cmd, 99, "", "unshare is not installed")
     if proc.returncode == 99 or "unshare failed" in proc.stderr:
@@ -493,7 +473,7 @@ def test_two_gunicorn_workers_train_serially_and_serve_the_newest_model(server):
         # every worker that got a START_TRAINING trains at least once
         wait_until(lambda: server.log.read_text().count(" trained on ") >= len(server.pids_for("/webhook", 201))
                    and server.request("GET", f"/training/{PROJECT}")[1]["state"] in ("succeeded", "failed"),
-                   "the trainings to finish", timeout=120)
+                   "the trainings to finish", timeout=300)
     finally:
         stop.set()
         for t in threads:

@@ -13,6 +13,7 @@ from lsbackend import logs
 from lsbackend.server import create_app
 
 from conftest import SHAPE, captured, training_events, wait_for_training
+from harness import wait_until
 
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
 
@@ -36,7 +37,7 @@ def test_requests_are_timed_per_endpoint_and_none_stays_in_flight(client):
     assert sample(text, "lsbackend_requests_in_flight") == 1  # only the /metrics request itself
 
 
-def test_training_outcome_duration_last_success_and_model_version_are_reported(client):
+def test_training_outcome_duration_last_success_and_model_version_are_reported(client, backend):
     client.post("/setup", json=captured(f"setup_{SHAPE}"))
     text = client.get("/metrics").get_data(as_text=True)
     assert sample(text, "lsbackend_model_version_info", f'project="{PROJECT}",version="untrained"') == 1
@@ -44,6 +45,7 @@ def test_training_outcome_duration_last_success_and_model_version_are_reported(c
         client.post("/webhook", json=event)
     client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}"))
     version = wait_for_training(client, PROJECT)["model_version"]
+    wait_until(backend.queue.idle, "the server to count the training")  # counted when its child process ends
     text = client.get("/metrics").get_data(as_text=True)
     assert sample(text, "lsbackend_trainings_total", 'outcome="succeeded"') == 1
     assert sample(text, "lsbackend_training_duration_seconds_count", 'outcome="succeeded"') == 1

@@ -168,21 +168,6 @@ def test_training_with_no_usable_annotations_is_skipped_and_keeps_the_model(clie
     assert status["model_version"] == "untrained"
 
 
-def test_failed_training_keeps_the_last_good_model_serving(client, backend, monkeypatch):
-    good = train(client)["model_version"]
-
-    def broken_fit(self, annotations, **kwargs):
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(backend.model_class, "fit", broken_fit)
-    client.post("/webhook", json=captured(f"webhook_start_training_{SHAPE}"))
-    status = wait_for_training(client, PROJECT)
-    assert status["state"] == "failed" and "disk on fire" in status["error"]
-    assert status["model_version"] == good
-    results = client.post("/predict", json=holdout_request()).get_json()["results"]
-    assert {r["model_version"] for r in results} == {good}
-
-
 def test_a_new_process_loads_the_trained_model(client, settings):
     version = train(client)["model_version"]
     fresh = create_app(Backend(MODEL_CLASS, settings)).test_client()

@@ -7,7 +7,10 @@ This is the one file meant for you to edit. The runtime (``lsbackend``) calls:
   handed back to every later model object as ``self.train_output``.
 
 ``self.control`` / ``self.object_tag`` are the ``<Choices>`` and ``<Image>`` tags
-of the project's labeling config; ``self.labels`` are its choices.
+of the project's labeling config; ``self.labels`` are its choices. With
+``<Choices choice="multiple">`` the model learns one yes/no classifier per label
+(one-vs-rest) and predicts every label whose probability reaches 0.5 (or the
+project's ``score_threshold`` extra param).
 
 The features need no pretrained weights or downloads: per-channel colour
 histograms, a tiny colour thumbnail and histograms of gradient orientations
@@ -25,22 +28,27 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lsbackend import LabelStudioMLBase, TaskDataError
 from lsbackend.media import MediaError, failed_prediction, resolver_for
+from lsbackend.onnx_model import OnnxClassifier
 
 log = logging.getLogger(__name__)
 # Pillow warns about images between its limit and twice it; decode_image refuses those with a clear error instead.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 SIDE = 32  # images are compared at SIDE x SIDE pixels
+DEFAULT_NETWORK_SIDE = 224  # for an ONNX network whose input size is not fixed
 COLOUR_BINS = 8
 ORIENTATION_BINS = 9
 THUMBNAIL = 4
@@ -93,8 +101,19 @@ def image_features(image: Image.Image) -> np.ndarray:
     return np.concatenate(colour + [thumbnail.ravel()] + edges)
 
 
+def network_input(images: list[Image.Image], network: OnnxClassifier) -> np.ndarray:
+    """Images as the float32 batch a vision network takes: [N, 3, H, W], RGB scaled to 0..1, then
+    normalised with the model's ``mean``/``std`` metadata when it has them (e.g. ImageNet's)."""
+    height, width = (d if isinstance(d, int) else DEFAULT_NETWORK_SIDE for d in network.input_shape[2:4])
+    batch = np.stack([np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+                      for image in images]) / 255.0
+    if network.mean is not None and network.std is not None:
+        batch = (batch - network.mean) / network.std
+    return batch.transpose(0, 3, 1, 2)
+
+
 class ImageClassifier(LabelStudioMLBase):
-    """Classifies each task's image into one of the config's choices."""
+    """Classifies each task's image into one of the config's choices (or several, for multi-label)."""
 
     model_type = "image_classification"
 
@@ -103,9 +122,33 @@ class ImageClassifier(LabelStudioMLBase):
         # Pillow's own decompression-bomb limit (refusal at twice it) follows ours, for any decode path.
         Image.MAX_IMAGE_PIXELS = self.media.max_pixels
         self.pipeline: Pipeline | None = self.train_output.get("pipeline")
-        classes = self.pipeline.classes_ if self.pipeline is not None else []
+        self.decode_side = SIDE
+        if isinstance(self.pipeline, OnnxClassifier):  # a pretrained network (MODEL_URI=...onnx)
+            self.classes = self.pipeline.labels or self.labels
+            sides = [d for d in self.pipeline.input_shape[2:4] if isinstance(d, int)]
+            self.decode_side = max(sides, default=DEFAULT_NETWORK_SIDE)
+        else:  # a multi-label pipeline answers per label index; a single-label one names its classes
+            self.classes = self.train_output.get("classes") or (
+                [str(c) for c in self.pipeline.classes_] if self.pipeline is not None else []
+            )
         # Only labels still in the config may be predicted (the config can change).
-        self.allowed = np.array([label in self.labels for label in classes], dtype=bool)
+        self.allowed = np.array([label in self.labels for label in self.classes], dtype=bool)
+
+    @classmethod
+    def load_pretrained(cls, path: Path) -> dict:
+        """MODEL_URI: an ONNX network (``.onnx``), or a scikit-learn pipeline over ``image_features``
+        saved with ``joblib.dump``. Training replaces either with a model of its own."""
+        if path.suffix == ".onnx":
+            network = OnnxClassifier(path)
+            if len(network.input_shape) != 4:
+                raise ValueError("the ONNX model needs an image input [batch, 3, height, width], "
+                                 f"found shape {network.input_shape}")
+            return {"pipeline": network}
+        pipeline = joblib.load(path)  # runs code from the file: point MODEL_URI only at files you trust
+        if not hasattr(pipeline, "predict_proba") or not hasattr(pipeline, "classes_"):
+            raise ValueError(f"MODEL_URI holds a {type(pipeline).__name__}, not a fitted classifier with "
+                             "predict_proba")
+        return {"pipeline": pipeline}
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         references = [self._reference(task) for task in tasks]  # a missing field fails the request, by name
@@ -133,36 +176,41 @@ class ImageClassifier(LabelStudioMLBase):
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
         chosen = []
         for annotation in annotations:
-            label = self._chosen_label(annotation)
-            if label is None:
+            found = self._chosen_labels(annotation)
+            if not found:
                 self.skip(annotation, f"chooses nothing of <Choices name={self.control.name!r}>")
             else:
-                chosen.append((annotation, label))
+                chosen.append((annotation, found))
         tasks = [a["task"] for a, _ in chosen]
         loaded = self._load_images(tasks, [self._stored_reference(t) for t in tasks])
         features, labels, failures = [], [], []
-        for (annotation, label), item in zip(chosen, loaded, strict=True):
+        for (annotation, found), item in zip(chosen, loaded, strict=True):
             if isinstance(item, MediaError):  # one bad image costs its own annotation, never the training
                 failures.append(f"task {annotation['task'].get('id')}: {item}")
                 self.skip(annotation, f"image not loaded: {item}")
                 continue
             features.append(image_features(item))
-            labels.append(label)
+            labels.append(found)
         for failure in failures:
             log.warning("training skips %s", failure)
-        if len(set(labels)) < 2:
+        seen = sorted({label for found in labels for label in found})
+        if len(seen) < 2:
             why = f"; {len(failures)} images failed to load, first: {failures[0]}" if failures else ""
-            raise ValueError(
-                f"training needs annotations with at least 2 different labels, got {sorted(set(labels))}{why}"
-            )
+            raise ValueError(f"training needs annotations with at least 2 different labels, got {seen}{why}")
+        output = {"trained_on": len(labels), "skipped_images": failures[:20]}
+        if self.multi_label:  # one yes/no classifier per label seen (a label on every image is learnt as constant)
+            classes = [label for label in self.labels if label in seen]
+            indicator = np.array([[label in found for label in classes] for found in labels], dtype=int)
+            classifier = OneVsRestClassifier(LogisticRegression(max_iter=2000, C=1.0))
+            pipeline = make_pipeline(StandardScaler(), classifier).fit(np.stack(features), indicator)
+            return {**output, "pipeline": pipeline, "classes": classes}
         pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
-        pipeline.fit(np.stack(features), labels)
-        return {"pipeline": pipeline, "trained_on": len(labels), "skipped_images": failures[:20]}
+        pipeline.fit(np.stack(features), [found[0] for found in labels])
+        return {**output, "pipeline": pipeline}
 
     # --- helpers ----------------------------------------------------------
-    def _chosen_label(self, annotation: dict) -> str | None:
-        chosen = self.annotation_labels(annotation)  # only this config's labels, aliases mapped back
-        return chosen[0] if chosen else None
+    def _chosen_labels(self, annotation: dict) -> list[str]:
+        return self.annotation_labels(annotation)  # only this config's labels, aliases mapped back
 
     def _stored_reference(self, task: dict) -> Any:
         """What a recorded task holds in the image field; anything but a usable string fails as that
@@ -181,19 +229,25 @@ class ImageClassifier(LabelStudioMLBase):
                 loaded.append(item)
                 continue
             try:
-                loaded.append(decode_image(item, self.media.max_pixels))
+                loaded.append(decode_image(item, self.media.max_pixels, self.decode_side))
             except MediaError as exc:
                 loaded.append(exc)
         return loaded
 
     def _classify(self, images: list[Image.Image]) -> list[dict]:
         assert self.pipeline is not None
-        probabilities = self.pipeline.predict_proba(np.stack([image_features(image) for image in images]))
+        if isinstance(self.pipeline, OnnxClassifier):
+            probabilities = self.pipeline.predict_proba(network_input(images, self.pipeline))
+        else:
+            probabilities = self.pipeline.predict_proba(np.stack([image_features(image) for image in images]))
+        if self.multi_label:
+            return [self.multi_label_prediction(self.classes, row) for row in probabilities.tolist()]
         probabilities[:, ~self.allowed] = -1.0
         best = probabilities.argmax(axis=1)
         scores = probabilities[np.arange(len(images)), best]
-        classes = self.pipeline.classes_
+        classes = self.classes
+        threshold = self.score_threshold  # extra_params from Label Studio's Connect dialog
         return [
-            self.prediction([self.choice_result(str(classes[i]), score)], score)
+            self.prediction([self.choice_result(str(classes[i]), score)] if score >= threshold else [], score)
             for i, score in zip(best, scores.tolist(), strict=True)
         ]

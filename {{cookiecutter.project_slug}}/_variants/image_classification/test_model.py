@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import importlib
+import json
 import logging
+import os
+import random
 import re
 import struct
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lsbackend.ids import project_key
 from lsbackend.label_config import ConfigError, check_fit
 from lsbackend.label_studio_api import normalize_annotation
 from lsbackend.server import create_app
+from lsbackend.service import Backend
 from lsbackend.settings import Settings
 from model import ImageClassifier
 
 import examples
-from conftest import captured
+from conftest import EXAMPLES_CONFIG, captured, holdout_request
 
 CONFIG = captured("setup_image")["schema"]
 SHAPES_CONFIG = CONFIG.replace(
@@ -256,3 +263,116 @@ def test_a_batch_with_references_the_url_libraries_refuse_predicts_the_rest():
     assert [examples.predicted_label(p) for p in predictions[: len(good)]] == [label for _, label in good]
     for prediction in predictions[len(good) :]:
         assert prediction["result"] == [] and prediction["error"]
+
+
+# --- multi-label: <Choices choice="multiple"> ------------------------------------------------------------
+MULTI_CONFIG = CONFIG.replace('<Choice value="Red"/><Choice value="Blue"/>',
+                              '<Choice value="Red"/><Choice value="Blue"/><Choice value="Circle"/>'
+                              '<Choice value="Square"/>').replace('<Choices ', '<Choices choice="multiple" ', 1)
+
+
+def coloured_shape(colour: str, shape: str, seed: int) -> str:
+    """A reddish or bluish circle or square on a grey background: two labels per picture."""
+    rng = random.Random(seed)
+    base = examples.RED if colour == "Red" else examples.BLUE
+    image = Image.new("RGB", (examples.SIZE, examples.SIZE), (128, 128, 128))
+    side = rng.randint(20, 30)
+    x0, y0 = rng.randint(2, examples.SIZE - side - 2), rng.randint(2, examples.SIZE - side - 2)
+    draw = ImageDraw.Draw(image)
+    (draw.ellipse if shape == "Circle" else draw.rectangle)((x0, y0, x0 + side, y0 + side),
+                                                            fill=base[rng.randrange(len(base))])
+    return examples.data_uri(image)
+
+
+def multi_pairs(count: int, seed: int):
+    combos = [("Red", "Circle"), ("Blue", "Square"), ("Red", "Square"), ("Blue", "Circle")]
+    return [({"image": coloured_shape(c, s, seed + i)},
+             [{"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": [c, s]}}])
+            for i, (c, s) in enumerate(combos[i % 4] for i in range(count))]
+
+
+def test_multiple_choice_predicts_colour_and_shape_together():
+    assert 'choice="multiple"' in MULTI_CONFIG
+    model = trained(MULTI_CONFIG, multi_pairs(64, 1000))
+    held = multi_pairs(16, 5000)
+    predictions = model.predict([{"id": i, "data": d} for i, (d, _) in enumerate(held)])
+    right = sum(p["result"] and p["result"][0]["value"]["choices"] == r[0]["value"]["choices"]
+                for p, (_, r) in zip(predictions, held, strict=True))
+    assert right >= 14, [p["result"] for p in predictions]
+    assert all(p["result"][0]["score"] >= 0.5 for p in predictions if p["result"])
+
+
+# --- starting from existing weights: MODEL_URI pointing at an ONNX network ----------------------------------
+def optional(module: str):
+    """An optional dependency of these tests: skipped locally without it, a failure under CI=true."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"{module} is not installed: pip install -r requirements-dev.txt")
+
+
+def make_onnx_network(path, side: int = 16) -> list[str]:
+    """A tiny "network" exported to ONNX like a PyTorch model would be: pixels [N, 3, side, side] in 0..1,
+    class probabilities out, labels in the metadata. Built with skl2onnx (logistic regression on the
+    pixels), so nothing is downloaded from a model hub."""
+    onnx, skl2onnx = optional("onnx"), optional("skl2onnx")
+    optional("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    colours = [(c, "Red") for c in examples.RED] + [(c, "Blue") for c in examples.BLUE]
+    pixels = np.stack([np.asarray(examples.colour_image(c, 300 + i).resize((side, side)), dtype=np.float32) / 255.0
+                       for i, (c, _) in enumerate(colours)]).transpose(0, 3, 1, 2)
+    labels = [label for _, label in colours]
+    classifier = LogisticRegression(max_iter=1000).fit(pixels.reshape(len(labels), -1), labels)
+    flat = 3 * side * side
+    model = skl2onnx.to_onnx(classifier, initial_types=[("flat", FloatTensorType([None, flat]))],
+                             options={LogisticRegression: {"zipmap": False}}, target_opset=17)
+    graph = model.graph  # put the network's usual image input in front: [N, 3, H, W] -> [N, 3*H*W]
+    graph.initializer.append(numpy_helper.from_array(np.array([-1, flat], dtype=np.int64), "flat_shape"))
+    graph.node.insert(0, helper.make_node("Reshape", ["pixels", "flat_shape"], ["flat"]))
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [None, 3, side, side]))
+    classes = [str(c) for c in classifier.classes_]
+    helper.set_model_props(model, {"labels": json.dumps(classes)})
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return classes
+
+
+def test_an_onnx_network_from_model_uri_predicts_before_any_training(tmp_path):
+    path = tmp_path / "colours.onnx"
+    assert make_onnx_network(path) == ["Blue", "Red"]
+    settings = Settings(model_dir=tmp_path / "models", label_config_path=EXAMPLES_CONFIG, model_uri=str(path))
+    backend = Backend(ImageClassifier, settings)
+    assert backend.pretrained.wait(60)
+    client = create_app(backend).test_client()
+    version = client.post("/setup", json=captured("setup_image")).get_json()["model_version"]
+    assert version == "pretrained-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    response = client.post("/predict", json=holdout_request())
+    assert response.status_code == 200, response.status
+    results = response.get_json()["results"]
+    assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]
+    assert {r["model_version"] for r in results} == {version} and all(0.5 < r["score"] <= 1 for r in results)
+
+
+def test_an_onnx_model_without_an_image_input_is_refused_with_the_reason(tmp_path):
+    optional("onnxruntime")
+    skl2onnx = optional("skl2onnx")
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    classifier = LogisticRegression().fit(np.eye(4, dtype=np.float32), ["a", "b", "a", "b"])
+    path = tmp_path / "flat.onnx"
+    path.write_bytes(skl2onnx.to_onnx(classifier, initial_types=[("x", FloatTensorType([None, 4]))],
+                                      options={LogisticRegression: {"zipmap": False}},
+                                      target_opset=17).SerializeToString())
+    settings = Settings(model_dir=tmp_path / "models", label_config_path=EXAMPLES_CONFIG, model_uri=str(path))
+    backend = Backend(ImageClassifier, settings)
+    assert backend.pretrained.wait(60)
+    response = create_app(backend).test_client().post("/predict", json=holdout_request())
+    assert response.status_code == 503
+    assert "the ONNX model needs an image input [batch, 3, height, width]" in response.status

@@ -338,7 +338,8 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         for first, last, label in tag_spans(tokens, tags):
             start, end = tokens[first][0], tokens[last][1]
             score = float(chosen[first : last + 1].mean())
-            results.append(self.span_result(start, end, text[start:end], label, score))
+            if score >= self.score_threshold:  # extra_params from Label Studio's Connect dialog
+                results.append(self.span_result(start, end, text[start:end], label, score))
         scores = [r["score"] for r in results] or chosen.tolist()
         return self.prediction(results, float(np.mean(scores)))
 

@@ -224,3 +224,15 @@ def test_memory_while_predicting_a_long_text_stays_bounded():
     finally:
         tracemalloc.stop()
     assert peak < 25 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_a_text_given_by_url_is_refused_at_setup_and_at_predict(client):
+    """With valueType="url" Label Studio hands over the URL string; classifying it would be nonsense."""
+    body = captured("setup_ner")
+    body["schema"] = body["schema"].replace('value="$text"', 'value="$text" valueType="url"')
+    assert 'valueType="url"' in body["schema"]
+    response = client.post("/setup", json=body)
+    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
+    tasks = [{"id": 1, "data": {"text": "https://example.com/review.txt"}}]
+    response = client.post("/predict", json={"tasks": tasks, "project": "5", "label_config": body["schema"]})
+    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status

@@ -7,31 +7,50 @@ This is the one file meant for you to edit. The runtime (``lsbackend``) calls:
   handed back to every later model object as ``self.train_output``.
 
 ``self.control`` / ``self.object_tag`` are the ``<Choices>`` and ``<Text>`` tags
-of the project's labeling config; ``self.labels`` are its choices.
+of the project's labeling config; ``self.labels`` are its choices. With
+``<Choices choice="multiple">`` the model learns one yes/no classifier per label
+(one-vs-rest) and predicts every label whose probability reaches 0.5 (or the
+project's ``score_threshold`` extra param).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from lsbackend import LabelStudioMLBase, TaskDataError
 
 
 class TextClassifier(LabelStudioMLBase):
-    """Classifies each task's text into one of the config's choices."""
+    """Classifies each task's text into one of the config's choices (or several, for multi-label)."""
 
     model_type = "text_classification"
 
     def setup(self) -> None:
         self.pipeline: Pipeline | None = self.train_output.get("pipeline")
-        classes = self.pipeline.classes_ if self.pipeline is not None else []
+        # a multi-label pipeline answers per label index; a single-label one names its classes
+        self.classes: list[str] = self.train_output.get("classes") or (
+            [str(c) for c in self.pipeline.classes_] if self.pipeline is not None else []
+        )
         # Only labels still in the config may be predicted (the config can change).
-        self.allowed = np.array([label in self.labels for label in classes], dtype=bool)
+        self.allowed = np.array([label in self.labels for label in self.classes], dtype=bool)
+
+    @classmethod
+    def load_pretrained(cls, path: Path) -> dict:
+        """MODEL_URI: a fitted scikit-learn pipeline (texts in, ``predict_proba`` out) saved with
+        ``joblib.dump``; its ``classes_`` are the config's choices. Training replaces it with a new one."""
+        pipeline = joblib.load(path)  # runs code from the file: point MODEL_URI only at files you trust
+        if not hasattr(pipeline, "predict_proba") or not hasattr(pipeline, "classes_"):
+            raise ValueError(f"MODEL_URI holds a {type(pipeline).__name__}, not a fitted classifier with "
+                             "predict_proba")
+        return {"pipeline": pipeline}
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         texts = [self._text(task) for task in tasks]
@@ -39,20 +58,22 @@ class TextClassifier(LabelStudioMLBase):
             # Not trained yet: an empty result rather than a made-up label.
             return [self.prediction([]) for _ in tasks]
         probabilities = self.pipeline.predict_proba(texts)
+        if self.multi_label:
+            return [self.multi_label_prediction(self.classes, row) for row in probabilities.tolist()]
         probabilities[:, ~self.allowed] = -1.0
         best = probabilities.argmax(axis=1)
         scores = probabilities[np.arange(len(texts)), best]
-        classes = [str(label) for label in self.pipeline.classes_]  # plain lists: no numpy scalar per task
+        threshold = self.score_threshold  # extra_params from Label Studio's Connect dialog
         return [
-            self.prediction([self.choice_result(classes[i], score)], score)
+            self.prediction([self.choice_result(self.classes[i], score)] if score >= threshold else [], score)
             for i, score in zip(best.tolist(), scores.tolist(), strict=True)
         ]
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
-        texts, labels = [], []
+        texts, chosen = [], []
         for annotation in annotations:
-            chosen = self.annotation_labels(annotation)  # only this config's labels, aliases mapped back
-            if not chosen:
+            found = self.annotation_labels(annotation)  # only this config's labels, aliases mapped back
+            if not found:
                 self.skip(annotation, f"chooses nothing of <Choices name={self.control.name!r}>")
                 continue
             try:
@@ -60,17 +81,31 @@ class TextClassifier(LabelStudioMLBase):
             except TaskDataError as exc:  # one odd task costs its own annotation, never the training
                 self.skip(annotation, exc.reason)
                 continue
-            labels.append(chosen[0])
+            chosen.append(found)
+        if self.multi_label:
+            return self._fit_multi_label(texts, chosen)
+        labels = [c[0] for c in chosen]
         if len(set(labels)) < 2:
             raise ValueError(
                 f"training needs annotations with at least 2 different labels, got {sorted(set(labels))}"
             )
-        pipeline = make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-            LogisticRegression(max_iter=1000, C=10.0),
-        )
+        pipeline = make_pipeline(self._features(), LogisticRegression(max_iter=1000, C=10.0))
         pipeline.fit(texts, labels)
         return {"pipeline": pipeline, "trained_on": len(texts)}
+
+    def _fit_multi_label(self, texts: list[str], chosen: list[list[str]]) -> dict:
+        """One yes/no classifier per label seen; a label on every text (or none) is learnt as constant."""
+        classes = [label for label in self.labels if any(label in c for c in chosen)]
+        if len(classes) < 2:
+            raise ValueError(f"training needs annotations with at least 2 different labels, got {classes}")
+        indicator = np.array([[label in c for label in classes] for c in chosen], dtype=int)
+        pipeline = make_pipeline(self._features(), OneVsRestClassifier(LogisticRegression(max_iter=1000, C=10.0)))
+        pipeline.fit(texts, indicator)
+        return {"pipeline": pipeline, "classes": classes, "trained_on": len(texts)}
+
+    @staticmethod
+    def _features() -> TfidfVectorizer:
+        return TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
 
     def _text(self, task: dict) -> str:
         text = self.task_value(task)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
+from dataclasses import replace
+
+import joblib
 import pytest
 
 from lsbackend import TaskDataError
 from lsbackend.label_studio_api import normalize_annotation
+from lsbackend.server import create_app
+from lsbackend.service import Backend
 from model import TextClassifier
 
 import examples
-from conftest import captured
+from conftest import captured, holdout_request
 
 CONFIG = captured("setup_text")["schema"]
 
@@ -63,3 +70,81 @@ def test_training_with_one_label_fails_clearly():
 def test_non_text_data_names_the_task_and_field():
     with pytest.raises(TaskDataError, match="Task 7 has non-text data in 'text'"):
         trained().predict([{"id": 7, "data": {"text": 42}}])
+
+
+# --- multi-label: <Choices choice="multiple"> ------------------------------------------------------------
+TOPICS_CONFIG = (
+    '<View><Text name="text" value="$text"/><Choices name="topics" toName="text" choice="multiple">'
+    '<Choice value="Battery"/><Choice value="Screen"/><Choice value="Price"/></Choices></View>'
+)
+TOPIC_WORDS = {"Battery": ["battery", "charge", "charging"], "Screen": ["screen", "display", "pixels"],
+               "Price": ["price", "cheap", "expensive"]}
+
+
+def topic_pairs(combos: list[list[str]], seed: int):
+    """A text naming each topic with one of its words, in random order, and the topics as the annotation."""
+    rng = random.Random(seed)
+    pairs = []
+    for topics in combos:
+        words = [rng.choice(TOPIC_WORDS[t]) for t in topics]
+        rng.shuffle(words)
+        text = "the " + " and the ".join(words) + rng.choice([" are fine", " could be better", " surprised me"])
+        result = [{"from_name": "topics", "to_name": "text", "type": "choices", "value": {"choices": topics}}]
+        pairs.append(({"text": text}, result))
+    return pairs
+
+
+COMBOS = [["Battery"], ["Screen"], ["Price"], ["Battery", "Screen"], ["Screen", "Price"], ["Battery", "Price"]] * 10
+
+
+def test_multiple_choice_predicts_every_label_above_the_threshold_with_its_score():
+    model = TextClassifier(TOPICS_CONFIG)
+    model = TextClassifier(TOPICS_CONFIG, train_output=model.fit(annotations(topic_pairs(COMBOS, 1))))
+    held = [["Battery", "Screen"], ["Price"], ["Screen", "Price"], ["Battery"]]
+    predictions = model.predict([{"id": i, "data": d} for i, (d, _) in enumerate(topic_pairs(held, 2))])
+    for prediction, topics in zip(predictions, held, strict=True):
+        (item,) = prediction["result"]  # one result item naming every chosen label, in config order
+        assert item["value"]["choices"] == topics, (prediction, topics)
+        assert 0.5 <= item["score"] == prediction["score"] <= 1.0
+
+
+def test_multiple_choice_threshold_comes_from_extra_params():
+    output = TextClassifier(TOPICS_CONFIG).fit(annotations(topic_pairs(COMBOS, 1)))
+    strict = TextClassifier(TOPICS_CONFIG, train_output=output, extra_params={"score_threshold": 0.999})
+    prediction = strict.predict([{"id": 1, "data": {"text": "the battery and the display are fine"}}])[0]
+    assert prediction["result"] == [] and 0.0 < prediction["score"] < 0.999
+
+
+def test_a_text_given_by_url_is_refused_at_setup_and_at_predict(client):
+    """With valueType="url" Label Studio hands over the URL string; classifying it would be nonsense."""
+    body = captured("setup_text")
+    body["schema"] = body["schema"].replace('value="$text"', 'value="$text" valueType="url"')
+    assert 'valueType="url"' in body["schema"]
+    response = client.post("/setup", json=body)
+    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
+    tasks = [{"id": 1, "data": {"text": "https://example.com/review.txt"}}]
+    response = client.post("/predict", json={"tasks": tasks, "project": "5", "label_config": body["schema"]})
+    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
+
+
+# --- starting from existing weights: MODEL_URI ---------------------------------------------------------------
+def test_a_joblib_pipeline_from_model_uri_predicts_before_any_training(tmp_path, settings):
+    path = tmp_path / "sentiment.joblib"
+    joblib.dump(trained().pipeline, path)  # what a user trained last month, saved the usual way
+    backend = Backend(TextClassifier, replace(settings, model_uri=str(path)))
+    assert backend.pretrained.wait(60)
+    client = create_app(backend).test_client()
+    version = client.post("/setup", json=captured("setup_text")).get_json()["model_version"]
+    assert version == "pretrained-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    results = client.post("/predict", json=holdout_request()).get_json()["results"]
+    assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]
+    assert {r["model_version"] for r in results} == {version}
+
+
+def test_a_model_uri_file_that_is_no_classifier_is_refused_with_the_reason(tmp_path, settings):
+    path = tmp_path / "numbers.joblib"
+    joblib.dump([1, 2, 3], path)
+    backend = Backend(TextClassifier, replace(settings, model_uri=str(path)))
+    assert backend.pretrained.wait(60)
+    response = create_app(backend).test_client().post("/predict", json=holdout_request())
+    assert response.status_code == 503 and "MODEL_URI holds a list, not a fitted classifier" in response.status

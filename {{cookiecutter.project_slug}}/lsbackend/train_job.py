@@ -1,0 +1,34 @@
+"""The training child: ``python -m lsbackend.train_job``, started by ``training.run_in_child``.
+
+Reads two pickles from stdin: the parent's ``sys.path`` with the file
+descriptor to answer on, then the job (a ``service.TrainingJob``); runs it
+and sends back what it returned. Its exit code is 0 whenever the job
+returned; anything else means it stopped before (the parent records that).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+
+
+def main() -> int:
+    stdin = sys.stdin.buffer
+    # The serving process counts this training from its outcome; a child writing prometheus' shared
+    # files too would count it twice (prometheus_client reads this variable when it is imported).
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    sys.path[:], result_fd = pickle.load(stdin)  # before the job: unpickling it imports model.py from there
+    os.set_inheritable(result_fd, False)  # processes fit may start must not hold the parent's pipe open
+    job = pickle.load(stdin)
+    from lsbackend.app import configure_logging  # after sys.path is the parent's
+
+    configure_logging(job.settings)
+    result = job()
+    with os.fdopen(result_fd, "wb") as out:
+        out.write(pickle.dumps(result, protocol=5))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The repo's model with a fit that tests can steer and watch from outside its process.
+
+Training runs in a child process, which shares no memory with the test, so
+the model talks through files in a ``fit-control`` folder of ``MODEL_DIR``
+(found through the settings the backend hands every model object):
+
+- ``pids``: each fit appends its process id when it starts;
+- ``fail``: while it exists, fit raises ``RuntimeError`` with its text;
+- ``hold``: while it exists, fit waits (at most two minutes) before fitting.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lsbackend.service import load_model_class
+
+Base = load_model_class("model")
+
+
+def control_dir(model_dir: Path) -> Path:
+    path = Path(model_dir) / "fit-control"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fit_pids(model_dir: Path) -> list[int]:
+    """The process ids of the fits started so far, in order."""
+    pids = control_dir(model_dir) / "pids"
+    return [int(line) for line in pids.read_text().split()] if pids.exists() else []
+
+
+class ControlledModel(Base):
+    def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
+        control = control_dir(self.settings.model_dir)
+        with (control / "pids").open("a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        if (control / "fail").exists():
+            raise RuntimeError((control / "fail").read_text())
+        deadline = time.monotonic() + 120
+        while (control / "hold").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return super().fit(annotations, **kwargs)
