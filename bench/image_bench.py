@@ -62,10 +62,11 @@ def serve_images(port: int, folder: Path, latency: float) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 512
-    server.serve_forever()
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 512  # read by listen() in __init__: setting it on the instance is too late
+
+    Server(("127.0.0.1", port), Handler).serve_forever()
 
 
 def draw(colour: tuple[int, int, int], seed: int, side: int) -> bytes:
