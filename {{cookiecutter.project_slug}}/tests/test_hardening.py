@@ -210,7 +210,7 @@ SECRETS = {
 }
 
 
-def test_secrets_and_bodies_stay_out_of_logs_and_error_answers(tmp_path, caplog):
+def test_secrets_and_bodies_stay_out_of_logs_and_error_answers(tmp_path, caplog, capfd):
     settings = Settings(
         model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG, train_debounce_seconds=0.05,
         basic_auth_user="ls", basic_auth_pass=SECRETS["BASIC_AUTH_PASS"],
@@ -252,6 +252,7 @@ def test_secrets_and_bodies_stay_out_of_logs_and_error_answers(tmp_path, caplog)
             assert time.monotonic() < deadline, "training did not finish"
             time.sleep(0.05)  # it fails (one annotation, Label Studio unreachable) and logs why
     logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    logged += capfd.readouterr().err  # the training ran in a child process, which logs to the inherited stderr
     assert "Label Studio" in logged  # the unreachable API was logged, so the log was really captured
     for name, secret in SECRETS.items():
         assert secret not in logged, f"{name} appeared in the log"
