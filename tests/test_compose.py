@@ -60,10 +60,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.compose]
 __all__ = ["engine"]  # the fixture, imported so pytest finds it here
 
 MODEL_TYPE = "text_classification"
+SCALED = "docker-compose.scale.yml"
 LS_ADMIN = "compose-admin@example.com"
 UNTRAINED = "untrained"
 # The backend's alias on the compose network: Label Studio creates its webhook only for a host with a dot.
 BACKEND_URL = f"http://backend.internal:{PORT_ANSWER}"
+# Label Studio connects to one replica of the scaled topology, by its alias (with a dot, as above).
+SCALED_API_URL = f"http://api-1.internal:{PORT_ANSWER}"
 TRAINING_BOUND = 300.0  # bounded waits only keep a hung run from hanging the suite
 LS_START_BOUND = 900.0  # first start runs every migration: 1-2 min idle, far more on a loaded machine
 
@@ -98,8 +101,20 @@ def banned_except(defaults: list[str], own: str) -> list[str]:
     return narrowed
 
 
-def compose_file(repo: Path) -> dict:
-    return yaml.safe_load((repo / "docker-compose.yml").read_text(encoding="utf-8"))
+def compose_file(repo: Path, name: str = "docker-compose.yml") -> dict:
+    return yaml.safe_load((repo / name).read_text(encoding="utf-8"))
+
+
+def built_services(compose: dict) -> dict[str, tuple[str, tuple[tuple[str, str], ...]]]:
+    """Service -> (build context, build args) of every service the file builds from this repo."""
+    built = {}
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if build is None:
+            continue
+        build = {"context": build} if isinstance(build, str) else build
+        built[name] = (build.get("context", "."), tuple(sorted((build.get("args") or {}).items())))
+    return built
 
 
 def pinned_subnet(compose: dict) -> str:
@@ -127,6 +142,35 @@ def test_label_studio_in_compose_keeps_ssrf_protection_on_except_for_its_own_net
     # Both services are on the default network only, so every address they have is in the pinned subnet.
     assert compose["services"]["backend"]["networks"] == {"default": {"aliases": ["backend.internal"]}}
     assert "networks" not in compose["services"]["label-studio"]
+
+
+def test_scaled_compose_builds_one_image_with_the_extras_and_keeps_ssrf_protection_on(repo):
+    """docker-compose.scale.yml: the replicas and the worker are this repo's image with EXTRAS="redis s3";
+    Label Studio is optional and banned from every private network but the file's own, another
+    subnet than docker-compose.yml's so both run side by side."""
+    compose = compose_file(repo, SCALED)
+    services = compose["services"]
+    builds = built_services(compose)
+    assert {name for name, (context, _) in builds.items() if context == "."} == {"api-1", "api-2", "worker"}
+    assert {builds[name][1] for name in ("api-1", "api-2", "worker")} == {(("EXTRAS", "redis s3"),)}
+    assert (repo / builds["s3"][0] / "Dockerfile").is_file()
+    assert services["redis"]["image"].startswith("redis:7")
+    assert services["worker"]["command"] == ["python", "-m", "lsbackend", "worker"]
+    assert "command" not in services["api-1"] and "command" not in services["api-2"]  # the image's: the server
+    for name in ("api-1", "api-2", "worker"):
+        env = services[name]["environment"]
+        assert env["REDIS_URL"].endswith("redis://redis:6379/0}") and "s3://" in env["MODEL_STORE"], env
+        assert "http://s3:5000" in env["S3_ENDPOINT_URL"]
+    assert services["label-studio"]["profiles"] == ["label-studio"]
+    assert services["label-studio"]["depends_on"] == ["api-1"]
+    env = services["label-studio"]["environment"]
+    assert env["ML_BLOCK_LOCAL_IP"] == "false" and env["USE_DEFAULT_BANNED_SUBNETS"] == "false"
+    subnet = pinned_subnet(compose)
+    assert not ipaddress.ip_network(subnet).overlaps(ipaddress.ip_network(pinned_subnet(compose_file(repo))))
+    assert env["USER_ADDITIONAL_BANNED_SUBNETS"].split(",") == banned_except(
+        label_studio_default_banned_subnets(), subnet
+    )
+    assert all(set(s.get("networks") or {"default": None}) == {"default"} for s in services.values())
 
 
 def test_banned_except_cuts_out_only_the_given_subnet():
@@ -160,22 +204,32 @@ def unused_subnet(engine: Engine) -> str:
 
 
 class ComposeProject:
-    """One compose project (``-p``) of the baked repo plus the test's override file."""
+    """One compose project (``-p``) of one of the baked repo's compose files plus the test's override file."""
 
-    def __init__(self, engine: Engine, repo: Path, workdir: Path) -> None:
+    def __init__(self, engine: Engine, repo: Path, workdir: Path, file: str = "docker-compose.yml") -> None:
         self.command = shlex.split(os.environ.get("CONTAINER_COMPOSE") or "docker compose")
-        self.engine, self.repo = engine, repo
-        self.name = f"ctr-test-{RUN_ID}"
-        self.image = f"localhost/{SLUG}-compose-{RUN_ID}:test"
-        self.ports = {"backend": free_port(), "label-studio": free_port()}
+        self.engine, self.repo, self.file = engine, repo, file
+        self.name = f"ctr-test-{RUN_ID}-{workdir.name[-12:].lower().replace('_', '-')}"
+        spec = compose_file(repo, file)
+        # One image per distinct build (context and args), unique to this run.
+        self.builds = built_services(spec)
+        tags = {build: f"localhost/{SLUG}-compose-{RUN_ID}-{i}:test" for i, build in
+                enumerate(sorted(set(self.builds.values())))}
+        self.images = {service: tags[build] for service, build in self.builds.items()}
+        self.ports = {name: free_port() for name, service in spec["services"].items() if service.get("ports")}
         self.token = secrets.token_hex(20)  # the stand-in Label Studio's admin token, and the backend's API key
         self.override = workdir / "override.yml"
-        write_override(self.override, engine, self.image, self.ports, unused_subnet(engine), self.token)
+        write_override(self.override, engine, spec, self.images, self.ports, unused_subnet(engine), self.token)
         # What a user puts in .env for the label-studio profile.
         self.env = {"LABEL_STUDIO_URL": "http://label-studio:8080", "LABEL_STUDIO_API_KEY": self.token}
 
+    @property
+    def image(self) -> str:
+        """The backend's image (docker-compose.yml builds one)."""
+        return self.images["backend"]
+
     def __call__(self, *args: str, profile: bool = False, timeout: int = 900, check: bool = True):
-        files = [str(self.repo / "docker-compose.yml"), str(self.override), str(subnet_file(self.override))]
+        files = [str(self.repo / self.file), str(self.override), str(subnet_file(self.override))]
         files = [arg for path in files for arg in ("-f", path)]
         profiles = ["--profile", "label-studio"] if profile else []
         cmd = [*self.command, "-p", self.name, *files, *profiles, *args]
@@ -194,7 +248,9 @@ class ComposeProject:
         return (proc.stdout + proc.stderr)[-6000:]
 
 
-def write_override(path: Path, engine: Engine, image: str, ports: dict[str, int], subnet: str, token: str) -> None:
+def write_override(
+    path: Path, engine: Engine, spec: dict, images: dict[str, str], ports: dict[str, int], subnet: str, token: str
+) -> None:
     """The test's compose override (YAML's flow style is JSON, so values are dumped with json)."""
     banned = ",".join(banned_except(label_studio_default_banned_subnets(), subnet))
     studio_env = {
@@ -205,18 +261,21 @@ def write_override(path: Path, engine: Engine, image: str, ports: dict[str, int]
         "LATEST_VERSION_CHECK": "false",  # no calls to pypi.org or analytics from a test
         "COLLECT_ANALYTICS": "false",
     }
-    backend_ports = json.dumps([f"127.0.0.1:{ports['backend']}:{PORT_ANSWER}"])
-    studio_ports = json.dumps([f"127.0.0.1:{ports['label-studio']}:8080"])
-    lines = [
-        "services:",
-        "  backend:",
-        f"    image: {json.dumps(image)}",
-        f"    ports: !override {backend_ports}",
-        # podman 4.3 refuses host-gateway; it adds host.containers.internal by itself.
-        *(["    extra_hosts: !reset []"] if engine.podman else []),
-        "  label-studio:",
-        f"    ports: !override {studio_ports}",
-        f"    environment: {json.dumps(studio_env)}",
+    lines = ["services:"]
+    for name, service in spec["services"].items():
+        lines.append(f"  {name}:")
+        if name in images:
+            lines.append(f"    image: {json.dumps(images[name])}")
+        if name in ports:  # the file's container port, published on a free loopback port
+            container_port = str(service["ports"][0]).split(":")[-1]
+            lines.append(f"    ports: !override {json.dumps([f'127.0.0.1:{ports[name]}:{container_port}'])}")
+        if engine.podman and service.get("extra_hosts"):
+            lines.append("    extra_hosts: !reset []")  # podman 4.3 refuses host-gateway; it adds host.containers.internal
+        if name == "label-studio":
+            lines.append(f"    environment: {json.dumps(studio_env)}")
+        if lines[-1] == f"  {name}:":
+            lines.pop()
+    lines += [
         "networks:",
         "  default:",
         "    ipam:",
@@ -244,33 +303,44 @@ def wait_for(check: Callable[[], object], bound: float, what: str, logs: Callabl
     pytest.fail(f"{what} within {bound:.0f}s:\n{logs()}")
 
 
-@pytest.fixture
-def project(request, engine, repo, tmp_path) -> Iterator[ComposeProject]:
-    """The compose project, torn down with its volumes at the end whatever happened."""
+def open_project(request, engine: Engine, repo: Path, workdir: Path, file: str) -> Iterator[ComposeProject]:
+    """A compose project of ``file``, torn down with its volumes and images at the end whatever happened."""
     if os.environ.get("CONTAINER_COMPOSE") is None and engine.podman:
         skip_or_fail("CONTAINER_COMPOSE is not set (podman needs podman-compose; see ../shared/container)")
-    compose = ComposeProject(engine, repo, tmp_path)
+    compose = ComposeProject(engine, repo, workdir, file)
     version = run([*compose.command, "version"], timeout=60, check=False)
     if version.returncode != 0:
         skip_or_fail(f"{' '.join(compose.command)} does not run: {version.stderr.strip()[-300:]}")
-    request.addfinalizer(lambda: engine("rmi", "-f", compose.image, check=False))
+    for image in set(compose.images.values()):
+        request.addfinalizer(lambda image=image: engine("rmi", "-f", image, check=False))
     try:
         yield compose
     finally:
         compose("down", "-v", profile=True, timeout=300, check=False)
 
 
+@pytest.fixture
+def project(request, engine, repo, tmp_path) -> Iterator[ComposeProject]:
+    yield from open_project(request, engine, repo, tmp_path, "docker-compose.yml")
+
+
 def up(compose: ComposeProject, profile: bool = False) -> None:
-    """``up -d``: Docker builds from the file's build: section; podman-compose cannot pass
-    ``--network host`` to its build (pip needs it here), so the image is built beforehand."""
+    """``up -d``: Docker builds from the file's build: sections; podman-compose cannot pass
+    ``--network host`` to its builds (pip needs it here), so the images are built beforehand."""
     if compose.engine.podman:
-        if compose.engine("image", "exists", compose.image, check=False).returncode != 0:
-            compose.engine.build(compose.repo, compose.image)
+        for service, (context, args) in compose.builds.items():
+            image = compose.images[service]
+            if compose.engine("image", "exists", image, check=False).returncode != 0:
+                build_args = [arg for key, value in args for arg in ("--build-arg", f"{key}={value}")]
+                compose.engine.build(compose.repo / context, image, *build_args)
         compose("up", "-d", profile=profile)
     else:
         compose("up", "-d", "--build", profile=profile)
-    port = compose.ports["backend"]
-    wait_for(lambda: answers_health(port), 120, f"backend did not answer /health on {port}", compose.logs)
+    for service in compose.builds:
+        if service in compose.ports:
+            port = compose.ports[service]
+            wait_for(lambda port=port: answers_health(port), 120, f"{service} did not answer /health on {port}",
+                     compose.logs)
 
 
 def setup_body(repo: Path, project_id: int) -> dict:
@@ -358,3 +428,74 @@ def test_compose_runs_the_backend_then_label_studio_beside_it(project: ComposePr
     status, answer = http(backend_port, "POST", "/setup", setup_body(repo, pid))
     assert status == 200 and answer["model_version"] == version, answer
     lap("down and up again")
+
+
+# --- the scaled topology, for real ---------------------------------------------------------------
+
+
+@pytest.fixture
+def scaled(request, engine, repo, tmp_path) -> Iterator[ComposeProject]:
+    yield from open_project(request, engine, repo, tmp_path, SCALED)
+
+
+def test_scaled_topology_trains_on_the_worker_and_every_replica_serves_the_new_model(scaled: ComposeProject,
+                                                                                     repo: Path):
+    """docker-compose.scale.yml with Label Studio: Label Studio knows api-1 only; its annotations and its
+    Train request reach the worker through Redis; api-2, which Label Studio never calls, reports the
+    training and predicts with the new version from the shared store."""
+    examples = load_examples(repo)
+    started = time.monotonic()
+    up(scaled, profile=True)
+    api1, api2 = scaled.ports["api-1"], scaled.ports["api-2"]
+    for service in ("redis", "s3", "api-1", "api-2", "worker", "label-studio"):
+        assert scaled.container(service), f"{service} is not running:\n{scaled.logs()}"
+    print(f"scaled topology up: {time.monotonic() - started:.0f}s")
+
+    ls_url = f"http://127.0.0.1:{scaled.ports['label-studio']}"
+    client = LabelStudioClient(ls_url, scaled.token)
+    wait_for(
+        lambda: client.session.get(f"{ls_url}/api/current-user/whoami", timeout=10).ok,
+        LS_START_BOUND,
+        "Label Studio did not accept its admin's token",
+        scaled.logs,
+    )
+    ls_project = client.create_project("Scaled run", (repo / "label_config.xml").read_text(encoding="utf-8"))
+    pid = ls_project["id"]
+    training, holdout = examples.training_set(), examples.holdout()
+    tasks = client.import_tasks(pid, [data for data, _ in training])
+    ml = client.connect_ml_backend(pid, SCALED_API_URL, "scaled backend")
+    assert ml["state"] == "CO", f"{ml}\n{scaled.logs()}"
+    hooks = client.list_webhooks(pid)
+    assert any(h["url"] == f"{SCALED_API_URL}/webhook" and h["is_active"] for h in hooks), hooks
+    for task, (_, result) in zip(tasks, training, strict=True):
+        client.create_annotation(task["id"], result)  # each fires ANNOTATION_CREATED at api-1 only
+    # api-1 recorded them in the shared store: api-2 counts them too.
+    status, recorded = http(api2, "GET", f"/training/{pid}")
+    assert status == 200 and recorded.get("recorded_annotations") == len(training), f"{recorded}\n{scaled.logs()}"
+
+    client.start_training(ml["id"])  # Label Studio's Train button: START_TRAINING to api-1
+    trained = wait_for_training(lambda: http(api2, "GET", f"/training/{pid}")[1], timeout=TRAINING_BOUND)
+    assert trained["state"] == "succeeded", f"{trained}\n{scaled.logs()}"
+    assert trained["annotations"] == len(training), trained
+    version = trained["model_version"]
+    assert version != UNTRAINED
+    assert http(api1, "GET", f"/training/{pid}")[1]["model_version"] == version  # the same answer on every replica
+    worker_log = scaled.engine.logs(scaled.container("worker"))
+    assert version in worker_log, f"the worker did not train {version}:\n{worker_log}"
+    for api in ("api-1", "api-2"):
+        log = scaled.engine.logs(scaled.container(api))
+        assert version not in log or "trained" not in log.lower(), f"{api} trained itself:\n{log}"
+
+    # api-2 predicts with the new version, from the shared store (no call from Label Studio ever reached it).
+    body = setup_body(repo, pid)
+    status, answer = http(api2, "POST", "/setup", body)
+    assert status == 200 and answer["model_version"] == version, answer
+    predict = {"project": body["project"], "label_config": body["schema"],
+               "tasks": [{"id": 900 + i, "data": data} for i, (data, _) in enumerate(holdout)]}
+    status, answer = http(api2, "POST", "/predict", predict)
+    assert status == 200, answer
+    results = answer["results"]
+    assert {r["model_version"] for r in results} == {version}, answer
+    for result, (_, label) in zip(results, holdout, strict=True):
+        assert examples.predicted_label(result) == label, result
+    print(f"trained on the worker, served by api-2: {time.monotonic() - started:.0f}s")

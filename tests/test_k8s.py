@@ -1,5 +1,6 @@
-"""The generated Kubernetes manifests (deploy/k8s/): valid against Kubernetes' own schemas, and
-consistent with the image, the server and each other.
+"""The generated deployment files: Kubernetes manifests valid against Kubernetes' own schemas and
+consistent with the image, the server and each other; every setting they (and the compose files)
+pass one the backend documents and reads.
 
 ``kubernetes-validate`` ships the OpenAPI-derived JSON schemas of each Kubernetes release in its
 wheel, so this runs offline. Manifests are checked strictly (an unknown or misspelt field is an
@@ -10,6 +11,7 @@ The manifests are the same for every variant but for names, so one text repo is 
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from pathlib import Path
 
@@ -17,11 +19,14 @@ import kubernetes_validate
 import pytest
 import yaml
 from containers import PORT_ANSWER, SLUG, bake
+from test_readme import commands, section, settings_read_by_code, settings_table
 
 MODEL_TYPE = "text_classification"
 #: The oldest Kubernetes the manifests are for (autoscaling/v2 and the probes' fields exist since).
 OLDEST = "1.29.0"
 VERSIONS = [OLDEST, kubernetes_validate.latest_version()]
+#: Read by boto3 (the S3 store's client), not by our code: documented in the README, not in Settings.
+S3_CLIENT_VARS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
 IMAGE_UID = 10001
 
 
@@ -173,3 +178,80 @@ def test_single_replica_mode_keeps_models_on_its_claim(repo):
     note = (repo / "deploy" / "k8s" / "single" / "pvc.yaml").read_text(encoding="utf-8")
     assert "MODEL_STORE" in note and "ReadWriteMany" in note, "the claim must say what more replicas need"
     assert not {"REDIS_URL", "MODEL_STORE"} & env_names(api, repo), "single mode runs without Redis and S3"
+
+
+# --- every variable a deployment file sets is a setting -------------------------------------------
+
+
+def deployment_env(repo: Path) -> dict[str, set[str]]:
+    """File -> the variables it hands the backend: Kubernetes containers, and the compose services built
+    from this repo's Dockerfile (Label Studio's and the stand-ins' own variables are theirs)."""
+    found: dict[str, set[str]] = {}
+    for key, doc in manifests(repo).items():
+        if doc["kind"] == "Deployment":
+            for container in pod_spec(doc)["containers"]:
+                found.setdefault(key, set()).update(env_names(container, repo))
+    for path in sorted(repo.glob("docker-compose*.yml")):
+        compose = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for name, service in compose["services"].items():
+            build = service.get("build")
+            context = build if isinstance(build, str) else (build or {}).get("context")
+            if context in (".", "./"):
+                found[f"{path.name}#{name}"] = set(service.get("environment") or {})
+    return found
+
+
+def test_every_variable_the_deployment_files_set_is_a_documented_setting(repo):
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    documented = settings_table(readme)
+    read = settings_read_by_code(repo)
+    found = deployment_env(repo)
+    assert any("docker-compose.scale.yml" in key for key in found) and any("worker.yaml" in key for key in found)
+    scale_out = section(readme, "Scale out")
+    for where, names in found.items():
+        for name in sorted(names):
+            if name in S3_CLIENT_VARS:  # boto3's: the README's Scale out section must explain them
+                assert f"`{name}`" in scale_out, f"{where} sets {name}; the Scale out section does not explain it"
+                continue
+            assert name in documented, f"{where} sets {name}, which the README's Settings table does not list"
+            assert name in read, f"{where} sets {name}, which no code of the backend reads"
+
+
+def test_scale_out_section_shows_commands_files_and_services_that_exist(repo):
+    """The README's Scale out section: compose commands against the scaled file, its services and
+    profiles; kubectl commands against deploy/k8s/ and the Secret names the manifests reference."""
+    text = section((repo / "README.md").read_text(encoding="utf-8"), "Scale out")
+    compose = yaml.safe_load((repo / "docker-compose.scale.yml").read_text(encoding="utf-8"))
+    services = set(compose["services"])
+    profiles = {p for s in compose["services"].values() for p in s.get("profiles", [])}
+    shown = commands(text, "docker compose")
+    assert any("up" in argv for argv in shown), shown
+    for argv in shown:
+        assert argv[:2] == ["-f", "docker-compose.scale.yml"], argv
+        if "--profile" in argv:
+            assert argv[argv.index("--profile") + 1] in profiles, argv
+        for option in ("--scale",):
+            if option in argv:
+                assert argv[argv.index(option) + 1].split("=")[0] in services, argv
+        if argv[2:3] == ["logs"]:
+            assert argv[-1] in services, argv
+    for name in re.findall(r"`(api-\d|worker|redis|s3)`", text):
+        assert name in services, f"the section names service {name}, which docker-compose.scale.yml lacks"
+    referenced = {
+        (ref["name"], ref["key"])
+        for doc in manifests(repo).values() if doc["kind"] == "Deployment"
+        for container in pod_spec(doc)["containers"]
+        for env in container.get("env", []) if "valueFrom" in env
+        for ref in [env["valueFrom"]["secretKeyRef"]]
+    }
+    created = set()
+    for argv in commands(text, "kubectl"):
+        if argv[:3] == ["create", "secret", "generic"]:
+            keys = {a.split("=", 1)[1].split("=")[0] for a in argv if a.startswith("--from-literal=")}
+            created |= {(argv[3], key) for key in keys}
+        for flag, value in itertools.pairwise(argv):
+            if flag == "-f":
+                assert (repo / value).exists(), f"kubectl -f {value}: no such file or folder"
+    assert created == referenced, f"README creates {sorted(created)}; the manifests read {sorted(referenced)}"
+    for path in re.findall(r"`(deploy/[\w/.-]+|docker-compose[\w.]*\.yml)`", text):
+        assert (repo / path).exists(), f"the section names {path}, which this repo does not have"
