@@ -161,6 +161,7 @@ def test_scaled_compose_builds_one_image_with_the_extras_and_keeps_ssrf_protecti
         env = services[name]["environment"]
         assert env["REDIS_URL"].endswith("redis://redis:6379/0}") and "s3://" in env["MODEL_STORE"], env
         assert "http://s3:5000" in env["S3_ENDPOINT_URL"]
+        assert services[name]["read_only"] is True and services[name]["tmpfs"] == ["/tmp"]  # as in deploy/k8s/
     assert services["label-studio"]["profiles"] == ["label-studio"]
     assert services["label-studio"]["depends_on"] == ["api-1"]
     env = services["label-studio"]["environment"]
