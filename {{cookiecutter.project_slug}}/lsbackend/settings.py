@@ -39,6 +39,14 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
+def _nice(name: str, default: int) -> int:
+    """A scheduling niceness: 0 (same priority as serving) to 19 (only idle CPU)."""
+    value = _number(name, default)
+    if not 0 <= value <= 19:
+        raise SettingsError(f"{name}={value} must be between 0 and 19, e.g. {name}={default}")
+    return value
+
+
 def _choice(name: str, allowed: tuple[str, ...]) -> str:
     """An env var that must be one of ``allowed`` (the first is the default), or ``SettingsError`` naming them."""
     raw = os.environ.get(name, "").strip().lower() or allowed[0]
@@ -98,6 +106,7 @@ class Settings:
     basic_auth_pass: str = ""
     train_debounce_seconds: float = 2.0
     train_every_n: int = 0
+    training_nice: int = 10
     max_request_bytes: int = 50 * 1024 * 1024
     max_json_depth: int = 100
     keep_versions: int = 3
@@ -138,6 +147,7 @@ class Settings:
             basic_auth_pass=env("BASIC_AUTH_PASS", ""),
             train_debounce_seconds=_number("TRAIN_DEBOUNCE_SECONDS", cls.train_debounce_seconds, float),
             train_every_n=_number("TRAIN_EVERY_N", cls.train_every_n),
+            training_nice=_nice("TRAINING_NICE", cls.training_nice),
             max_request_bytes=_number("MAX_REQUEST_MB", 50) * 1024 * 1024,
             # orjson refuses more than 1024 levels whatever this says
             max_json_depth=min(1000, max(1, _number("MAX_JSON_DEPTH", cls.max_json_depth))),

@@ -21,6 +21,9 @@ def main() -> int:
     sys.path[:], result_fd = pickle.load(stdin)  # before the job: unpickling it imports model.py from there
     os.set_inheritable(result_fd, False)  # processes fit may start must not hold the parent's pipe open
     job = pickle.load(stdin)
+    # Below the serving workers: on a busy CPU the scheduler then runs /predict first and the fit
+    # takes what is left, so a training slows answers by little instead of sharing the cores evenly.
+    os.nice(job.settings.training_nice)
     from lsbackend.app import configure_logging  # after sys.path is the parent's
 
     configure_logging(job.settings)

@@ -5,6 +5,7 @@ the model talks through files in a ``fit-control`` folder of ``MODEL_DIR``
 (found through the settings the backend hands every model object):
 
 - ``pids``: each fit appends its process id when it starts;
+- ``nice``: the niceness the last fit ran at;
 - ``fail``: while it exists, fit raises ``RuntimeError`` with its text;
 - ``hold``: while it exists, fit waits (at most two minutes) before fitting.
 """
@@ -38,6 +39,7 @@ class ControlledModel(Base):
         control = control_dir(self.settings.model_dir)
         with (control / "pids").open("a") as fh:
             fh.write(f"{os.getpid()}\n")
+        (control / "nice").write_text(str(os.nice(0)))
         if (control / "fail").exists():
             raise RuntimeError((control / "fail").read_text())
         deadline = time.monotonic() + 120

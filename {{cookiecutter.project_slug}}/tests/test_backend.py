@@ -112,6 +112,7 @@ def test_a_running_status_without_a_lock_holder_reads_interrupted(backend):
     ("WORKERS", "0", "WORKERS=0 must be at least 1"),
     ("THREADS", "many", "THREADS='many' is not a whole number"),
     ("TIMEOUT", "2.5", "TIMEOUT='2.5' is not a whole number"),
+    ("TRAINING_NICE", "25", "TRAINING_NICE=25 must be between 0 and 19"),
 ])
 def test_a_bad_server_setting_is_a_settings_error_naming_it(monkeypatch, name, value, phrase):
     monkeypatch.setenv(name, value)

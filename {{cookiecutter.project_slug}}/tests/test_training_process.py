@@ -57,6 +57,14 @@ def test_training_runs_in_a_child_process_and_the_server_serves_its_model(client
     assert served_versions(client) == {status["model_version"]}
 
 
+def test_training_runs_below_the_serving_priority(client, settings, control):
+    record_examples(client)
+    assert client.post("/webhook", json=START).status_code == 201
+    assert wait_for_training(client, PROJECT)["state"] == "succeeded"
+    expected = min(19, os.nice(0) + settings.training_nice)  # niceness adds up and stops at 19
+    assert settings.training_nice > 0 and int((control / "nice").read_text()) == expected
+
+
 def test_a_killed_training_child_leaves_the_last_good_model_serving_and_says_so(client, backend, settings, control):
     record_examples(client)
     client.post("/webhook", json=START)
