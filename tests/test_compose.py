@@ -14,9 +14,13 @@ variant's image is built and driven by test_container.py):
    Retrieve Predictions stores the new version's (correct) predictions. A webhook to a
    cloud-metadata address is still refused.
 3. ``down`` without ``-v``, then ``up``: the backend serves the trained model from its volume.
+4. ``docker-compose.scale.yml`` with ``--profile label-studio``: redis, the dev S3 stand-in, api-1,
+   api-2 and a worker, one image built with ``EXTRAS="redis s3"``. Label Studio connects to api-1
+   only; its annotations and its Train request reach the worker through Redis; api-2, never called
+   by Label Studio, reports the finished training and predicts with the new version from the store.
 
 What the test changes, in an override file beside the repo's compose file (the repo's file stays
-as users get it): unique image name and published ports (parallel runs), a random subnet and the
+as users get it): unique image names and published ports (parallel runs), a random subnet and the
 banned list recomputed for it (parallel runs cannot share the file's pinned subnet; that the
 file's list fits the file's subnet is checked statically against Label Studio's own source), the
 stand-in Label Studio's admin user and token, and, on podman 4.3 only, no ``extra_hosts``:
