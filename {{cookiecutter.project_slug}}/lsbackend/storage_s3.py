@@ -71,7 +71,7 @@ class StoreUnavailable(StorageWriteError):
     """
 
     def __init__(self, store: S3ModelStore, what: str, exc: BaseException) -> None:  # noqa: D107
-        code = _error_code(exc)
+        code = error_code(exc)
         why = f"{code}: {_error_message(exc)}" if code else f"{type(exc).__name__}: {exc}"
         denied = code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or _status(exc) == 403
         # a missing object is answered as None before this: a 404 here is the bucket's
@@ -89,7 +89,7 @@ class StoreUnavailable(StorageWriteError):
                                     f"({why[:200]})")
 
 
-def _error_code(exc: BaseException) -> str:
+def error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
@@ -99,7 +99,7 @@ def _error_message(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Message", "")) or str(exc)
 
 
-def _from_the_client(exc: BaseException) -> bool:
+def from_the_client(exc: BaseException) -> bool:
     """Whether boto3 raised this (the store refused or is unreachable), not our own code."""
     return type(exc).__module__.split(".")[0] in ("botocore", "boto3", "urllib3", "s3transfer")
 
@@ -110,46 +110,51 @@ def _status(exc: BaseException) -> int:
 
 
 def _is_missing(exc: BaseException) -> bool:
-    return _error_code(exc) in ("NoSuchKey", "404", "NotFound") or _status(exc) == 404
+    return error_code(exc) in ("NoSuchKey", "404", "NotFound") or _status(exc) == 404
 
 
 def _is_conflict(exc: BaseException) -> bool:
     """A conditional write lost (412 PreconditionFailed, or AWS's 409 ConditionalRequestConflict: retry)."""
-    return _status(exc) in (409, 412) or _error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict")
+    return _status(exc) in (409, 412) or error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict")
 
 
-def _client(settings: Settings, connect_timeout: float, read_timeout: float, attempts: int) -> Any:
-    """A boto3 S3 client; credentials and region come from the standard AWS chain."""
+def s3_client(endpoint_url: str, connect_timeout: float, read_timeout: float, attempts: int, needed_by: str) -> Any:
+    """A boto3 S3 client; credentials and region come from the standard AWS chain.
+
+    ``StorageError`` naming ``needed_by`` and the install command when boto3 is not installed.
+    """
     try:
         import boto3
         from botocore.config import Config
     except ImportError:
-        raise StorageError(f"MODEL_STORE={settings.model_store} needs boto3, which is not installed: "
-                           "pip install -r requirements-s3.txt (or build the image with --build-arg EXTRAS=s3)"
-                           ) from None
+        raise StorageError(f"{needed_by} needs boto3, which is not installed: pip install -r requirements-s3.txt "
+                           "(or build the image with --build-arg EXTRAS=s3)") from None
     config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout, max_pool_connections=FETCH_THREADS,
                     retries={"total_max_attempts": attempts, "mode": "standard"},
-                    s3={"addressing_style": "path"} if settings.s3_endpoint_url else None)
+                    s3={"addressing_style": "path"} if endpoint_url else None)
     session = boto3.session.Session()
-    return session.client("s3", endpoint_url=settings.s3_endpoint_url or None, config=config,
+    return session.client("s3", endpoint_url=endpoint_url or None, config=config,
                           region_name=session.region_name or "us-east-1")
 
 
 class S3ModelStore:
     """All projects under one bucket prefix; one boto3 client (thread-safe) per process."""
 
-    def __init__(self, settings: Settings, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(self, settings: Settings, lease_seconds: float | None = None) -> None:
         location = settings.s3_location
         assert location is not None, "S3ModelStore needs MODEL_STORE=s3://..."
         self.bucket, self.prefix = location
         self.uri = settings.model_store
         self.where = f"S3_ENDPOINT_URL={settings.s3_endpoint_url}" if settings.s3_endpoint_url else "AWS S3"
         self.keep_versions = settings.keep_versions
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = lease_seconds or LEASE_SECONDS
         # read_timeout bounds each socket read, not a whole (large) model download
-        self.client = _client(settings, connect_timeout=3, read_timeout=10, attempts=2)
+        needed_by = f"MODEL_STORE={self.uri}"
+        self.client = s3_client(settings.s3_endpoint_url, connect_timeout=3, read_timeout=10, attempts=2,
+                                needed_by=needed_by)
         # checks on the request path (stamp, readiness) give up fast: serving goes on without them
-        self.quick = _client(settings, connect_timeout=1, read_timeout=3, attempts=1)
+        self.quick = s3_client(settings.s3_endpoint_url, connect_timeout=1, read_timeout=3, attempts=1,
+                               needed_by=needed_by)
         self._stamps: dict[str, tuple[float, tuple[int, int]]] = {}  # project -> (checked at, stamp)
         self._refreshing: set[str] = set()
         self.unreachable = False  # the last look at the store failed
@@ -178,7 +183,7 @@ class S3ModelStore:
         except StorageError:
             raise
         except Exception as exc:
-            if not _from_the_client(exc):
+            if not from_the_client(exc):
                 raise
             raise StoreUnavailable(self, what, exc) from exc
 
@@ -246,7 +251,7 @@ class S3ModelStore:
         try:
             stamp = store.fresh_stamp()
         except Exception as exc:  # unreachable: serve what is loaded; readiness says why
-            if not _from_the_client(exc):
+            if not from_the_client(exc):
                 raise
             if not self.unreachable:
                 log.warning("MODEL_STORE %s: cannot check for a new model version (%s)", self.uri, exc)
