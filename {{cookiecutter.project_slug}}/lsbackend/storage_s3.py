@@ -45,9 +45,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .annotations import AnnotationLog
 from .ids import MAX_ID, PROJECT_ID, annotation_id
@@ -62,6 +62,8 @@ STAMP_SECONDS = 1.0  # how stale a replica's view of CURRENT may be: a new versi
 LEASE_SECONDS = 30.0  # a training lock whose holder stopped renewing is free after this
 PENDING_BEFORE_COMPACT = 200  # pending annotation objects a process lets pile up before compacting them
 FETCH_THREADS = 16  # objects read at once when collecting annotations
+SAVE_RETRY_SECONDS = 300.0  # how long a trained model waits for an unreachable store before its training fails
+T = TypeVar("T")
 
 
 class StoreUnavailable(StorageWriteError):
@@ -75,17 +77,20 @@ class StoreUnavailable(StorageWriteError):
         why = f"{code}: {_error_message(exc)}" if code else f"{type(exc).__name__}: {exc}"
         denied = code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or _status(exc) == 403
         # a missing object is answered as None before this: a 404 here is the bucket's
-        self.kind = "denied" if denied else "missing" if code == "NoSuchBucket" or _status(exc) == 404 else \
-            "unreachable"
+        missing = code == "NoSuchBucket" or _status(exc) == 404
+        self.kind = "denied" if denied else "missing" if missing else "failing" if _status(exc) else "unreachable"
         self.what = what
         self.fix = {
             "denied": "Give the backend's AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
                       "or a role) s3:GetObject, PutObject, DeleteObject and ListBucket on the bucket.",
             "missing": f"Create the bucket {store.bucket!r}, or point MODEL_STORE at an existing one.",
+            "failing": "See the object store's log; NotImplemented or InvalidArgument on the training lock means "
+                       "the store lacks conditional writes (If-None-Match), which MODEL_STORE needs (see the README).",
             "unreachable": "Check that the object store is up and S3_ENDPOINT_URL points at it; the backend "
                            "recovers by itself once it answers (predictions keep using the loaded model).",
         }[self.kind]
-        RuntimeError.__init__(self, f"MODEL_STORE {store.uri} ({store.where}) is {self.kind}: cannot {what} "
+        state = "answering with an error" if self.kind == "failing" else self.kind
+        RuntimeError.__init__(self, f"MODEL_STORE {store.uri} ({store.where}) is {state}: cannot {what} "
                                     f"({why[:200]})")
 
 
@@ -135,6 +140,21 @@ def s3_client(endpoint_url: str, connect_timeout: float, read_timeout: float, at
     session = boto3.session.Session()
     return session.client("s3", endpoint_url=endpoint_url or None, config=config,
                           region_name=session.region_name or "us-east-1")
+
+
+def retrying(call: Callable[[], T], seconds: float | None = None) -> T:
+    """``call()``, again while the store is unreachable, for up to ``SAVE_RETRY_SECONDS``."""
+    deadline = time.monotonic() + (SAVE_RETRY_SECONDS if seconds is None else seconds)
+    pause = 0.5
+    while True:
+        try:
+            return call()
+        except StoreUnavailable as exc:
+            if exc.kind != "unreachable" or time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s; trying again in %.0f s", exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
 
 
 class S3ModelStore:
@@ -213,11 +233,15 @@ class S3ModelStore:
 
     def keys(self, prefix: str, what: str) -> list[str]:
         """Every key under ``prefix``, sorted (listing is strongly consistent on S3 since 2020)."""
-        found: list[str] = []
+        return sorted(self.sizes(prefix, what))
+
+    def sizes(self, prefix: str, what: str) -> dict[str, int]:
+        """Every key under ``prefix`` with its size in bytes."""
+        found: dict[str, int] = {}
         with self.io(f"list {what}"):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                found.extend(item["Key"] for item in page.get("Contents", []))
-        return sorted(found)
+                found.update((item["Key"], item["Size"]) for item in page.get("Contents", []))
+        return found
 
     def delete(self, keys: list[str], what: str) -> None:
         with self.io(f"delete {what}"):
@@ -433,13 +457,19 @@ class S3ProjectStore:
             self.s.put(self.key("broken.json"), json.dumps(broken).encode(), "the notes on broken models")
 
     def save_model(self, train_output: dict) -> str:
-        """Save a trained model, then (only then) make it current; return its version."""
-        version = self._next_version()
+        """Save a trained model, then (only then) make it current; return its version.
+
+        A store unreachable for a while (up to ``SAVE_RETRY_SECONDS``) delays the save instead of
+        losing a training that may have taken hours.
+        """
         data = pickle.dumps(train_output, protocol=5)
         digest = hashlib.sha256(data).hexdigest()
-        self.s.put(self.key(f"models/{version}.pkl"), data, f"model {version}", Metadata={"sha256": digest})
-        self._move_pointer(version, f"model {version}")
-        self._prune(keep={version})
+        version = retrying(self._next_version)
+        retrying(lambda: self.s.put(self.key(f"models/{version}.pkl"), data, f"model {version}",
+                                    Metadata={"sha256": digest}))
+        retrying(lambda: self._move_pointer(version, f"model {version}"))
+        with contextlib.suppress(StorageError):  # old versions go at the next save
+            self._prune(keep={version})
         return version
 
     def _move_pointer(self, version: str, what: str) -> None:

@@ -246,9 +246,9 @@ def test_compaction_folds_pending_objects_and_survives_a_crash_between_its_steps
     assert {a["id"]: a["result"] for a in store.annotations()} == expected  # a training now: nothing doubled
     assert store.count_annotations() == len(expected)
 
-    # the training's collect folded everything into one segment; changes after it still win
-    folded = _ops(stores, PROJECT)
-    assert folded["pending"] == [] and len(folded["segments"]) == 1
+    # the training's collect folds everything into one segment (in a thread); changes after it still win
+    wait_until(lambda: _ops(stores, PROJECT) == {"pending": [], "segments": _ops(stores, PROJECT)["segments"][:1]},
+               "the collect to fold everything into one segment", timeout=60)
     assert store.delete_annotation(1) and not store.delete_annotation(3 * 1000)
     store.save_annotation({"id": 2, "result": ["edited"]})
     log.compact()
@@ -269,6 +269,38 @@ def test_two_compactions_at_once_lose_nothing(s3_settings):
     for t in threads:
         t.join()
     assert sorted(a["id"] for a in stores[1].project(PROJECT).annotations()) == list(range(60))
+
+
+def test_reading_while_others_compact_never_misses_an_annotation(s3_settings):
+    """Counting and collecting list pending objects before segments and follow objects that a compaction
+    deleted under them into its segment: a reader never sees fewer annotations than were recorded."""
+    writer, reader = (open_store(s3_settings).project(PROJECT) for _ in range(2))
+    for i in range(40):
+        writer.save_annotation({"id": i, "result": [i]})
+    stop, seen, errors = threading.Event(), [], []
+
+    def compact() -> None:
+        for round_ in range(8):
+            for i in range(40 + round_ * 5, 45 + round_ * 5):
+                writer.save_annotation({"id": i, "result": [i]})
+            writer.annotation_log().compact(merge_all=round_ % 2 == 0)
+        stop.set()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                seen.append((reader.count_annotations(), len(list(reader.annotations()))))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=compact), threading.Thread(target=read)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == [] and seen, errors[:3]
+    assert all(count >= 40 and collected >= 40 for count, collected in seen), seen
+    assert reader.count_annotations() == 80 and sorted(a["id"] for a in reader.annotations()) == list(range(80))
 
 
 def test_recording_compacts_in_the_background_every_so_many_annotations(s3_settings, monkeypatch):
@@ -455,6 +487,22 @@ def test_killed_while_saving_to_s3_the_pointer_never_moves_to_a_partial_model(s3
     # v2, or v3 when the killed save left a complete v2 object that never became current
     expected = "v3" if kill_before == "pointer" else "v2"
     assert again["state"] == "succeeded" and again["model_version"].split("-")[0] == expected, again
+
+
+def test_a_model_saved_while_the_store_is_away_is_saved_once_it_is_back(s3_settings, moto):
+    """A training that finishes during an outage waits for the store (``SAVE_RETRY_SECONDS``) instead of being lost."""
+    store = open_store(s3_settings).project(PROJECT)
+    saved: list[str] = []
+    moto.pause()
+    try:
+        saver = threading.Thread(target=lambda: saved.append(store.save_model({"weights": [7]})))
+        saver.start()
+        time.sleep(2.0)
+        assert saved == [] and saver.is_alive()
+    finally:
+        moto.resume()
+    saver.join(timeout=300)
+    assert saved and open_store(s3_settings).project(PROJECT).load_model() == (saved[0], {"weights": [7]})
 
 
 @pytest.mark.slow
