@@ -40,6 +40,10 @@ class PushReport:
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # where the time went: waiting for Label Studio to list tasks, to import predictions; and predicting
+    list_seconds: float = 0.0
+    import_seconds: float = 0.0
+    predict_seconds: float = 0.0
 
     @property
     def done(self) -> int:
@@ -64,9 +68,18 @@ class _Push:
     pending: list[dict] = field(default_factory=list)
     last_sent: float = field(default_factory=time.monotonic)
 
+    def tasks(self, after: int, page_size: int) -> tuple[list[dict], int]:
+        started = time.monotonic()
+        try:
+            return self.client.tasks_without_prediction(self.project, self.report.version, after, page_size)
+        finally:
+            self.report.list_seconds += time.monotonic() - started
+
     def predict(self, batch: list[dict]) -> None:
+        started = time.monotonic()
         predictions = self.backend.predict(self.project, self.config,
                                            [{"id": t["id"], "data": t.get("data") or {}} for t in batch])
+        self.report.predict_seconds += time.monotonic() - started
         for task, prediction in zip(batch, predictions, strict=True):
             if prediction.get("error"):  # e.g. an image that could not be loaded: retried by the next run
                 self.report.failed.append(f"task {task['id']}: {prediction['error']}")
@@ -80,8 +93,12 @@ class _Push:
         if not self.pending:
             return
         sent, self.pending = self.pending, []
-        created = self.client.import_predictions(self.project, sent)
-        self.last_sent = time.monotonic()
+        started = time.monotonic()
+        try:
+            created = self.client.import_predictions(self.project, sent)
+        finally:
+            self.last_sent = time.monotonic()
+            self.report.import_seconds += self.last_sent - started
         self.report.pushed += min(created, len(sent))
         if created < len(sent):
             self.report.failed.append(f"Label Studio stored {created} of {len(sent)} predictions for tasks "
@@ -107,7 +124,7 @@ def push_predictions(backend: Backend, client: LabelStudioClient, project: str, 
     started = time.monotonic()
     report.total = client.task_count(project)
     run = _Push(backend, client, project, config, report, progress)
-    tasks, remaining = client.tasks_without_prediction(project, report.version, 0, page_size)
+    tasks, remaining = run.tasks(0, page_size)
     report.skipped = max(report.total - remaining, 0)
     run.tell()
     try:
@@ -116,7 +133,7 @@ def push_predictions(backend: Backend, client: LabelStudioClient, project: str, 
                 run.predict(tasks[start : start + batch_size])
                 if len(run.pending) >= import_size or time.monotonic() - run.last_sent >= SEND_EVERY_SECONDS:
                     run.send()
-            tasks, _ = client.tasks_without_prediction(project, report.version, tasks[-1]["id"], page_size)
+            tasks, _ = run.tasks(tasks[-1]["id"], page_size)
     except KeyboardInterrupt:
         run.send()  # keep what was predicted; the next run starts after it
         raise

@@ -123,7 +123,9 @@ def cmd_push(args: argparse.Namespace) -> int:
             return 1
     print(f"project {args.project}, version {report.version}: {report.pushed} predictions stored, "
           f"{report.skipped} tasks already predicted, {len(report.failed)} failed, "
-          f"{report.seconds:.1f} s ({report.per_second:.0f} tasks/s)")
+          f"{report.seconds:.1f} s ({report.per_second:.0f} tasks/s; Label Studio listing tasks "
+          f"{report.list_seconds:.1f} s, importing predictions {report.import_seconds:.1f} s; "
+          f"predicting {report.predict_seconds:.1f} s)")
     for failure in report.failed[:20]:
         print(f"  {failure}", file=sys.stderr)
     return 1 if report.failed else 0

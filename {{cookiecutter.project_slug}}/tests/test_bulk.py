@@ -52,6 +52,7 @@ def test_push_predicts_every_task_once_and_stores_it_with_the_served_version(bac
     assert {t: examples.predicted_label(p) for t, p in stored.items()} == label_studio.truth
     assert seen[0] == (0, 11) and seen[-1] == (11, 11) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert label_studio.imports == 3  # 11 predictions, 4 per import call, not one call per batch of 2
+    assert min(report.list_seconds, report.import_seconds, report.predict_seconds) > 0  # where the time went
     # only id and data are asked for (no annotations or predictions serialized), never a page number past 1
     assert all(q["include"] == "id,data" and q["page"] == "1" for q in label_studio.task_queries[1:])
 
@@ -134,6 +135,7 @@ def test_the_cli_pushes_with_a_progress_bar_and_reports_throughput(tmp_path, lab
                "--import-size", "8", **env)
     assert done.returncode == 0, done.stderr
     assert "11 predictions stored, 0 tasks already predicted, 0 failed" in done.stdout and "tasks/s" in done.stdout
+    assert "importing predictions" in done.stdout and "predicting" in done.stdout
     assert "11/11" in done.stderr  # tqdm's bar
     assert len(label_studio.predictions) == 11 and label_studio.imports == 2
 
