@@ -55,6 +55,16 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str:
     return raw
 
 
+def _redis_url(raw: str) -> str:
+    """``REDIS_URL``: empty (train in this container) or a URL redis-py takes."""
+    url = raw.strip()
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        # the value is not echoed: a URL may carry a password
+        raise SettingsError("REDIS_URL is not a Redis URL; set it like REDIS_URL=redis://redis:6379/0 "
+                            "(rediss:// for TLS, unix:///path/to/socket), or leave it empty to train in this container")
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings; see the README's table of environment variables."""
@@ -93,6 +103,8 @@ class Settings:
     model_sha256: str = ""
     model_max_bytes: int = 2048 * 1024 * 1024
     model_fetch_timeout_seconds: float = 60.0
+    redis_url: str = ""
+    redis_queue: str = "lsbackend"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -133,6 +145,8 @@ class Settings:
             model_sha256=env("MODEL_SHA256", "").strip(),
             model_max_bytes=_number("MODEL_MAX_MB", 2048) * 1024 * 1024,
             model_fetch_timeout_seconds=_number("MODEL_FETCH_TIMEOUT_SECONDS", 60.0, float),
+            redis_url=_redis_url(env("REDIS_URL", "")),
+            redis_queue=env("REDIS_QUEUE", "").strip() or cls.redis_queue,
         )
 
     @property
