@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 #: The job function, by name: a replica enqueues it without importing the worker's code.
 JOB_FUNCTION = "lsbackend.redis_queue.run_training"
 LEASE_SECONDS = 15  # a job that stopped renewing its lease this long ago is gone
-WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 # Clear ``pending`` only if it still names this job (another request may have replaced a dead one).
 _CLAIM = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 # Take ``pending`` for a new job if it is empty or still names the job found dead.
@@ -104,9 +104,10 @@ class RedisTrainingQueue:
             if debounce_ms > 0:
                 self.redis.set(self._key(project, "debounce"), b"1", px=debounce_ms)
             pending = self._pending(project)
-            if pending is not None and self._alive(pending):
+            gone = self._gone(pending) if pending is not None else None
+            if pending is not None and gone is None:
                 return
-            self._enqueue(project, replacing=pending)
+            self._enqueue(project, replacing=pending, why=gone)
         except redis.RedisError as exc:
             raise self._unavailable(exc, "Training not queued") from None
 
@@ -114,28 +115,34 @@ class RedisTrainingQueue:
         raw = self.redis.get(self._key(project, "pending"))
         return raw.decode() if raw else None
 
-    def _alive(self, job_id: str) -> bool:
-        """Whether the job will still serve the requests: queued, or running and renewing its lease
-        (or started so recently that its work horse may not have taken the lease yet)."""
+    def _gone(self, job_id: str) -> str | None:
+        """Why the job will not serve the requests any more (ended, lost, its worker killed), or None.
+
+        Running and renewing its lease, or started so recently that its work horse may not have
+        taken the lease yet, or queued (or between two of RQ's states): it will.
+        """
         if self.redis.exists(lease_key(self.settings.redis_queue, job_id)):
-            return True
+            return None
         try:
             job = Job.fetch(job_id, connection=self.redis)
         except NoSuchJobError:
-            return False
+            return "not in Redis"
         status = job.get_status()
+        if status in ENDED:
+            return f"{status.value}"
         if status == JobStatus.STARTED and job.started_at is not None:
-            started = job.started_at.replace(tzinfo=UTC)  # RQ keeps UTC
-            return (datetime.now(UTC) - started).total_seconds() < LEASE_SECONDS
-        return status in WAITING
+            age = (datetime.now(UTC) - job.started_at.replace(tzinfo=UTC)).total_seconds()  # RQ keeps UTC
+            if age > LEASE_SECONDS:
+                return f"started {age:.0f} s ago and not renewing its lease"
+        return None
 
-    def _enqueue(self, project: str, replacing: str | None) -> None:
+    def _enqueue(self, project: str, replacing: str | None, why: str | None) -> None:
         job_id = f"train-{project}-{uuid.uuid4().hex[:12]}"
         if not self.redis.eval(_REPLACE, 1, self._key(project, "pending"), job_id, replacing or ""):
             return  # another replica enqueued a job for these requests first
         if replacing:
-            log.warning("project %s: pending training job %s is gone (its worker died?); queued %s instead",
-                        project, replacing, job_id)
+            log.warning("project %s: pending training job %s is gone (%s); queued %s instead",
+                        project, replacing, why, job_id)
         # job_timeout -1: a training takes as long as it takes; a killed worker is seen through the lease
         self.queue.enqueue(JOB_FUNCTION, project, job_id=job_id, job_timeout=-1, result_ttl=24 * 3600,
                            failure_ttl=7 * 24 * 3600, description=f"train project {project}")
