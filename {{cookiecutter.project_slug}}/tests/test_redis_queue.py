@@ -273,3 +273,55 @@ def test_the_worker_refuses_to_start_without_redis_url_or_reachable_redis(tmp_pa
     assert done.returncode == 1, done.stderr
     assert "Redis unreachable at REDIS_URL=redis://***@127.0.0.1" in done.stderr, done.stderr
     assert "s3cret" not in done.stderr + done.stdout  # the password never reaches a log
+
+
+# --- in process: the server's side of the queue, on a real Redis, without workers ----------------------
+@pytest.fixture
+def redis_settings(settings, redis_server):
+    from dataclasses import replace
+
+    return replace(settings, redis_url=redis_server.url, redis_queue="unit", train_every_n=2)
+
+
+def test_every_nth_annotation_queues_one_job_and_redis_down_answers_503_naming_redis_url(redis_settings,
+                                                                                        redis_server):
+    from lsbackend.server import create_app
+    from lsbackend.service import Backend
+
+    from conftest import MODEL_CLASS
+
+    client = create_app(Backend(MODEL_CLASS, redis_settings)).test_client()
+    events = training_events(4)
+    for event in events[:2]:
+        assert client.post("/webhook", json=event).status_code == 200
+    queue = Queue("unit", connection=redis.Redis.from_url(redis_server.url))
+    assert queue.count == 1 and queue.jobs[0].args == (PROJECT,)  # the job's payload: the project id
+    assert client.get(f"/training/{PROJECT}").get_json()["state"] == "queued"
+    assert client.post("/train", json={"project": PROJECT}).status_code == 201
+    assert queue.count == 1  # still pending: the same job serves this request too
+
+    redis_server.stop()
+    client.post("/webhook", json=events[2])
+    reply = client.post("/webhook", json=events[3])  # the 4th: a training is due, and cannot be queued
+    assert reply.status_code == 503 and "REDIS_URL=redis://127.0.0.1" in reply.status, reply.status
+    assert client.get(f"/training/{PROJECT}").get_json()["recorded_annotations"] == 4  # nothing lost
+
+
+def test_the_default_install_needs_neither_redis_nor_rq(tmp_path):
+    """Without REDIS_URL nothing imports redis or rq: the default image does not ship them."""
+    probe = ("import sys; from lsbackend.app import build_app; build_app(); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'rq')))")
+    env = {**os.environ, "MODEL_DIR": str(tmp_path / "models"), "LABEL_CONFIG": str(EXAMPLES_CONFIG)}
+    env.pop("REDIS_URL", None)
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=WAIT)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "[]", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "http://redis:6379", "redis"])
+def test_a_redis_url_that_is_not_one_is_refused_with_the_fix(monkeypatch, url):
+    from lsbackend.settings import Settings, SettingsError
+
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(SettingsError, match="REDIS_URL is not a Redis URL; set it like REDIS_URL=redis://"):
+        Settings.from_env()
