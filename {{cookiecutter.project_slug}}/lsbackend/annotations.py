@@ -16,7 +16,8 @@ or interrupted:
   older copy of the annotation left in another object cannot resurrect it.
 
 Training reads a handful of segments plus the few pending objects, in
-parallel; ``bench/store_bench.py`` (the template's) times 100,000 annotations.
+parallel, and folds them into one segment afterwards, in a thread, while it
+fits; ``bench/store_bench.py`` (the template's) times 100,000 annotations.
 Counting (``TRAIN_EVERY_N``, ``GET /training``) keeps per-object summaries in
 memory: segments never change once written, so each is read once per process.
 """
@@ -26,10 +27,11 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from .storage import StorageError
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 SEGMENTS_BEFORE_MERGE = 8  # segment objects before a compaction merges them all into one
 
+T = TypeVar("T")
 #: annotation number -> (operation key, the annotation or None when deleted)
 Ops = dict[int, tuple[str, dict | None]]
 
@@ -59,7 +62,7 @@ def _merge(into: Ops, ops: Ops) -> None:
 
 def _parse(key: str, data: bytes | None) -> Ops:
     """A pending object (one operation, JSON) or a segment (many, gzipped JSON) as ``Ops``."""
-    if data is None:  # deleted by a concurrent compaction after we listed it: a segment holds it
+    if data is None:  # deleted by a concurrent compaction after we listed it: its segment holds it
         return {}
     if key.endswith(".json.gz"):
         return {int(n): (k, a) for n, (k, a) in json.loads(gzip.decompress(data)).items()}
@@ -95,24 +98,48 @@ class AnnotationLog:
 
     def _summary(self) -> dict[int, tuple[str, bool]]:
         """Per annotation: its newest operation's key and whether it is alive, from cached per-object summaries."""
-        keys = self.s.keys(self.segments, "the recorded annotations") + \
-            self.s.keys(self.pending, "the recorded annotations")
-        cache, listed = self.s.summaries, set(keys)
-        missing = [k for k in keys if k not in cache]
-        read = zip(missing, self.s.get_many(missing, "the recorded annotations"), strict=True)
-        summaries = {key: {n: (k, a is not None) for n, (k, a) in _parse(key, data).items()} for key, data in read}
         with self.s.summary_lock:
-            cache.update(summaries)
-            for gone in [k for k in cache if k.startswith((self.segments, self.pending)) and k not in listed]:
-                del cache[gone]
-            found = [cache.get(key, {}) for key in keys]
+            cached = dict(self.s.summaries)
+        found = self._gather(lambda key, data: {n: (k, a is not None) for n, (k, a) in _parse(key, data).items()},
+                             cached)
+        with self.s.summary_lock:
+            for gone in [k for k in self.s.summaries if k.startswith((self.segments, self.pending)) and k not in found]:
+                del self.s.summaries[gone]
+            self.s.summaries.update(found)
         merged: dict[int, tuple[str, bool]] = {}
-        for summary in found:
+        for summary in found.values():
             for number, (k, alive) in summary.items():
                 mine = merged.get(number)
                 if mine is None or k > mine[0]:
                     merged[number] = (k, alive)
         return merged
+
+    def _gather(self, parse: Callable[[str, bytes], T], cached: dict[str, T] | None = None) -> dict[str, T]:
+        """Every object of the log, parsed, by key.
+
+        Pending objects are listed before segments: a compaction between the two listings moves
+        operations from a pending object we saw into a segment we then see, never the other way.
+        An object deleted between listing and reading was compacted into a segment: the segments are
+        listed again until that segment is read too.
+        """
+        keys = self.s.keys(self.pending, "the recorded annotations") + \
+            self.s.keys(self.segments, "the recorded annotations")
+        found: dict[str, T] = {}
+        gone: set[str] = set()
+        for _ in range(20):
+            todo = [k for k in keys if k not in found and k not in gone]
+            found.update({k: cached[k] for k in todo if cached and k in cached})
+            fetch = [k for k in todo if k not in found]
+            for key, data in zip(fetch, self.s.get_many(fetch, "the recorded annotations"), strict=True):
+                if data is None:
+                    gone.add(key)
+                else:
+                    found[key] = parse(key, data)
+            if not gone.intersection(fetch):
+                return found
+            keys = self.s.keys(self.segments, "the recorded annotations")  # where their operations went
+        raise StorageError(f"MODEL_STORE {self.s.uri}: the recorded annotations kept being compacted while they "
+                           "were read; try again")
 
     def _read(self, keys: list[str]) -> Ops:
         ops: Ops = {}
@@ -121,25 +148,44 @@ class AnnotationLog:
         return ops
 
     def collect(self) -> Iterator[dict]:
-        """Every recorded annotation (what training reads); folds what it read into one segment."""
-        segments = self.s.keys(self.segments, "the recorded annotations")
-        pending = self.s.keys(self.pending, "the recorded annotations")
-        ops = self._read(segments + pending)
-        if pending or len(segments) > 1:
-            try:
-                self._write_segment(ops, segments + pending)
-            except StorageError as exc:  # reading worked: train anyway, a later collect compacts
-                log.warning("training goes on without compacting the recorded annotations: %s", exc)
+        """Every recorded annotation (what training reads).
+
+        What was read is then folded into one segment by a thread of this process, while the
+        training goes on (a process that exits first leaves it to the next collect: nothing lost).
+        """
+        found = self._gather(_parse)
+        ops: Ops = {}
+        for parsed in found.values():
+            _merge(ops, parsed)
+        if len(found) > 1 or any(k.startswith(self.pending) for k in found):
+            threading.Thread(target=self._fold, args=(ops, sorted(found)), name="fold-annotations").start()
         for number in sorted(ops):
             annotation = ops[number][1]
             if annotation is not None:
                 yield annotation
 
+    def _fold(self, ops: Ops, merged: list[str]) -> None:
+        try:
+            self._write_segment(ops, merged)
+        except StorageError as exc:  # a later collect or compaction folds them
+            log.warning("recorded annotations stay unfolded for now: %s", exc)
+
     def compact(self, merge_all: bool = False) -> None:
-        """Fold pending objects into a new segment; all segments into one when ``merge_all`` or too many."""
-        segments = self.s.keys(self.segments, "the recorded annotations")
-        pending = self.s.keys(self.pending, "the recorded annotations")
-        read = pending + (segments if merge_all or len(segments) >= SEGMENTS_BEFORE_MERGE else [])
+        """Fold pending objects into a new segment (what a replica does in the background every so often).
+
+        Once ``SEGMENTS_BEFORE_MERGE`` segments pile up, they are merged too, all but the largest
+        (``merge_all``: all), so a background compaction never rewrites every annotation; training
+        folds everything into one.
+        """
+        pending = self.s.keys(self.pending, "the recorded annotations")  # first: see _gather
+        segments = self.s.sizes(self.segments, "the recorded annotations")
+        merging: list[str] = []
+        if merge_all:
+            merging = sorted(segments)
+        elif len(segments) >= SEGMENTS_BEFORE_MERGE:
+            largest = max(segments, key=lambda k: segments[k])
+            merging = sorted(k for k in segments if k != largest)
+        read = pending + merging
         if read and (pending or len(read) > 1):
             self._write_segment(self._read(read), read)
 

@@ -45,9 +45,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .annotations import AnnotationLog
 from .ids import MAX_ID, PROJECT_ID, annotation_id
@@ -62,6 +62,8 @@ STAMP_SECONDS = 1.0  # how stale a replica's view of CURRENT may be: a new versi
 LEASE_SECONDS = 30.0  # a training lock whose holder stopped renewing is free after this
 PENDING_BEFORE_COMPACT = 200  # pending annotation objects a process lets pile up before compacting them
 FETCH_THREADS = 16  # objects read at once when collecting annotations
+SAVE_RETRY_SECONDS = 300.0  # how long a trained model waits for an unreachable store before its training fails
+T = TypeVar("T")
 
 
 class StoreUnavailable(StorageWriteError):
@@ -71,25 +73,28 @@ class StoreUnavailable(StorageWriteError):
     """
 
     def __init__(self, store: S3ModelStore, what: str, exc: BaseException) -> None:  # noqa: D107
-        code = _error_code(exc)
+        code = error_code(exc)
         why = f"{code}: {_error_message(exc)}" if code else f"{type(exc).__name__}: {exc}"
         denied = code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or _status(exc) == 403
         # a missing object is answered as None before this: a 404 here is the bucket's
-        self.kind = "denied" if denied else "missing" if code == "NoSuchBucket" or _status(exc) == 404 else \
-            "unreachable"
+        missing = code == "NoSuchBucket" or _status(exc) == 404
+        self.kind = "denied" if denied else "missing" if missing else "failing" if _status(exc) else "unreachable"
         self.what = what
         self.fix = {
             "denied": "Give the backend's AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
                       "or a role) s3:GetObject, PutObject, DeleteObject and ListBucket on the bucket.",
             "missing": f"Create the bucket {store.bucket!r}, or point MODEL_STORE at an existing one.",
+            "failing": "See the object store's log; NotImplemented or InvalidArgument on the training lock means "
+                       "the store lacks conditional writes (If-None-Match), which MODEL_STORE needs (see the README).",
             "unreachable": "Check that the object store is up and S3_ENDPOINT_URL points at it; the backend "
                            "recovers by itself once it answers (predictions keep using the loaded model).",
         }[self.kind]
-        RuntimeError.__init__(self, f"MODEL_STORE {store.uri} ({store.where}) is {self.kind}: cannot {what} "
+        state = "answering with an error" if self.kind == "failing" else self.kind
+        RuntimeError.__init__(self, f"MODEL_STORE {store.uri} ({store.where}) is {state}: cannot {what} "
                                     f"({why[:200]})")
 
 
-def _error_code(exc: BaseException) -> str:
+def error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
@@ -99,7 +104,7 @@ def _error_message(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Message", "")) or str(exc)
 
 
-def _from_the_client(exc: BaseException) -> bool:
+def from_the_client(exc: BaseException) -> bool:
     """Whether boto3 raised this (the store refused or is unreachable), not our own code."""
     return type(exc).__module__.split(".")[0] in ("botocore", "boto3", "urllib3", "s3transfer")
 
@@ -110,46 +115,66 @@ def _status(exc: BaseException) -> int:
 
 
 def _is_missing(exc: BaseException) -> bool:
-    return _error_code(exc) in ("NoSuchKey", "404", "NotFound") or _status(exc) == 404
+    return error_code(exc) in ("NoSuchKey", "404", "NotFound") or _status(exc) == 404
 
 
 def _is_conflict(exc: BaseException) -> bool:
     """A conditional write lost (412 PreconditionFailed, or AWS's 409 ConditionalRequestConflict: retry)."""
-    return _status(exc) in (409, 412) or _error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict")
+    return _status(exc) in (409, 412) or error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict")
 
 
-def _client(settings: Settings, connect_timeout: float, read_timeout: float, attempts: int) -> Any:
-    """A boto3 S3 client; credentials and region come from the standard AWS chain."""
+def s3_client(endpoint_url: str, connect_timeout: float, read_timeout: float, attempts: int, needed_by: str) -> Any:
+    """A boto3 S3 client; credentials and region come from the standard AWS chain.
+
+    ``StorageError`` naming ``needed_by`` and the install command when boto3 is not installed.
+    """
     try:
         import boto3
         from botocore.config import Config
     except ImportError:
-        raise StorageError(f"MODEL_STORE={settings.model_store} needs boto3, which is not installed: "
-                           "pip install -r requirements-s3.txt (or build the image with --build-arg EXTRAS=s3)"
-                           ) from None
+        raise StorageError(f"{needed_by} needs boto3, which is not installed: pip install -r requirements-s3.txt "
+                           "(or build the image with --build-arg EXTRAS=s3)") from None
     config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout, max_pool_connections=FETCH_THREADS,
                     retries={"total_max_attempts": attempts, "mode": "standard"},
-                    s3={"addressing_style": "path"} if settings.s3_endpoint_url else None)
+                    s3={"addressing_style": "path"} if endpoint_url else None)
     session = boto3.session.Session()
-    return session.client("s3", endpoint_url=settings.s3_endpoint_url or None, config=config,
+    return session.client("s3", endpoint_url=endpoint_url or None, config=config,
                           region_name=session.region_name or "us-east-1")
+
+
+def retrying(call: Callable[[], T], seconds: float | None = None) -> T:
+    """``call()``, again while the store is unreachable, for up to ``SAVE_RETRY_SECONDS``."""
+    deadline = time.monotonic() + (SAVE_RETRY_SECONDS if seconds is None else seconds)
+    pause = 0.5
+    while True:
+        try:
+            return call()
+        except StoreUnavailable as exc:
+            if exc.kind != "unreachable" or time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s; trying again in %.0f s", exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
 
 
 class S3ModelStore:
     """All projects under one bucket prefix; one boto3 client (thread-safe) per process."""
 
-    def __init__(self, settings: Settings, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(self, settings: Settings, lease_seconds: float | None = None) -> None:
         location = settings.s3_location
         assert location is not None, "S3ModelStore needs MODEL_STORE=s3://..."
         self.bucket, self.prefix = location
         self.uri = settings.model_store
         self.where = f"S3_ENDPOINT_URL={settings.s3_endpoint_url}" if settings.s3_endpoint_url else "AWS S3"
         self.keep_versions = settings.keep_versions
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = lease_seconds or LEASE_SECONDS
         # read_timeout bounds each socket read, not a whole (large) model download
-        self.client = _client(settings, connect_timeout=3, read_timeout=10, attempts=2)
+        needed_by = f"MODEL_STORE={self.uri}"
+        self.client = s3_client(settings.s3_endpoint_url, connect_timeout=3, read_timeout=10, attempts=2,
+                                needed_by=needed_by)
         # checks on the request path (stamp, readiness) give up fast: serving goes on without them
-        self.quick = _client(settings, connect_timeout=1, read_timeout=3, attempts=1)
+        self.quick = s3_client(settings.s3_endpoint_url, connect_timeout=1, read_timeout=3, attempts=1,
+                               needed_by=needed_by)
         self._stamps: dict[str, tuple[float, tuple[int, int]]] = {}  # project -> (checked at, stamp)
         self._refreshing: set[str] = set()
         self.unreachable = False  # the last look at the store failed
@@ -178,7 +203,7 @@ class S3ModelStore:
         except StorageError:
             raise
         except Exception as exc:
-            if not _from_the_client(exc):
+            if not from_the_client(exc):
                 raise
             raise StoreUnavailable(self, what, exc) from exc
 
@@ -208,11 +233,15 @@ class S3ModelStore:
 
     def keys(self, prefix: str, what: str) -> list[str]:
         """Every key under ``prefix``, sorted (listing is strongly consistent on S3 since 2020)."""
-        found: list[str] = []
+        return sorted(self.sizes(prefix, what))
+
+    def sizes(self, prefix: str, what: str) -> dict[str, int]:
+        """Every key under ``prefix`` with its size in bytes."""
+        found: dict[str, int] = {}
         with self.io(f"list {what}"):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                found.extend(item["Key"] for item in page.get("Contents", []))
-        return sorted(found)
+                found.update((item["Key"], item["Size"]) for item in page.get("Contents", []))
+        return found
 
     def delete(self, keys: list[str], what: str) -> None:
         with self.io(f"delete {what}"):
@@ -246,7 +275,7 @@ class S3ModelStore:
         try:
             stamp = store.fresh_stamp()
         except Exception as exc:  # unreachable: serve what is loaded; readiness says why
-            if not _from_the_client(exc):
+            if not from_the_client(exc):
                 raise
             if not self.unreachable:
                 log.warning("MODEL_STORE %s: cannot check for a new model version (%s)", self.uri, exc)
@@ -428,13 +457,19 @@ class S3ProjectStore:
             self.s.put(self.key("broken.json"), json.dumps(broken).encode(), "the notes on broken models")
 
     def save_model(self, train_output: dict) -> str:
-        """Save a trained model, then (only then) make it current; return its version."""
-        version = self._next_version()
+        """Save a trained model, then (only then) make it current; return its version.
+
+        A store unreachable for a while (up to ``SAVE_RETRY_SECONDS``) delays the save instead of
+        losing a training that may have taken hours.
+        """
         data = pickle.dumps(train_output, protocol=5)
         digest = hashlib.sha256(data).hexdigest()
-        self.s.put(self.key(f"models/{version}.pkl"), data, f"model {version}", Metadata={"sha256": digest})
-        self._move_pointer(version, f"model {version}")
-        self._prune(keep={version})
+        version = retrying(self._next_version)
+        retrying(lambda: self.s.put(self.key(f"models/{version}.pkl"), data, f"model {version}",
+                                    Metadata={"sha256": digest}))
+        retrying(lambda: self._move_pointer(version, f"model {version}"))
+        with contextlib.suppress(StorageError):  # old versions go at the next save
+            self._prune(keep={version})
         return version
 
     def _move_pointer(self, version: str, what: str) -> None:

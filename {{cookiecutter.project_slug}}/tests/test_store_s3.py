@@ -5,8 +5,10 @@ replicas on one bucket, and the store going away for a while."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -244,9 +246,9 @@ def test_compaction_folds_pending_objects_and_survives_a_crash_between_its_steps
     assert {a["id"]: a["result"] for a in store.annotations()} == expected  # a training now: nothing doubled
     assert store.count_annotations() == len(expected)
 
-    # the training's collect folded everything into one segment; changes after it still win
-    folded = _ops(stores, PROJECT)
-    assert folded["pending"] == [] and len(folded["segments"]) == 1
+    # the training's collect folds everything into one segment (in a thread); changes after it still win
+    wait_until(lambda: _ops(stores, PROJECT) == {"pending": [], "segments": _ops(stores, PROJECT)["segments"][:1]},
+               "the collect to fold everything into one segment", timeout=60)
     assert store.delete_annotation(1) and not store.delete_annotation(3 * 1000)
     store.save_annotation({"id": 2, "result": ["edited"]})
     log.compact()
@@ -267,6 +269,38 @@ def test_two_compactions_at_once_lose_nothing(s3_settings):
     for t in threads:
         t.join()
     assert sorted(a["id"] for a in stores[1].project(PROJECT).annotations()) == list(range(60))
+
+
+def test_reading_while_others_compact_never_misses_an_annotation(s3_settings):
+    """Counting and collecting list pending objects before segments and follow objects that a compaction
+    deleted under them into its segment: a reader never sees fewer annotations than were recorded."""
+    writer, reader = (open_store(s3_settings).project(PROJECT) for _ in range(2))
+    for i in range(40):
+        writer.save_annotation({"id": i, "result": [i]})
+    stop, seen, errors = threading.Event(), [], []
+
+    def compact() -> None:
+        for round_ in range(8):
+            for i in range(40 + round_ * 5, 45 + round_ * 5):
+                writer.save_annotation({"id": i, "result": [i]})
+            writer.annotation_log().compact(merge_all=round_ % 2 == 0)
+        stop.set()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                seen.append((reader.count_annotations(), len(list(reader.annotations()))))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=compact), threading.Thread(target=read)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == [] and seen, errors[:3]
+    assert all(count >= 40 and collected >= 40 for count, collected in seen), seen
+    assert reader.count_annotations() == 80 and sorted(a["id"] for a in reader.annotations()) == list(range(80))
 
 
 def test_recording_compacts_in_the_background_every_so_many_annotations(s3_settings, monkeypatch):
@@ -350,6 +384,125 @@ def test_an_unreachable_store_keeps_predictions_serving_and_answers_writes_with_
     again = Backend(MODEL_CLASS, s3_settings)  # a fresh process finds the trained model in the store
     assert again.store(PROJECT).current_version() == version
     assert again.store(PROJECT).count_annotations() == 1
+
+
+def test_a_stopped_store_restarted_on_the_same_port_is_picked_up_without_a_restart(tmp_path, monkeypatch):
+    """moto stopped (connections refused at once), then started again on its port. moto keeps objects
+    in memory, so the restarted one is empty: the backend says the bucket is missing until it exists."""
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    moto = MotoServer(tmp_path / "moto.log")
+    try:
+        settings = Settings(model_dir=tmp_path / "models", label_config_path=EXAMPLES_CONFIG,
+                            model_store=moto.bucket("restarted"), s3_endpoint_url=moto.url)
+        backend = Backend(MODEL_CLASS, settings)
+        client = create_app(backend).test_client()
+        version = backend.train(PROJECT, annotations())["model_version"]
+        body = {**holdout_request(), "project": PROJECT}
+        assert {r["model_version"] for r in client.post("/predict", json=body).get_json()["results"]} == {version}
+        event = training_events(1)[0]
+        event["project"] = {"id": int(PROJECT)}
+
+        moto.stop()
+        time.sleep(storage_s3.STAMP_SECONDS * 1.5)
+        for _ in range(3):
+            answer = client.post("/predict", json=body)
+            assert answer.status_code == 200 and answer.get_json()["results"][0]["model_version"] == version
+        assert "is unreachable" in client.get("/ready").get_json()["checks"]["model_store"]
+        refused = client.post("/webhook", json=event)
+        assert refused.status_code == 503 and "MODEL_STORE" in refused.status, refused.get_json()
+
+        moto = MotoServer(tmp_path / "moto.log", port=moto.port)
+        missing = client.get("/ready")
+        assert missing.status_code == 503 and "is missing" in missing.get_json()["checks"]["model_store"]
+        moto.bucket("restarted")
+        assert client.get("/ready").status_code == 200
+        assert client.post("/webhook", json=event).status_code == 200
+    finally:
+        moto.stop()
+
+
+def test_model_uri_on_s3_is_fetched_through_the_same_client(s3_settings, moto, tmp_path):
+    """A pretrained artifact in a bucket (``MODEL_URI=s3://...``): fetched once, checked, and served."""
+    from lsbackend.pretrained import PretrainedError, PretrainedModel, fetch
+    from lsbackend.storage import PretrainedStore
+
+    moto.client().put_object(Bucket=s3_settings.s3_location[0], Key="weights/w.bin", Body=b"weights")
+    uri = f"s3://{s3_settings.s3_location[0]}/weights/w.bin"
+    record = fetch(uri, PretrainedStore(tmp_path / "cache"), 1024, s3_endpoint_url=moto.url)
+    assert record["size"] == 7 and (tmp_path / "cache" / "pretrained" / record["file"]).read_bytes() == b"weights"
+    with pytest.raises(PretrainedError, match="NoSuchKey.*check the bucket and key"):
+        fetch(f"{uri}.missing", PretrainedStore(tmp_path / "other"), 1024, s3_endpoint_url=moto.url)
+    with pytest.raises(PretrainedError, match="larger than"):
+        fetch(uri, PretrainedStore(tmp_path / "small"), 3, s3_endpoint_url=moto.url)
+    loaded = PretrainedModel(uri, PretrainedStore(tmp_path / "model"), lambda path: {"bytes": path.read_bytes()},
+                             1024, s3_endpoint_url=moto.url)
+    assert loaded.wait(60) and loaded.get()[1] == {"bytes": b"weights"}
+
+
+KILL_AT_SAVE = """
+import json, os, signal, sys
+from pathlib import Path
+from lsbackend import storage_s3
+from lsbackend.service import Backend, load_model_class
+from lsbackend.settings import Settings
+
+store, endpoint, kill_before, annotations, config = sys.argv[1:6]
+storage_s3.LEASE_SECONDS = 2.0
+real_put = storage_s3.S3ModelStore.put
+
+def put(self, key, data, what, **extra):
+    if (kill_before == "model" and key.endswith(".pkl")) or (kill_before == "pointer" and key.endswith("/CURRENT")):
+        os.kill(os.getpid(), signal.SIGKILL)  # as hard as a power cut, at the worst moment
+    return real_put(self, key, data, what, **extra)
+
+storage_s3.S3ModelStore.put = put
+settings = Settings(model_store=store, s3_endpoint_url=endpoint, label_config_path=Path(config))
+Backend(load_model_class("model"), settings).train("7", json.loads(Path(annotations).read_text()))
+sys.exit("the save step was never reached")
+"""
+
+
+@pytest.mark.parametrize("kill_before", ["model", "pointer"])
+def test_killed_while_saving_to_s3_the_pointer_never_moves_to_a_partial_model(s3_settings, moto, tmp_path,
+                                                                              kill_before, monkeypatch):
+    monkeypatch.setattr(storage_s3, "LEASE_SECONDS", 2.0)
+    good = Backend(MODEL_CLASS, s3_settings).train(PROJECT, annotations())["model_version"]
+    data = tmp_path / "annotations.json"
+    data.write_text(json.dumps(annotations()), encoding="utf-8")
+    args = [s3_settings.model_store, moto.url, kill_before, str(data), str(EXAMPLES_CONFIG)]
+    child = subprocess.run([sys.executable, "-c", KILL_AT_SAVE, *args], cwd=ROOT, env={**ENV, **S3_CREDENTIALS},
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+    restarted = Backend(MODEL_CLASS, s3_settings)
+    store = restarted.store(PROJECT)
+    assert store.current_version() == good
+    wait_until(lambda: restarted.status(PROJECT)["state"] == "interrupted", "the killed training's lease to expire",
+               timeout=60)  # not "running" forever
+    assert restarted.status(PROJECT)["model_version"] == good
+    results = create_app(restarted).test_client().post("/predict", json={**holdout_request(), "project": PROJECT})
+    assert {r["model_version"] for r in results.get_json()["results"]} == {good}
+    again = restarted.train(PROJECT, annotations())
+    # v2, or v3 when the killed save left a complete v2 object that never became current
+    expected = "v3" if kill_before == "pointer" else "v2"
+    assert again["state"] == "succeeded" and again["model_version"].split("-")[0] == expected, again
+
+
+def test_a_model_saved_while_the_store_is_away_is_saved_once_it_is_back(s3_settings, moto):
+    """A training that finishes during an outage waits for the store (``SAVE_RETRY_SECONDS``) instead of being lost."""
+    store = open_store(s3_settings).project(PROJECT)
+    saved: list[str] = []
+    moto.pause()
+    try:
+        saver = threading.Thread(target=lambda: saved.append(store.save_model({"weights": [7]})))
+        saver.start()
+        time.sleep(2.0)
+        assert saved == [] and saver.is_alive()
+    finally:
+        moto.resume()
+    saver.join(timeout=300)
+    assert saved and open_store(s3_settings).project(PROJECT).load_model() == (saved[0], {"weights": [7]})
 
 
 @pytest.mark.slow
