@@ -153,7 +153,26 @@ def test_dockerfile_passes_hadolint(baked):
             assert i > 0 and lines[i - 1].startswith("#") and "hadolint" not in lines[i - 1], line
 
 
+def extras_files(repo: Path) -> set[str]:
+    """The optional requirements-<extra>.txt files the build copies (for build arg EXTRAS); not the dev tools."""
+    return {path.name for path in repo.glob("requirements-*.txt")} - {"requirements-dev.txt"}
+
+
 # --- the image, built and run ---------------------------------------------------
+
+
+@pytest.mark.container
+def test_an_extra_without_its_requirements_file_stops_the_build(baked, engine):
+    """EXTRAS names requirements-<x>.txt files; a name without one (or the dev tools, kept out by
+    .dockerignore) fails the build with a message naming the missing file, not an image without it."""
+    for extra in ("no-such-extra", "dev"):
+        tag = f"localhost/{SLUG}-extras-{RUN_ID}:{uuid.uuid4().hex[:8]}"
+        cmd = ["build", *engine.build_flags(), "--network", "host", "--build-arg", f"EXTRAS={extra}"]
+        proc = engine(*cmd, "-t", tag, str(baked), timeout=1800, check=False)
+        engine("rmi", "-f", tag, check=False)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, f"EXTRAS={extra} built an image:\n{output[-3000:]}"
+        assert f"no requirements-{extra}.txt in the build context" in output, output[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +299,7 @@ def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, 
 
     # Only the allowlisted files are in the image; local models, venvs, .git and caches stay out.
     listing = engine("exec", ctr.name, "ls", "-A", "/app").stdout.split()
-    assert set(listing) == IMAGE_FILES, listing
+    assert set(listing) == IMAGE_FILES | extras_files(baked), listing
     # The server runs unprivileged, and the models volume is its own.
     assert engine("exec", ctr.name, "id", "-u").stdout.strip() not in ("", "0")
     engine("exec", ctr.name, "touch", f"{MODEL_DIR}/.writable")

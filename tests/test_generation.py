@@ -162,6 +162,7 @@ def test_the_template_test_environment_pins_what_baked_repos_pin(cookies):
     template_pins = pins(Path(__file__).resolve().parent.parent / "requirements.txt")
     baked = pins(repo / "requirements.txt") | pins(repo / "requirements-dev.txt") | pins(repo / "requirements-onnx.txt")
     baked |= pins(repo / "requirements-redis.txt")
+    baked |= pins(repo / "requirements-s3.txt")
     assert baked <= template_pins
 
 

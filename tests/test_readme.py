@@ -305,11 +305,15 @@ def settings_read_by_code(repo: Path) -> set[str]:
     return names
 
 
+def settings_table(readme: str) -> set[str]:
+    """The variables the README's Settings table documents (first column of each row)."""
+    return {name for row in section(readme, "Settings").splitlines() if row.startswith("| `")
+            for name in CODE_SPAN.findall(row.split("|")[1])}
+
+
 def test_settings_table_lists_exactly_what_the_code_reads(baked):
     repo, readme = baked
-    table = section(readme, "Settings")
-    documented = {name for row in table.splitlines() if row.startswith("| `")
-                  for name in CODE_SPAN.findall(row.split("|")[1])}
+    documented = settings_table(readme)
     read = settings_read_by_code(repo)
     assert read - documented == set(), f"settings the code reads but the README does not list: {read - documented}"
     assert documented - read == set(), f"settings the README lists but no code reads: {documented - read}"

@@ -17,6 +17,10 @@ import urllib.request
 from typing import Any
 
 TIMEOUT_SECONDS = 30
+# Label Studio 1.23 recounts every task of the project on each prediction import (unless its
+# ``fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short`` is on), so one import
+# into a large project can take minutes on a busy server.
+IMPORT_TIMEOUT_SECONDS = 900
 
 
 class LabelStudioError(RuntimeError):
@@ -46,14 +50,15 @@ class LabelStudioClient:
             self._access = (body["access"], time.monotonic() + 240)
         return f"Bearer {self._access[0]}"
 
-    def _request(self, method: str, path: str, payload: Any = None, auth: bool = True) -> Any:
+    def _request(self, method: str, path: str, payload: Any = None, auth: bool = True,
+                 timeout: float = TIMEOUT_SECONDS) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         if auth:
             req.add_header("Authorization", self.auth_header())
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT_SECONDS) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             hint = ""
@@ -76,14 +81,41 @@ class LabelStudioClient:
         """The project, with its ``label_config``."""
         return self.get(f"/api/projects/{project}")
 
-    def tasks_page(self, project: str, page: int, page_size: int) -> tuple[list[dict], int]:
-        """One page of the project's tasks, oldest first, with their predictions; and the total count."""
-        body = self.get(f"/api/tasks?project={project}&page={page}&page_size={page_size}&fields=all")
+    def tasks_without_prediction(self, project: str, version: str, after: int, limit: int) -> tuple[list[dict], int]:
+        """Up to ``limit`` tasks (``id`` and ``data`` only) with an id above ``after`` and no prediction of
+        ``version``, in id order; and how many such tasks there are in all.
+
+        Label Studio does the filtering (its Data Manager filters, sent as ``query``), so a resumed run
+        never downloads what is already done, and ``include`` keeps it from serializing annotations and
+        predictions, which ``fields=all`` would. Paging by id rather than by page number stays correct
+        while predictions are being added. Note the model-version filter matches substrings: a
+        prediction whose version merely contains ``version`` also counts as one of ``version``.
+        """
+        query = {
+            "filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:predictions_model_versions", "operator": "not_contains", "type": "List",
+                 "value": [version]},
+                {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": after},
+            ]},
+            "ordering": ["tasks:id"],
+        }
+        params = urllib.parse.urlencode({"project": project, "page": 1, "page_size": limit, "include": "id,data",
+                                         "query": json.dumps(query, separators=(",", ":"))})
+        body = self.get(f"/api/tasks?{params}")
         return list(body.get("tasks") or []), int(body.get("total") or 0)
 
+    def task_count(self, project: str) -> int:
+        """How many tasks the project has."""
+        return int(self.get(f"/api/tasks?project={project}&page=1&page_size=1&include=id").get("total") or 0)
+
     def import_predictions(self, project: str, predictions: list[dict]) -> int:
-        """Store predictions (``task``, ``result``, ``score``, ``model_version``) in one call; how many."""
-        body = self._request("POST", f"/api/projects/{project}/import/predictions", predictions)
+        """Store predictions (``task``, ``result``, ``score``, ``model_version``) in one call; how many it created.
+
+        Label Studio may create fewer than it was sent: without its validation feature flag it drops a
+        prediction that does not fit the labeling config, logs why and still answers 201.
+        """
+        body = self._request("POST", f"/api/projects/{project}/import/predictions", predictions,
+                             timeout=IMPORT_TIMEOUT_SECONDS)
         return int((body or {}).get("created", 0))
 
     def labeled_tasks(self, project: str) -> list[dict]:

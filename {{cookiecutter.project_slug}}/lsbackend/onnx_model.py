@@ -23,7 +23,7 @@ class OnnxClassifier:
             import onnxruntime
         except ImportError:
             raise RuntimeError("MODEL_URI is an ONNX model but onnxruntime is not installed: "
-                               "pip install -r requirements-onnx.txt (or build the image with it)") from None
+                               "pip install -r requirements-onnx.txt (images: --build-arg EXTRAS=onnx)") from None
         self.session = onnxruntime.InferenceSession(str(path), providers=onnxruntime.get_available_providers())
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or "float" not in inputs[0].type:

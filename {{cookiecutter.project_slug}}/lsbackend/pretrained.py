@@ -9,6 +9,7 @@ once, and ``/predict`` answers ``503 Model is loading ...`` until it is ready.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -48,8 +49,11 @@ def shown(uri: str) -> str:
 
 
 def fetch(uri: str, store: PretrainedStore, max_bytes: int, expected_sha256: str = "",
-          timeout: float = 60.0) -> dict:
-    """The cached artifact for ``uri``, downloading or copying it first if needed (once for all processes)."""
+          timeout: float = 60.0, s3_endpoint_url: str = "") -> dict:
+    """The cached artifact for ``uri``, downloading or copying it first if needed (once for all processes).
+
+    ``s3_endpoint_url`` is the S3-compatible server an ``s3://`` URI is on (empty: AWS S3).
+    """
     expected = expected_sha256.strip().lower()
     with store.lock():
         record = store.record(uri)
@@ -57,7 +61,7 @@ def fetch(uri: str, store: PretrainedStore, max_bytes: int, expected_sha256: str
             return record
         download = store.temporary()
         try:
-            sha256, size = _copy(uri, download, max_bytes, timeout)
+            sha256, size = _copy(uri, download, max_bytes, timeout, s3_endpoint_url)
             if expected and sha256 != expected:
                 raise PretrainedError(
                     f"MODEL_URI {shown(uri)} has SHA-256 {sha256}, but MODEL_SHA256 is {expected}: "
@@ -71,9 +75,9 @@ def fetch(uri: str, store: PretrainedStore, max_bytes: int, expected_sha256: str
             download.unlink(missing_ok=True)
 
 
-def _copy(uri: str, into: Path, max_bytes: int, timeout: float) -> tuple[str, int]:
+def _copy(uri: str, into: Path, max_bytes: int, timeout: float, s3_endpoint_url: str) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
-    with _open(uri, max_bytes, timeout) as source, open(into, "wb") as out:
+    with contextlib.closing(_open(uri, max_bytes, timeout, s3_endpoint_url)) as source, open(into, "wb") as out:
         while chunk := source.read(CHUNK_BYTES):
             size += len(chunk)
             if size > max_bytes:
@@ -90,8 +94,10 @@ def _too_large(uri: str, max_bytes: int) -> PretrainedError:
                            "raise MODEL_MAX_MB if that is expected")
 
 
-def _open(uri: str, max_bytes: int, timeout: float) -> BinaryIO:
+def _open(uri: str, max_bytes: int, timeout: float, s3_endpoint_url: str = "") -> BinaryIO:
     scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    if scheme == "s3":
+        return _open_s3(uri, max_bytes, timeout, s3_endpoint_url)
     if scheme in ("http", "https"):
         try:
             response = urllib.request.urlopen(urllib.request.Request(uri), timeout=timeout)  # noqa: S310 - http(s) only
@@ -112,8 +118,34 @@ def _open(uri: str, max_bytes: int, timeout: float) -> BinaryIO:
         except OSError as exc:
             raise PretrainedError(f"MODEL_URI {path} cannot be read ({exc.strerror}); "
                                   "set it to an existing file (inside Docker: a mounted path)") from None
-    raise PretrainedError(f"MODEL_URI scheme {scheme}:// is not supported; use a local path or an http(s) URL "
-                          "(for a bucket, a presigned https URL)")
+    raise PretrainedError(f"MODEL_URI scheme {scheme}:// is not supported; use a local path, an http(s) URL "
+                          "or s3://bucket/key")
+
+
+def _open_s3(uri: str, max_bytes: int, timeout: float, endpoint_url: str) -> BinaryIO:
+    """``s3://bucket/key`` through the S3 store's client (boto3: requirements-s3.txt), with AWS credentials."""
+    from .storage_s3 import StorageError, error_code, from_the_client, s3_client
+
+    parts = urllib.parse.urlsplit(uri)
+    bucket, key = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
+    if not bucket or not key:
+        raise PretrainedError(f"MODEL_URI {uri} names no object; set it to s3://bucket/path/to/model")
+    where = f"S3_ENDPOINT_URL={endpoint_url}" if endpoint_url else "AWS S3"
+    try:
+        client = s3_client(endpoint_url, timeout, timeout, 3, f"MODEL_URI={uri}")
+        answer = client.get_object(Bucket=bucket, Key=key)
+    except StorageError as exc:
+        raise PretrainedError(str(exc)) from None
+    except Exception as exc:
+        if not from_the_client(exc):
+            raise
+        why = error_code(exc) or f"{type(exc).__name__}: {exc}"
+        raise PretrainedError(f"cannot fetch MODEL_URI {uri} from {where} ({why}); check the bucket and key, "
+                              "S3_ENDPOINT_URL and the AWS credentials") from None
+    if answer.get("ContentLength", 0) > max_bytes:
+        answer["Body"].close()
+        raise _too_large(uri, max_bytes)
+    return answer["Body"]
 
 
 class PretrainedModel:
@@ -124,19 +156,19 @@ class PretrainedModel:
     """
 
     def __init__(self, uri: str, store: PretrainedStore, load: Callable[[Path], dict], max_bytes: int,
-                 expected_sha256: str = "", timeout: float = 60.0) -> None:
+                 expected_sha256: str = "", timeout: float = 60.0, s3_endpoint_url: str = "") -> None:
         self.uri = uri
         known = store.record(uri)  # after a restart the version is known before the file is loaded again
         self.version: str | None = version_of(known["sha256"]) if known else None
         self._output: dict | None = None
         self._error: str | None = None
         self._ready = threading.Event()
-        args = (store, load, max_bytes, expected_sha256, timeout)
+        args = (store, load, max_bytes, expected_sha256, timeout, s3_endpoint_url)
         threading.Thread(target=self._load, args=args, name="pretrained-loader", daemon=True).start()
 
-    def _load(self, store, load, max_bytes, expected_sha256, timeout) -> None:
+    def _load(self, store, load, max_bytes, expected_sha256, timeout, s3_endpoint_url) -> None:
         try:
-            record = fetch(self.uri, store, max_bytes, expected_sha256, timeout)
+            record = fetch(self.uri, store, max_bytes, expected_sha256, timeout, s3_endpoint_url)
             output = load(store.path(record))
             if not isinstance(output, dict):
                 raise PretrainedError(f"load_pretrained must return a dict, returned {type(output).__name__}")

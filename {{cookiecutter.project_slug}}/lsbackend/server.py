@@ -222,8 +222,9 @@ def create_app(backend: Backend) -> Flask:
     def _storage(exc: StorageWriteError):
         # 507 Insufficient Storage for a full disk; 503 when MODEL_DIR cannot be written at all
         status = 507 if exc.kind == "full" else 503
-        detail = ("Free space on the disk that holds MODEL_DIR; the backend carries on by itself once there is "
-                  "room." if exc.kind == "full" else "Make MODEL_DIR writable for the backend's user.")
+        detail = exc.fix or ("Free space on the disk that holds MODEL_DIR; the backend carries on by itself once "
+                             "there is room." if exc.kind == "full" else
+                             "Make MODEL_DIR writable for the backend's user.")
         log.error("%s %s: %s", request.method, request.path, exc)
         return answer({"error": str(exc), "detail": detail}, status, str(exc))
 

@@ -112,7 +112,7 @@ class Backend:
             return None
         return PretrainedModel(settings.model_uri, PretrainedStore(settings.model_dir),
                                self.model_class.load_pretrained, settings.model_max_bytes,
-                               settings.model_sha256, settings.model_fetch_timeout_seconds)
+                               settings.model_sha256, settings.model_fetch_timeout_seconds, settings.s3_endpoint_url)
 
     def _pretrained_start(self, wait: bool = True) -> tuple[str, dict]:
         """Where a project without a saved model starts: the pretrained model, else nothing.

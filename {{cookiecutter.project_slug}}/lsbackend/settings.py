@@ -8,6 +8,7 @@ A bad value raises ``SettingsError``; the entry point turns it into an exit.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,42 @@ def _redis_url(raw: str) -> str:
     return url
 
 
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_STORE_EXAMPLE = "e.g. MODEL_STORE=s3://my-bucket/ls-models, or leave it empty to keep models in MODEL_DIR"
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> ("bucket", "some/prefix/"); ``SettingsError`` naming the fix otherwise."""
+    scheme, sep, rest = uri.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme.lower() != "s3" or not sep:
+        raise SettingsError(f"MODEL_STORE={uri!r} is not an s3:// URI (the only object store supported); "
+                            f"{_STORE_EXAMPLE}")
+    if not BUCKET.fullmatch(bucket):
+        raise SettingsError(f"MODEL_STORE={uri!r}: {bucket!r} is not an S3 bucket name (3 to 63 characters: "
+                            f"lowercase letters, digits, dots, hyphens); {_STORE_EXAMPLE}")
+    prefix = prefix.strip("/")
+    if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+        raise SettingsError(f"MODEL_STORE={uri!r}: the prefix {prefix!r} has an empty, '.' or '..' part; "
+                            f"{_STORE_EXAMPLE}")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def _model_store(name: str) -> str:
+    raw = os.environ.get(name, "").strip()
+    if raw:
+        s3_location(raw)  # fail at start-up, naming the fix
+    return raw
+
+
+def _endpoint_url(name: str) -> str:
+    raw = os.environ.get(name, "").strip().rstrip("/")
+    if raw and not re.fullmatch(r"https?://[^/\s]+(/.*)?", raw):
+        raise SettingsError(f"{name}={raw!r} is not an http(s) URL; set it to the S3-compatible server, "
+                            f"e.g. {name}=http://minio:9000, or leave it empty for AWS S3")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings; see the README's table of environment variables."""
@@ -105,6 +142,10 @@ class Settings:
     model_fetch_timeout_seconds: float = 60.0
     redis_url: str = ""
     redis_queue: str = "lsbackend"
+
+
+    model_store: str = ""  # "" (MODEL_DIR) or s3://bucket/prefix, checked by ``s3_location``
+    s3_endpoint_url: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -147,7 +188,16 @@ class Settings:
             model_fetch_timeout_seconds=_number("MODEL_FETCH_TIMEOUT_SECONDS", 60.0, float),
             redis_url=_redis_url(env("REDIS_URL", "")),
             redis_queue=env("REDIS_QUEUE", "").strip() or cls.redis_queue,
+
+
+            model_store=_model_store("MODEL_STORE"),
+            s3_endpoint_url=_endpoint_url("S3_ENDPOINT_URL"),
         )
+
+    @property
+    def s3_location(self) -> tuple[str, str] | None:
+        """``MODEL_STORE`` as (bucket, prefix ending in "/" or empty), or None for the local MODEL_DIR."""
+        return s3_location(self.model_store) if self.model_store else None
 
     @property
     def auth_enabled(self) -> bool:

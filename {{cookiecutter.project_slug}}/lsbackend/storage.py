@@ -58,7 +58,10 @@ READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 class StorageWriteError(StorageError):
     """A write under MODEL_DIR failed. ``kind`` is "full", "read-only" or "failed"; the message
-    says which, what could not be written and why, in one line (it becomes a reason phrase)."""
+    says which, what could not be written and why, in one line (it becomes a reason phrase).
+    ``fix``, when set, is what the user should do (the object store's errors set it)."""
+
+    fix: str | None = None
 
     def __init__(self, what: str, exc: OSError) -> None:
         self.kind = "full" if exc.errno in FULL else "read-only" if exc.errno in READ_ONLY else "failed"
@@ -165,10 +168,15 @@ class ModelStore(Protocol):
 
 
 def open_store(settings: Settings) -> ModelStore:
-    """The store the settings ask for (today: the local/shared filesystem under MODEL_DIR).
+    """The store the settings ask for: S3-compatible object storage when ``MODEL_STORE`` is set, else the
+    local/shared filesystem under MODEL_DIR. The S3 module (and boto3) is imported only then.
 
     Raises ``StorageError`` naming the problem and the fix when it cannot be used.
     """
+    if settings.model_store:
+        from .storage_s3 import S3ModelStore
+
+        return S3ModelStore(settings)
     return LocalModelStore(settings.model_dir, settings.keep_versions)
 
 

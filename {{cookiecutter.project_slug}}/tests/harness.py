@@ -212,3 +212,71 @@ class WorkerProcess:
             self.proc.wait()
         self._out.close()
         return self.output()
+
+
+#: Credentials for the test S3 server (moto accepts any); boto3 reads them from the environment.
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+class MotoServer:
+    """moto's standalone S3 server (``moto[server]``) as a real process on a free loopback port.
+
+    ``pause``/``resume`` stop and continue the process (SIGSTOP/SIGCONT): the store is unreachable for a
+    while and keeps its objects, as a real store does across a network outage (moto keeps them in memory,
+    so killing it would also lose them).
+    """
+
+    def __init__(self, log: Path, port: int | None = None) -> None:
+        try:
+            import moto.server  # noqa: F401
+        except ImportError:
+            raise AssertionError("moto's S3 server is not installed: pip install -r requirements-dev.txt "
+                                 "(it pins moto[server])") from None
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._out = log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=self._out, stderr=subprocess.STDOUT)
+        wait_until(self._up, f"moto's S3 server to answer on port {self.port}", timeout=60)
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"moto server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def client(self):
+        """A boto3 client on this server (for tests to look at or break objects directly)."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+
+    def bucket(self, name: str) -> str:
+        """Create a bucket and return ``MODEL_STORE`` for it (a prefix too, as users often set one)."""
+        self.client().create_bucket(Bucket=name)
+        return f"s3://{name}/ls-models"
+
+    def env(self, model_store: str) -> dict[str, str]:
+        """What a backend process needs to use this server."""
+        return {**S3_CREDENTIALS, "MODEL_STORE": model_store, "S3_ENDPOINT_URL": self.url}
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.resume()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            self.proc.kill()
+            self.proc.wait()
+            self._out.close()

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from fake_label_studio import LEGACY_TOKEN
+from fake_label_studio import LEGACY_TOKEN, FakeLabelStudio
 
 from lsbackend.bulk import push_predictions
 from lsbackend.label_studio_api import LabelStudioClient, LabelStudioError
@@ -22,64 +19,6 @@ from test_faults import ENV, annotations
 PROJECT = "7"
 
 
-class TasksServer:
-    """Label Studio's task list (paged, with predictions), project and prediction import; loopback only.
-
-    ``fail_import_at``: the n-th import call (1-based) answers 500, as a lost connection would.
-    """
-
-    def __init__(self, tasks: list[dict], config: str, fail_import_at: int = 0) -> None:
-        self.tasks, self.config, self.fail_import_at = tasks, config, fail_import_at
-        self.imports = 0
-        self.predictions: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def reply(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:  # noqa: N802
-                if self.headers.get("Authorization") != f"Token {LEGACY_TOKEN}":
-                    return self.reply(401, {"detail": "no"})
-                url = urllib.parse.urlsplit(self.path)
-                query = dict(urllib.parse.parse_qsl(url.query))
-                if url.path == f"/api/projects/{PROJECT}":
-                    return self.reply(200, {"id": int(PROJECT), "label_config": fake.config})
-                if url.path == "/api/tasks" and query.get("project") == PROJECT and query.get("fields") == "all":
-                    page, size = int(query["page"]), int(query["page_size"])
-                    chosen = fake.tasks[(page - 1) * size : page * size]
-                    with_predictions = [{**t, "predictions": [p for p in fake.predictions if p["task"] == t["id"]]}
-                                        for t in chosen]
-                    return self.reply(200, {"tasks": with_predictions, "total": len(fake.tasks)})
-                self.reply(404, {"detail": "not found"})
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path != f"/api/projects/{PROJECT}/import/predictions":
-                    return self.reply(404, {"detail": "not found"})
-                fake.imports += 1
-                if fake.imports == fake.fail_import_at:
-                    return self.reply(500, {"detail": "server error"})
-                fake.predictions.extend(body)
-                self.reply(201, {"created": len(body)})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def project_tasks(n: int) -> list[tuple[dict, str]]:
     """``n`` tasks cycling through the variant's held-out examples, with their true labels."""
     held = examples.holdout()
@@ -89,47 +28,103 @@ def project_tasks(n: int) -> list[tuple[dict, str]]:
 @pytest.fixture
 def label_studio():
     pairs = project_tasks(11)
-    server = TasksServer([task for task, _ in pairs], EXAMPLES_CONFIG.read_text(encoding="utf-8"))
-    server.truth = {task["id"]: label for task, label in pairs}
-    yield server
-    server.close()
+    fake = FakeLabelStudio(tasks=[task for task, _ in pairs], project=PROJECT,
+                           label_config=EXAMPLES_CONFIG.read_text(encoding="utf-8"))
+    fake.truth = {task["id"]: label for task, label in pairs}
+    yield fake
+    fake.close()
 
 
-def test_push_predicts_every_task_once_and_stores_it_with_the_served_version(backend, label_studio):
+@pytest.fixture
+def ls_client(label_studio):
+    return LabelStudioClient(label_studio.url, LEGACY_TOKEN)
+
+
+def test_push_predicts_every_task_once_and_stores_it_with_the_served_version(backend, label_studio, ls_client):
     version = backend.train(PROJECT, annotations())["model_version"]
-    client = LabelStudioClient(label_studio.url, LEGACY_TOKEN)
     seen = []
-    report = push_predictions(backend, client, PROJECT, batch_size=2, page_size=3,
+    report = push_predictions(backend, ls_client, PROJECT, batch_size=2, page_size=3, import_size=4,
                               progress=lambda done, total: seen.append((done, total)))
     assert (report.version, report.pushed, report.skipped, report.failed) == (version, 11, 0, [])
     stored = {p["task"]: p for p in label_studio.predictions}
     assert sorted(stored) == sorted(label_studio.truth) and len(label_studio.predictions) == 11
     assert {p["model_version"] for p in stored.values()} == {version}
     assert {t: examples.predicted_label(p) for t, p in stored.items()} == label_studio.truth
-    assert seen[-1] == (11, 11) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[0] == (0, 11) and seen[-1] == (11, 11) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert label_studio.imports == 3  # 11 predictions, 4 per import call, not one call per batch of 2
+    assert min(report.list_seconds, report.import_seconds, report.predict_seconds) > 0  # where the time went
+    # only id and data are asked for (no annotations or predictions serialized), never a page number past 1
+    assert all(q["include"] == "id,data" and q["page"] == "1" for q in label_studio.task_queries[1:])
 
-    again = push_predictions(backend, client, PROJECT, batch_size=2, page_size=3)
+    again = push_predictions(backend, ls_client, PROJECT, batch_size=2, page_size=3)
     assert (again.pushed, again.skipped) == (0, 11) and len(label_studio.predictions) == 11
+    assert label_studio.imports == 3
 
 
-def test_a_stopped_push_resumes_without_predicting_a_task_twice(backend, label_studio):
+def test_tasks_predicted_by_another_version_are_predicted_again(backend, label_studio, ls_client):
+    version = backend.train(PROJECT, annotations())["model_version"]
+    label_studio.predictions = [{"task": 100, "model_version": version, "result": []},
+                                {"task": 101, "model_version": "someone-else", "result": []}]
+    report = push_predictions(backend, ls_client, PROJECT, batch_size=3, page_size=5)
+    assert (report.pushed, report.skipped) == (10, 1)
+    assert sorted(p["task"] for p in label_studio.predictions if p["model_version"] == version) == sorted(
+        label_studio.truth)
+
+
+def test_a_failed_push_resumes_without_predicting_a_task_twice(backend, label_studio, ls_client):
     backend.train(PROJECT, annotations())
-    label_studio.fail_import_at = 3  # the third batch is lost
-    client = LabelStudioClient(label_studio.url, LEGACY_TOKEN)
+    label_studio.fail_import_at = 2  # the second import call is lost
     with pytest.raises(LabelStudioError, match="answered 500"):
-        push_predictions(backend, client, PROJECT, batch_size=2, page_size=4)
+        push_predictions(backend, ls_client, PROJECT, batch_size=2, page_size=4, import_size=4)
     assert len(label_studio.predictions) == 4
-    resumed = push_predictions(backend, client, PROJECT, batch_size=2, page_size=4)
+    resumed = push_predictions(backend, ls_client, PROJECT, batch_size=2, page_size=4, import_size=4)
     assert (resumed.pushed, resumed.skipped) == (7, 4)
     assert sorted(p["task"] for p in label_studio.predictions) == sorted(label_studio.truth)
 
 
-def test_a_new_version_predicts_the_tasks_again(backend, label_studio):
+def test_ctrl_c_stores_what_was_predicted_and_the_next_run_does_the_rest(backend, label_studio, ls_client,
+                                                                         monkeypatch):
     backend.train(PROJECT, annotations())
-    client = LabelStudioClient(label_studio.url, LEGACY_TOKEN)
-    push_predictions(backend, client, PROJECT)
+    predict, calls = backend.predict, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "predict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        push_predictions(backend, ls_client, PROJECT, batch_size=2, page_size=20, import_size=100)
+    assert sorted(p["task"] for p in label_studio.predictions) == [100, 101, 102, 103]  # two batches, kept
+    monkeypatch.setattr(backend, "predict", predict)
+    resumed = push_predictions(backend, ls_client, PROJECT, batch_size=2, page_size=20, import_size=100)
+    assert (resumed.pushed, resumed.skipped) == (7, 4)
+    assert sorted(p["task"] for p in label_studio.predictions) == sorted(label_studio.truth)
+
+
+def test_predictions_label_studio_did_not_create_are_reported(backend, label_studio, ls_client):
+    backend.train(PROJECT, annotations())
+    label_studio.drop_tasks = {103, 104}
+    report = push_predictions(backend, ls_client, PROJECT, batch_size=5, page_size=5, import_size=5)
+    assert report.pushed == 9 and len(report.failed) == 1
+    assert "Label Studio stored 3 of 5 predictions for tasks 100..104" in report.failed[0]
+    again = push_predictions(backend, ls_client, PROJECT, batch_size=5, page_size=5, import_size=5)
+    assert (again.pushed, again.skipped, len(again.failed)) == (0, 9, 1)  # those two are tried again
+
+
+def test_a_slow_model_sends_its_predictions_at_least_every_so_often(backend, label_studio, ls_client, monkeypatch):
+    backend.train(PROJECT, annotations())
+    monkeypatch.setattr("lsbackend.bulk.SEND_EVERY_SECONDS", 0.0)  # every batch counts as "a while"
+    report = push_predictions(backend, ls_client, PROJECT, batch_size=3, page_size=20, import_size=100)
+    assert report.pushed == 11 and label_studio.imports == 4  # batches of 3, 3, 3, 2
+
+
+def test_a_new_version_predicts_the_tasks_again(backend, label_studio, ls_client):
+    backend.train(PROJECT, annotations())
+    push_predictions(backend, ls_client, PROJECT)
     newer = backend.train(PROJECT, annotations())["model_version"]
-    report = push_predictions(backend, client, PROJECT)
+    report = push_predictions(backend, ls_client, PROJECT)
     assert (report.version, report.pushed, report.skipped) == (newer, 11, 0)
 
 
@@ -143,11 +138,13 @@ def test_the_cli_pushes_with_a_progress_bar_and_reports_throughput(tmp_path, lab
     (tmp_path / "export.json").write_text(json.dumps(export))
     assert cli(tmp_path / "models", "train", str(tmp_path / "export.json"), "--project", PROJECT).returncode == 0
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": LEGACY_TOKEN}
-    done = cli(tmp_path / "models", "predict", "--push", "--project", PROJECT, "--batch-size", "4", **env)
+    done = cli(tmp_path / "models", "predict", "--push", "--project", PROJECT, "--batch-size", "4",
+               "--import-size", "8", **env)
     assert done.returncode == 0, done.stderr
     assert "11 predictions stored, 0 tasks already predicted, 0 failed" in done.stdout and "tasks/s" in done.stdout
+    assert "importing predictions" in done.stdout and "predicting" in done.stdout
     assert "11/11" in done.stderr  # tqdm's bar
-    assert len(label_studio.predictions) == 11
+    assert len(label_studio.predictions) == 11 and label_studio.imports == 2
 
 
 def test_push_without_label_studio_settings_names_them(tmp_path):

@@ -150,5 +150,5 @@ def test_a_digest_mismatch_is_refused(tmp_path, weights):
 
 
 def test_an_unsupported_scheme_names_what_works(tmp_path):
-    with pytest.raises(PretrainedError, match="s3:// is not supported; use a local path or an http"):
-        fetch("s3://bucket/model.onnx", PretrainedStore(tmp_path), max_bytes=1024)
+    with pytest.raises(PretrainedError, match=r"gs:// is not supported; use a local path, an http\(s\) URL or s3://"):
+        fetch("gs://bucket/model.onnx", PretrainedStore(tmp_path), max_bytes=1024)

@@ -1,0 +1,155 @@
+"""How long training takes to collect recorded annotations from the S3 store: ``python bench/store_bench.py``.
+
+Bakes the text variant and starts moto's standalone S3 server (a real process on a
+free loopback port, as the baked repo's tests do), then brings the store to the
+state a training meets after ``--annotations`` (100,000 by default) webhooks:
+
+- the last ``--tail`` (2,000) are recorded exactly as webhooks record them, one
+  ``save_annotation`` each from 16 threads (16 webhooks at once): one pending
+  object each, folded in the background every 200 per process;
+- the ones before are seeded as what that background compaction leaves behind:
+  segments of 200 operations, merged by the store's own ``compact`` whenever 8
+  have piled up. (Recording all 100,000 one by one is ``--tail 100000``: moto
+  answers about 100 PUTs a second on this machine, so that takes 15 minutes and
+  measures moto more than the store.)
+
+Then it times what a training does first: ``annotations()`` in a fresh store (reading
+the segments and pending objects in parallel, and folding them into one segment),
+a second collect (one segment), and ``count_annotations`` (what ``TRAIN_EVERY_N``
+and ``GET /training`` ask). The baseline is the local store (``MODEL_DIR``, one file
+per annotation) holding the same annotations, collected in the same run.
+Target: the S3 collect under 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from cookiecutter.main import cookiecutter
+
+BENCH = Path(__file__).resolve().parent
+TEMPLATE = BENCH.parent
+TEXTS = ["a warm, funny film with a great cast", "dull plot, wooden acting and far too long",
+         "the soundtrack alone is worth the ticket", "I walked out halfway through"]
+
+
+def annotation(i: int) -> dict:
+    """One annotation as the webhook records it (``normalize_annotation``'s shape), about 400 bytes."""
+    label = "Positive" if i % 2 == 0 else "Negative"
+    return {"id": 100_000 + i, "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                                           "value": {"choices": [label]}, "origin": "manual"}],
+            "was_cancelled": False, "updated_at": f"2026-12-02T10:{i // 3600 % 60:02d}:{i % 60:02d}Z",
+            "task": {"id": 200_000 + i, "data": {"text": f"{TEXTS[i % len(TEXTS)]} (review {i})"}}}
+
+
+def record(store, numbers: range, threads: int) -> float:
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(lambda i: store.save_annotation(annotation(i)), numbers, chunksize=64):
+            pass
+    return time.monotonic() - started
+
+
+def seed(store, numbers: range, per_segment: int) -> None:
+    """Write what background compaction leaves after these webhooks: segments, merged 8 at a time."""
+    from lsbackend.annotations import op_key
+
+    log = store.annotation_log()
+    for start in range(numbers.start, numbers.stop, per_segment):
+        batch = range(start, min(start + per_segment, numbers.stop))
+        log._write_segment({annotation(i)["id"]: (op_key(), annotation(i)) for i in batch}, [])
+        log.compact()  # merges all segments once SEGMENTS_BEFORE_MERGE are there, as a real one does
+
+
+def timed(call) -> tuple[float, object]:
+    started = time.monotonic()
+    result = call()
+    return time.monotonic() - started, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--annotations", type=int, default=100_000)
+    parser.add_argument("--tail", type=int, default=2_000, help="annotations recorded one by one, as webhooks do")
+    parser.add_argument("--threads", type=int, default=16, help="webhooks recording at once")
+    parser.add_argument("--quick", action="store_true", help="2,000 annotations (a smoke run, no figure)")
+    parser.add_argument("--out", type=Path, default=BENCH / "results")
+    args = parser.parse_args(argv)
+    n = 2_000 if args.quick else args.annotations
+    with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        repo = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(tmp / "baked"),
+                                 extra_context={"model_type": "text_classification"}))
+        sys.path[:0] = [str(repo), str(repo / "tests")]
+        from harness import S3_CREDENTIALS, MotoServer, wait_until
+        from lsbackend import storage_s3
+        from lsbackend.settings import Settings
+        from lsbackend.storage import LocalModelStore, open_store
+
+        os.environ.update(S3_CREDENTIALS)
+        moto = MotoServer(tmp / "moto.log")
+        try:
+            settings = Settings(model_dir=tmp / "models", model_store=moto.bucket("bench"), s3_endpoint_url=moto.url)
+            stores = open_store(settings)
+            s3 = stores.project("1")
+            tail = min(args.tail, n)
+            print(f"seeding {n - tail:,} annotations as compacted segments ...", flush=True)
+            seed_time, _ = timed(lambda: seed(s3, range(n - tail), storage_s3.PENDING_BEFORE_COMPACT))
+            print(f"recording {tail:,} annotations into S3 (moto) from {args.threads} threads ...", flush=True)
+            s3_record = record(s3, range(n - tail, n), args.threads)
+            wait_until(lambda: not stores._compacting, "background compactions", timeout=600, interval=0.1)
+            keys = stores.keys(s3.key("annotations/"), "bench")
+            pending = sum("/pending/" in k for k in keys)
+            fresh = open_store(settings).project("1")  # a training process: nothing cached
+            collect, got = timed(lambda: list(fresh.annotations()))
+            assert len(got) == n and {a["id"] for a in got} == {annotation(i)["id"] for i in range(n)}
+            again_store = open_store(settings).project("1")
+            again, got = timed(lambda: list(again_store.annotations()))
+            assert len(got) == n
+            count, counted = timed(fresh.count_annotations)
+            assert counted == n
+            count_cached, _ = timed(fresh.count_annotations)
+        finally:
+            moto.stop()
+        local = LocalModelStore(tmp / "local").project("1")
+        print(f"recording {n:,} annotations into the local store ...", flush=True)
+        local_record = record(local, range(n), args.threads)
+        local_collect, got = timed(lambda: list(local.annotations()))
+        assert len(got) == n
+    load = os.getloadavg()[0]
+    rows = [
+        ("record (webhooks, 16 at once)", (f"{tail / s3_record:.0f}/s ({tail:,} recorded, {n - tail:,} seeded "
+         f"in {seed_time:.0f} s)"), f"{n / local_record:.0f}/s"),
+        (f"collect for training ({len(keys) - pending} segments + {pending} pending objects)",
+         f"{collect:.2f} s", f"{local_collect:.2f} s"),
+        ("collect again (one segment)", f"{again:.2f} s", ""),
+        ("count, first / cached", f"{count:.2f} s / {count_cached:.3f} s", ""),
+    ]
+    table = "\n".join([f"| {n:,} annotations | S3 (moto server) | local MODEL_DIR |", "|---|---|---|",
+                       *(f"| {a} | {b} | {c} |" for a, b, c in rows)])
+    verdict = "met" if collect < 10 else "NOT met"
+    report = (f"{table}\n\nS3 collect {collect:.2f} s: target < 10 s {verdict}; {collect / local_collect:.2f}x the "
+              f"local store's. Load average {load:.1f} on {os.cpu_count()} cores.\n")
+    print(report)
+    if not args.quick:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "store_bench.md").write_text(report, encoding="utf-8")
+        (args.out / "store_bench.json").write_text(json.dumps({
+            "annotations": n, "recorded": tail, "s3_record_per_s": tail / s3_record, "s3_collect_s": collect, "s3_collect_again_s": again,
+            "s3_count_s": count, "local_record_per_s": n / local_record, "local_collect_s": local_collect,
+            "pending_at_collect": pending, "segments_at_collect": len(keys) - pending, "load": load,
+        }, indent=2), encoding="utf-8")
+    return 0 if args.quick or collect < 10 else 1
+
+
+if __name__ == "__main__":
+    threading.excepthook = lambda hook: print(f"thread {hook.thread}: {hook.exc_value!r}", file=sys.stderr)
+    sys.exit(main())
