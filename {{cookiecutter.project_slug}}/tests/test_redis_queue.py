@@ -20,7 +20,7 @@ from rq import Queue
 
 from conftest import EXAMPLES_CONFIG, ROOT, SHAPE, captured, holdout_request, training_events
 from controlled_model import control_dir, fit_pids
-from harness import RedisServer, ServerProcess, WorkerProcess, free_port, wait_for_training, wait_until
+from harness import MotoServer, RedisServer, ServerProcess, WorkerProcess, free_port, wait_for_training, wait_until
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).resolve().parent
@@ -39,20 +39,22 @@ def redis_server(tmp_path: Path):
 class Cluster:
     """Replicas and workers on one Redis and one MODEL_DIR, stopped (with their logs kept) at the end."""
 
-    def __init__(self, tmp_path: Path, redis_server: RedisServer, debounce: float) -> None:
+    def __init__(self, tmp_path: Path, redis_server: RedisServer, debounce: float, **extra_env: str) -> None:
         self.tmp, self.redis_server = tmp_path, redis_server
         self.model_dir = tmp_path / "models"
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "PYTHONUNBUFFERED": "1",
                     "LABEL_CONFIG": str(EXAMPLES_CONFIG), "MODEL_DIR": str(self.model_dir),
                     "MODEL_CLASS": "controlled_model:ControlledModel", "REDIS_URL": redis_server.url,
-                    "REDIS_QUEUE": "test", "TRAIN_DEBOUNCE_SECONDS": str(debounce), "WORKERS": "1"}
+                    "REDIS_QUEUE": "test", "TRAIN_DEBOUNCE_SECONDS": str(debounce), "WORKERS": "1", **extra_env}
         self.replicas: list[ServerProcess] = []
         self.workers: list[WorkerProcess] = []
         self.control = control_dir(self.model_dir)
 
-    def replica(self) -> ServerProcess:
+    def replica(self, model_dir: Path | None = None) -> ServerProcess:
+        """A gunicorn replica; on the shared MODEL_DIR unless given its own (with an S3 model store)."""
         n = len(self.replicas)
-        server = ServerProcess([sys.executable, "-m", "lsbackend", "start"], self.tmp / f"replica{n}.log", self.env,
+        env = {**self.env, "MODEL_DIR": str(model_dir or self.model_dir)}
+        server = ServerProcess([sys.executable, "-m", "lsbackend", "start"], self.tmp / f"replica{n}.log", env,
                                startup_timeout=WAIT)
         self.replicas.append(server)
         return server
@@ -273,6 +275,28 @@ def test_the_worker_refuses_to_start_without_redis_url_or_reachable_redis(tmp_pa
     assert done.returncode == 1, done.stderr
     assert "Redis unreachable at REDIS_URL=redis://***@127.0.0.1" in done.stderr, done.stderr
     assert "s3cret" not in done.stderr + done.stdout  # the password never reaches a log
+
+
+def test_with_an_s3_model_store_replicas_and_workers_share_no_disk(tmp_path, redis_server):
+    """REDIS_URL and MODEL_STORE together: nothing shared but Redis and the object store."""
+    moto = MotoServer(tmp_path / "moto.log")
+    cluster = Cluster(tmp_path, redis_server, debounce=0.5, **moto.env(moto.bucket("redisq-and-s3")))
+    try:
+        disks = [tmp_path / "disk-a", tmp_path / "disk-b"]
+        a, b = cluster.replica(disks[0]), cluster.replica(disks[1])
+        worker = cluster.worker()  # its own MODEL_DIR: the shared one only steers the test model's fit
+        cluster.record(a, training_events())
+        cluster.start_training(a)
+        status = cluster.trained(b)
+        assert status["state"] == "succeeded", status
+        version = status["model_version"]
+        wait_until(lambda: cluster.served_versions(b) == {version}, "replica B to serve the new model", timeout=WAIT)
+        assert cluster.status(a)["model_version"] == version == cluster.status(b)["model_version"]
+        assert "Job OK" in worker.output()
+        assert not [p for disk in disks for p in disk.rglob("*.pkl")], "models went to a replica's disk"
+    finally:
+        cluster.stop()
+        moto.stop()
 
 
 # --- in process: the server's side of the queue, on a real Redis, without workers ----------------------
