@@ -195,6 +195,15 @@ class S3ModelStore:
         except Exception as exc:  # noqa: BLE001 (botocore's errors have no common base with ClientError)
             raise StoreUnavailable(self, "reach the bucket", exc) from None
 
+    def note_setup(self, project: str) -> None:
+        """Remember the project of the latest /setup, for every replica (/setup runs often: written on change)."""
+        if self.last_setup() != project:
+            self.put(f"{self.prefix}last_setup", project.encode(), "the project set up last")
+
+    def last_setup(self) -> str | None:
+        data = self.get(f"{self.prefix}last_setup", "the project set up last")
+        return data.decode("utf-8").strip() or None if data else None
+
     @contextlib.contextmanager
     def io(self, what: str) -> Iterator[None]:
         """Turn a botocore error of the block into ``StoreUnavailable`` saying what was being done."""
