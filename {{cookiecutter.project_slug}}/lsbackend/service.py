@@ -23,7 +23,7 @@ from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_f
 from .metrics import Metrics
 from .pretrained import ModelLoading, PretrainedError, PretrainedModel
 from .settings import Settings
-from .storage import ModelStore, PretrainedStore, ProjectStore, StorageError, StorageWriteError, StoreRoot, open_store
+from .storage import ModelStore, PretrainedStore, ProjectStore, StorageError, StorageWriteError, open_store
 from .training import QueueUnavailable, TrainingQueue, describe_exit, open_queue, run_in_child
 from .webhook_auth import WebhookAuthorizer
 
@@ -164,13 +164,13 @@ class Backend:
         store.save_label_config(config)
         if extra_params is not None:
             store.save_extra_params(extra_params)
-        StoreRoot(self.settings.model_dir).note_setup(project)
+        self.stores.note_setup(project)
         return self.served_version(project)
 
     # --- model versions ----------------------------------------------------
     def versions_project(self, asked: str | None) -> str | None:
         """The project ``GET /versions`` is about: the one asked for, else the one set up last."""
-        return asked or StoreRoot(self.settings.model_dir).last_setup()
+        return asked or self.stores.last_setup()
 
     def versions(self, project: str) -> dict:
         """The project's kept versions, newest first, and which one serves."""
