@@ -6,10 +6,10 @@ state a training meets after ``--annotations`` (100,000 by default) webhooks:
 
 - the last ``--tail`` (2,000) are recorded exactly as webhooks record them, one
   ``save_annotation`` each from 16 threads (16 webhooks at once): one pending
-  object each, folded in the background every 200 per process;
+  object each, folded in the background every 100 per process;
 - the ones before are seeded as what that background compaction leaves behind:
-  segments of 200 operations, merged by the store's own ``compact`` whenever 8
-  have piled up. (Recording all 100,000 one by one is ``--tail 100000``: moto
+  segments of 100 operations, merged by the store's own ``compact`` as it
+  merges them (four of about one size into one). (Recording all 100,000 one by one is ``--tail 100000``: moto
   answers about 100 PUTs a second on this machine, so that takes 15 minutes and
   measures moto more than the store.)
 
@@ -66,7 +66,7 @@ def seed(store, numbers: range, per_segment: int) -> None:
     for start in range(numbers.start, numbers.stop, per_segment):
         batch = range(start, min(start + per_segment, numbers.stop))
         log._write_segment({annotation(i)["id"]: (op_key(), annotation(i)) for i in batch}, [])
-        log.compact()  # merges all segments once SEGMENTS_BEFORE_MERGE are there, as a real one does
+        log.compact()  # merges segments as a background compaction does
 
 
 def timed(call) -> tuple[float, object]:

@@ -40,7 +40,8 @@ def text_files(root: Path):
 def test_bakes_a_complete_repo_with_nothing_left_over(cookies, model_type):
     repo = bake(cookies, model_type=model_type)
     for name in ("model.py", "label_config.xml", "requirements.txt", "pyproject.toml", "README.md",
-                 "Makefile", ".gitattributes", "lsbackend/label_config.py", "tests/test_model.py", "tests/examples.py"):
+                 "Makefile", ".gitattributes", "lsbackend/label_config.py", "tests/test_model.py", "tests/examples.py",
+                 "requirements-redis.txt", "lsbackend/redis_queue.py"):
         assert (repo / name).is_file(), name
     assert not (repo / "_variants").exists()
     assert (repo / "lsbackend" / "media.py").exists() == (model_type == "image_classification")
@@ -160,6 +161,7 @@ def test_the_template_test_environment_pins_what_baked_repos_pin(cookies):
     repo = bake(cookies, model_type="image_classification")
     template_pins = pins(Path(__file__).resolve().parent.parent / "requirements.txt")
     baked = pins(repo / "requirements.txt") | pins(repo / "requirements-dev.txt") | pins(repo / "requirements-onnx.txt")
+    baked |= pins(repo / "requirements-redis.txt")
     baked |= pins(repo / "requirements-s3.txt")
     assert baked <= template_pins
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lsbackend serve|start|check|predict|train|versions|use``."""
+"""Command line: ``python -m lsbackend serve|start|worker|check|predict|train|versions|use``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .bulk import push_predictions
 from .ids import project_key
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
+from .service import QueueUnavailable
 from .settings import Settings
 from .storage import UnknownVersion
 
@@ -38,6 +39,18 @@ def cmd_start(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "lsbackend.wsgi:app"]
     os.execv(sys.executable, argv)
     return 1  # not reached
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A training worker on Redis + RQ (needs REDIS_URL): trains what the servers queue."""
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        print("error: the worker needs REDIS_URL (the servers' Redis), e.g. REDIS_URL=redis://redis:6379/0; "
+              "without it each server trains in a child process and needs no worker", file=sys.stderr)
+        return 2
+    from .redis_queue import run_worker  # redis and rq: only installed with requirements-redis.txt
+
+    return run_worker(settings)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -179,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--host")
         p.add_argument("--port", type=int)
         p.set_defaults(func=func)
+    p = sub.add_parser("worker", help=cmd_worker.__doc__)
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("check", help=cmd_check.__doc__)
     p.add_argument("config", nargs="?", help="labeling config XML (default: LABEL_CONFIG or label_config.xml)")
     p.set_defaults(func=cmd_check)
@@ -211,6 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     except (TaskDataError, ConfigError) as exc:
         print(f"error: {exc.reason}", file=sys.stderr)
         return 1
-    except STARTUP_ERRORS as exc:
+    except (*STARTUP_ERRORS, QueueUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

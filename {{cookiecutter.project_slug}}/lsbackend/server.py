@@ -26,7 +26,7 @@ from .ids import MAX_ID, annotation_id, project_key
 from .label_config import ConfigError
 from .predict_body import read_predict_body
 from .pretrained import ModelLoading, PretrainedError
-from .service import Backend, PredictionError, StorageWriteError
+from .service import Backend, PredictionError, QueueUnavailable, StorageWriteError
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = {"/health", "/", "/openapi.json", "/ready"}
@@ -227,6 +227,13 @@ def create_app(backend: Backend) -> Flask:
                              "Make MODEL_DIR writable for the backend's user.")
         log.error("%s %s: %s", request.method, request.path, exc)
         return answer({"error": str(exc), "detail": detail}, status, str(exc))
+
+    @app.errorhandler(QueueUnavailable)
+    def _queue(exc: QueueUnavailable):
+        log.error("%s %s: %s", request.method, request.path, exc)
+        resp = answer({"error": str(exc)}, 503, str(exc))
+        resp.headers["Retry-After"] = "10"
+        return resp
 
     @app.errorhandler(ModelLoading)
     def _loading(exc: ModelLoading):

@@ -23,11 +23,12 @@ from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_f
 from .metrics import Metrics
 from .pretrained import ModelLoading, PretrainedError, PretrainedModel
 from .settings import Settings
-from .storage import ModelStore, PretrainedStore, ProjectStore, StorageError, StorageWriteError, StoreRoot, open_store
-from .training import ThreadTrainingQueue, TrainingQueue, describe_exit, run_in_child
+from .storage import ModelStore, PretrainedStore, ProjectStore, StorageError, StorageWriteError, open_store
+from .training import QueueUnavailable, TrainingQueue, describe_exit, open_queue, run_in_child
 from .webhook_auth import WebhookAuthorizer
 
-__all__ = ["Backend", "ModelClassError", "PredictionError", "StorageError", "StorageWriteError", "load_model_class"]
+__all__ = ["Backend", "ModelClassError", "PredictionError", "QueueUnavailable", "StorageError", "StorageWriteError",
+           "load_model_class"]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ class Backend:
         #: (a queue, Redis) with ``backend.readiness_checks["name"] = check``.
         self.readiness_checks: dict[str, Callable[[], object]] = {"model_store": self.stores.check}
         self.default_config = read_config_file(settings.label_config_path)
-        self.queue = queue or ThreadTrainingQueue(self.train_in_child, settings.train_debounce_seconds)
+        self.queue = queue or open_queue(settings, self.train_in_child)
+        if settings.redis_url and hasattr(self.queue, "check"):
+            self.readiness_checks["redis"] = self.queue.check  # can trainings be queued?
         self._models: dict[str, _Loaded] = {}
         self.webhook_auth = WebhookAuthorizer(settings)
         self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
@@ -161,13 +164,13 @@ class Backend:
         store.save_label_config(config)
         if extra_params is not None:
             store.save_extra_params(extra_params)
-        StoreRoot(self.settings.model_dir).note_setup(project)
+        self.stores.note_setup(project)
         return self.served_version(project)
 
     # --- model versions ----------------------------------------------------
     def versions_project(self, asked: str | None) -> str | None:
         """The project ``GET /versions`` is about: the one asked for, else the one set up last."""
-        return asked or StoreRoot(self.settings.model_dir).last_setup()
+        return asked or self.stores.last_setup()
 
     def versions(self, project: str) -> dict:
         """The project's kept versions, newest first, and which one serves."""
@@ -285,10 +288,13 @@ class Backend:
                     by_id[ann["id"]] = ann
         return list(by_id.values())
 
-    def train(self, project: str, annotations: list[dict] | None = None) -> dict:
+    def train(self, project: str, annotations: list[dict] | None = None,
+              when_locked: Callable[[], object] | None = None) -> dict:
         """Train synchronously; on success save and make the new model current.
 
-        A failure is recorded in the status and the previous model keeps serving.
+        A failure is recorded in the status and the previous model keeps serving. ``when_locked``
+        runs once the project's training lock is held, before anything is read (the Redis queue
+        takes the pending requests there).
         """
         store = self.store(project)
         with contextlib.ExitStack() as held:
@@ -296,6 +302,8 @@ class Backend:
                 held.enter_context(store.training_lock())  # one training per project across processes
             except StorageError as exc:
                 return self._failed_before_start(project, exc)
+            if when_locked is not None:
+                when_locked()
             return self._train_locked(project, store, annotations)
 
     def _failed_before_start(self, project: str, exc: StorageError) -> dict:
@@ -393,10 +401,19 @@ class Backend:
             self._save_status(project, store, status)
 
     def request_training(self, project: str) -> None:
-        """Queue a background training; the status says "queued" until it starts."""
+        """Queue a background training; the status says "queued" until it starts.
+
+        ``QueueUnavailable`` (Redis unreachable) when it cannot be queued; the status is left as it was.
+        """
         store = self.store(project)
+        before = store.status()
         store.save_status({"state": "queued", "requested_at": time.time()})
-        self.queue.request(project)
+        try:
+            self.queue.request(project)
+        except QueueUnavailable:
+            if before.get("state") != "queued":  # else a queued training is still coming
+                store.save_status(before)
+            raise
 
     def status(self, project: str) -> dict:
         store = self.store(project)

@@ -56,6 +56,16 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str:
     return raw
 
 
+def _redis_url(raw: str) -> str:
+    """``REDIS_URL``: empty (train in this container) or a URL redis-py takes."""
+    url = raw.strip()
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        # the value is not echoed: a URL may carry a password
+        raise SettingsError("REDIS_URL is not a Redis URL; set it like REDIS_URL=redis://redis:6379/0 "
+                            "(rediss:// for TLS, unix:///path/to/socket), or leave it empty to train in this container")
+    return url
+
+
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _STORE_EXAMPLE = "e.g. MODEL_STORE=s3://my-bucket/ls-models, or leave it empty to keep models in MODEL_DIR"
 
@@ -130,6 +140,10 @@ class Settings:
     model_sha256: str = ""
     model_max_bytes: int = 2048 * 1024 * 1024
     model_fetch_timeout_seconds: float = 60.0
+    redis_url: str = ""
+    redis_queue: str = "lsbackend"
+
+
     model_store: str = ""  # "" (MODEL_DIR) or s3://bucket/prefix, checked by ``s3_location``
     s3_endpoint_url: str = ""
 
@@ -172,6 +186,10 @@ class Settings:
             model_sha256=env("MODEL_SHA256", "").strip(),
             model_max_bytes=_number("MODEL_MAX_MB", 2048) * 1024 * 1024,
             model_fetch_timeout_seconds=_number("MODEL_FETCH_TIMEOUT_SECONDS", 60.0, float),
+            redis_url=_redis_url(env("REDIS_URL", "")),
+            redis_queue=env("REDIS_QUEUE", "").strip() or cls.redis_queue,
+
+
             model_store=_model_store("MODEL_STORE"),
             s3_endpoint_url=_endpoint_url("S3_ENDPOINT_URL"),
         )

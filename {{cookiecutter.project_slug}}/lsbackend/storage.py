@@ -165,6 +165,8 @@ class ModelStore(Protocol):
 
     def project(self, project: str) -> ProjectStore: ...
     def check(self) -> None: ...  # raises StorageError when the store cannot serve now (readiness)
+    def note_setup(self, project: str) -> None: ...  # the project Label Studio set up last (GET /versions)
+    def last_setup(self) -> str | None: ...
 
 
 def open_store(settings: Settings) -> ModelStore:
@@ -194,6 +196,12 @@ class LocalModelStore:
     def check(self) -> None:
         """Readiness: the directory is still there and writable (a probe file is written and removed)."""
         check_writable(self.root)
+
+    def note_setup(self, project: str) -> None:
+        StoreRoot(self.root).note_setup(project)
+
+    def last_setup(self) -> str | None:
+        return StoreRoot(self.root).last_setup()
 
 
 def version_number(version: str | None) -> int | None:

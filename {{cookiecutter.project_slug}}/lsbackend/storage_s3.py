@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 STAMP_SECONDS = 1.0  # how stale a replica's view of CURRENT may be: a new version serves within ~2 s
 LEASE_SECONDS = 30.0  # a training lock whose holder stopped renewing is free after this
-PENDING_BEFORE_COMPACT = 200  # pending annotation objects a process lets pile up before compacting them
+PENDING_BEFORE_COMPACT = 100  # annotations a process records before it compacts the pending objects
 FETCH_THREADS = 16  # objects read at once when collecting annotations
 SAVE_RETRY_SECONDS = 300.0  # how long a trained model waits for an unreachable store before its training fails
 T = TypeVar("T")
@@ -195,6 +195,15 @@ class S3ModelStore:
         except Exception as exc:  # noqa: BLE001 (botocore's errors have no common base with ClientError)
             raise StoreUnavailable(self, "reach the bucket", exc) from None
 
+    def note_setup(self, project: str) -> None:
+        """Remember the project of the latest /setup, for every replica (/setup runs often: written on change)."""
+        if self.last_setup() != project:
+            self.put(f"{self.prefix}last_setup", project.encode(), "the project set up last")
+
+    def last_setup(self) -> str | None:
+        data = self.get(f"{self.prefix}last_setup", "the project set up last")
+        return data.decode("utf-8").strip() or None if data else None
+
     @contextlib.contextmanager
     def io(self, what: str) -> Iterator[None]:
         """Turn a botocore error of the block into ``StoreUnavailable`` saying what was being done."""
@@ -324,13 +333,22 @@ class S3ModelStore:
         threading.Thread(target=self._compact, args=(store,), name=f"compact-{store.project}", daemon=True).start()
 
     def _compact(self, store: S3ProjectStore) -> None:
-        try:
-            store.annotation_log().compact(merge_all=False)
-        except Exception:  # noqa: BLE001 (a later compaction or training retries; nothing is lost)
-            log.exception("project %s: compacting recorded annotations failed", store.project)
-        finally:
-            with self._lock:
-                self._compacting.discard(store.project)
+        """Compact; again while webhooks recorded another ``PENDING_BEFORE_COMPACT`` meanwhile (a burst)."""
+        while True:
+            try:
+                store.annotation_log().compact(merge_all=False)
+            except Exception:  # noqa: BLE001 (a later compaction or training retries; nothing is lost)
+                log.exception("project %s: compacting recorded annotations failed", store.project)
+                again = False
+            else:
+                with self._lock:
+                    again = self._saved_since_compact.get(store.project, 0) >= PENDING_BEFORE_COMPACT
+                    if again:
+                        self._saved_since_compact[store.project] = 0
+            if not again:
+                with self._lock:
+                    self._compacting.discard(store.project)
+                return
 
 
 def _etag_number(head: dict | None) -> int:

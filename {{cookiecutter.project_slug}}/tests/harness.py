@@ -1,4 +1,4 @@
-"""The one home of this repo's test plumbing: free ports, bounded waits, a server subprocess.
+"""The one home of this repo's test plumbing: free ports, bounded waits, server, worker and Redis subprocesses.
 
 The unit tests wait for background trainings; the server tests start the production
 server (gunicorn) as a real subprocess and talk HTTP to it. Every wait is bounded and
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,6 +116,102 @@ class ServerProcess:
             self.proc.wait()
             self._out.close()
         return self.log.read_text()
+
+
+REDIS_MISSING = ("redis-server is not installed; the Redis + RQ tests need a real one: "
+                 "apt-get install redis-server (Debian/Ubuntu), brew install redis (macOS)")
+
+
+class RedisServer:
+    """A real ``redis-server`` on a free loopback port, without persistence, its log in ``dir``.
+
+    ``stop`` and ``start`` restart it on the same port (what a Redis restart looks like to
+    the backend: connections drop and everything it held is gone). A missing ``redis-server``
+    fails the test with how to install it: these tests never skip.
+    """
+
+    def __init__(self, dir: Path) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise AssertionError(REDIS_MISSING)
+        self.exe, self.dir, self.port = exe, dir, free_port()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = dir / "redis.log"
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        cmd = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(self.dir), "--logfile", str(self.log)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_until(self._up, f"redis-server to answer PING on port {self.port}", timeout=30)
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise AssertionError(f"redis-server exited with {self.proc.returncode}:\n{log}")
+        return self.ping()
+
+    def ping(self) -> bool:
+        """Whether Redis answers PING (spoken by hand: the harness needs no Redis client)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class WorkerProcess:
+    """``python -m lsbackend worker`` (an RQ worker) from the repo root; its output goes to ``log``.
+
+    Returns once RQ says it listens; fails at once, with the log, if it exits first.
+    """
+
+    def __init__(self, log: Path, env: Mapping[str, str], startup_timeout: float = 120.0) -> None:
+        self.log = log
+        self._out = log.open("ab")
+        self._start = log.stat().st_size
+        self.proc = subprocess.Popen([sys.executable, "-m", "lsbackend", "worker"], cwd=ROOT, env=dict(env),
+                                     stdout=self._out, stderr=subprocess.STDOUT)
+        try:
+            wait_until(self._listening, f"the worker to listen (log {log})", timeout=startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[self._start:]
+
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.output()}")
+        return "Listening on" in self.output()
+
+    def stop(self) -> str:
+        """SIGTERM (RQ's warm shutdown), SIGKILL if it hangs; return its output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._out.close()
+        return self.output()
 
 
 #: Credentials for the test S3 server (moto accepts any); boto3 reads them from the environment.

@@ -113,6 +113,13 @@ def test_predictions_label_studio_did_not_create_are_reported(backend, label_stu
     assert (again.pushed, again.skipped, len(again.failed)) == (0, 9, 1)  # those two are tried again
 
 
+def test_a_slow_model_sends_its_predictions_at_least_every_so_often(backend, label_studio, ls_client, monkeypatch):
+    backend.train(PROJECT, annotations())
+    monkeypatch.setattr("lsbackend.bulk.SEND_EVERY_SECONDS", 0.0)  # every batch counts as "a while"
+    report = push_predictions(backend, ls_client, PROJECT, batch_size=3, page_size=20, import_size=100)
+    assert report.pushed == 11 and label_studio.imports == 4  # batches of 3, 3, 3, 2
+
+
 def test_a_new_version_predicts_the_tasks_again(backend, label_studio, ls_client):
     backend.train(PROJECT, annotations())
     push_predictions(backend, ls_client, PROJECT)

@@ -132,6 +132,13 @@ def test_config_extra_params_and_status_round_trip(stores):
         stores.project("../etc")
 
 
+def test_the_project_set_up_last_is_shared(stores):
+    assert stores.last_setup() is None
+    stores.note_setup("3")
+    stores.note_setup("12")
+    assert stores.last_setup() == "12"
+
+
 def test_the_training_lock_is_held_by_one_holder_at_a_time(stores):
     store = stores.project(PROJECT)
     order: list[str] = []

@@ -1,0 +1,297 @@
+"""Training on Redis + RQ workers (``REDIS_URL``): any number of replicas enqueue, workers train.
+
+A replica's ``request`` never trains: it enqueues an RQ job whose payload is
+the project id, and ``python -m lsbackend worker`` processes run it (each
+job in RQ's forked work horse, with a ``Backend`` built by ``app.py`` from
+the worker's own settings). The semantics of the thread queue hold across
+replicas and workers, kept in three Redis keys per project:
+
+- ``debounce``: set on every request with a time to live of
+  ``TRAIN_DEBOUNCE_SECONDS`` (Redis' clock, not the replicas'); a job starts
+  training only once it is gone, i.e. that long after the LAST request;
+- ``pending``: the id of the job that will serve the requests made so far.
+  A request while it is set enqueues nothing, so any number of requests
+  during a training make exactly one more. The job clears it only once it
+  holds the store's training lock, right before it reads the annotations;
+- ``alive:<job>``: a lease the running job renews every second. A pending
+  job that is neither queued nor alive (its worker was killed, Redis lost
+  it) is replaced by the next request instead of swallowing it forever.
+
+One training per project at a time stays the store's promise
+(``ProjectStore.training_lock``); a killed worker's training shows up as
+"interrupted" from every replica through the store's status and lock probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import redis
+from rq import Queue, Worker, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from .training import QueueUnavailable
+
+if TYPE_CHECKING:
+    from .service import Backend
+    from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The job function, by name: a replica enqueues it without importing the worker's code.
+JOB_FUNCTION = "lsbackend.redis_queue.run_training"
+LEASE_SECONDS = 15  # a job that stopped renewing its lease this long ago is gone
+ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+# Clear ``pending`` only if it still names this job (another request may have replaced a dead one).
+_CLAIM = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# Take ``pending`` for a new job if it is empty or still names the job found dead.
+_REPLACE = ("local cur = redis.call('GET', KEYS[1]) "
+            "if cur == false or cur == ARGV[2] then redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0")
+
+
+def redacted(url: str) -> str:
+    """``REDIS_URL`` without its password, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}{sep}{user + ':' if user else ''}***@{host}"
+
+
+class RedisTrainingQueue:
+    """The ``TrainingQueue`` of replicas and workers that share one Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = redacted(settings.redis_url)
+        # Short timeouts: a request that cannot enqueue answers 503 in seconds, not a minute later.
+        # redis-py drops a broken connection and opens a new one on the next call: no restart needed.
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
+                                          health_check_interval=15)
+        self.queue = Queue(settings.redis_queue, connection=self.redis)
+        self.prefix = f"{settings.redis_queue}:training"
+
+    def _key(self, project: str, what: str) -> str:
+        return f"{self.prefix}:{project}:{what}"
+
+    def _unavailable(self, exc: Exception, what: str) -> QueueUnavailable:
+        """The error a request answers 503 with; its start fits in a reason phrase (200 characters)."""
+        return QueueUnavailable(f"{what}: Redis unreachable at REDIS_URL={self.url}; start Redis or fix REDIS_URL "
+                                f"({type(exc).__name__}: {exc})")
+
+    def check(self) -> None:
+        """Readiness: Redis answers PING (raises ``QueueUnavailable`` naming REDIS_URL)."""
+        try:
+            self.redis.ping()
+        except redis.RedisError as exc:
+            raise self._unavailable(exc, "Trainings cannot be queued") from None
+
+    # --- replicas --------------------------------------------------------
+    def request(self, project: str) -> None:
+        """Restart the project's debounce and make sure one job is pending for it."""
+        try:
+            debounce_ms = int(self.settings.train_debounce_seconds * 1000)
+            if debounce_ms > 0:
+                self.redis.set(self._key(project, "debounce"), b"1", px=debounce_ms)
+            pending = self._pending(project)
+            gone = self._gone(pending) if pending is not None else None
+            if pending is not None and gone is None:
+                return
+            self._enqueue(project, replacing=pending, why=gone)
+        except redis.RedisError as exc:
+            raise self._unavailable(exc, "Training not queued") from None
+
+    def _pending(self, project: str) -> str | None:
+        raw = self.redis.get(self._key(project, "pending"))
+        return raw.decode() if raw else None
+
+    def _gone(self, job_id: str) -> str | None:
+        """Why the job will not serve the requests any more (ended, lost, its worker killed), or None.
+
+        Running and renewing its lease, or started so recently that its work horse may not have
+        taken the lease yet, or queued (or between two of RQ's states): it will.
+        """
+        if self.redis.exists(lease_key(self.settings.redis_queue, job_id)):
+            return None
+        try:
+            job = Job.fetch(job_id, connection=self.redis)
+        except NoSuchJobError:
+            return "not in Redis"
+        status = job.get_status()
+        if status in ENDED:
+            return f"{status.value}"
+        if status == JobStatus.STARTED and job.started_at is not None:
+            age = (datetime.now(UTC) - job.started_at.replace(tzinfo=UTC)).total_seconds()  # RQ keeps UTC
+            if age > LEASE_SECONDS:
+                return f"started {age:.0f} s ago and not renewing its lease"
+        return None
+
+    def _enqueue(self, project: str, replacing: str | None, why: str | None) -> None:
+        job_id = f"train-{project}-{uuid.uuid4().hex[:12]}"
+        if not self.redis.eval(_REPLACE, 1, self._key(project, "pending"), job_id, replacing or ""):
+            return  # another replica enqueued a job for these requests first
+        if replacing:
+            log.warning("project %s: pending training job %s is gone (%s); queued %s instead",
+                        project, replacing, why, job_id)
+        # job_timeout -1: a training takes as long as it takes; a killed worker is seen through the lease
+        self.queue.enqueue(JOB_FUNCTION, project, job_id=job_id, job_timeout=-1, result_ttl=24 * 3600,
+                           failure_ttl=7 * 24 * 3600, description=f"train project {project}")
+
+    # --- workers ---------------------------------------------------------
+    def run(self, project: str, backend: Backend, job_id: str) -> dict:
+        """Train ``project`` for job ``job_id``: after the debounce, under the store's training lock."""
+        self._wait_for_quiet(project)  # before the lock: do not hold it through the debounce
+        return backend.train(project, when_locked=lambda: self._claim(project, job_id))
+
+    def _wait_for_quiet(self, project: str) -> None:
+        """Return once no request came for TRAIN_DEBOUNCE_SECONDS (the debounce key expired).
+
+        Redis gone meanwhile: train now rather than drop a training that was asked for.
+        """
+        key = self._key(project, "debounce")
+        try:
+            while (left_ms := self.redis.pttl(key)) > 0:
+                time.sleep(min(left_ms / 1000, 1.0))
+        except redis.RedisError as exc:
+            log.warning("project %s: Redis unreachable while waiting out the debounce (%s); training now",
+                        project, exc)
+
+    def _claim(self, project: str, job_id: str) -> None:
+        """Holding the lock: wait out a debounce restarted meanwhile, then take the pending requests.
+
+        From here on a new request enqueues a new job (one more training after this one). If Redis
+        is away, ``pending`` stays; the next request finds its job finished and enqueues anew.
+        """
+        self._wait_for_quiet(project)
+        try:
+            self.redis.eval(_CLAIM, 1, self._key(project, "pending"), job_id)
+        except redis.RedisError as exc:
+            log.warning("project %s: cannot clear the pending job in Redis (%s); training anyway", project, exc)
+
+
+class _Lease(threading.Thread):
+    """Renews a key with a short time to live while the job runs; a killed job's key expires."""
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        super().__init__(name="training-lease", daemon=True)
+        self.client, self.key = client, key
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.client.set(self.key, b"1", ex=LEASE_SECONDS)
+            except redis.RedisError as exc:  # Redis away for a moment: the training itself goes on
+                log.warning("cannot renew the training lease %s: %s", self.key, exc)
+            self._stop_event.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+        with contextlib.suppress(redis.RedisError):  # else it expires by itself
+            self.client.delete(self.key)
+
+
+def lease_key(queue_name: str, job_id: str) -> str:
+    return f"{queue_name}:training:alive:{job_id}"
+
+
+def run_training(project: str) -> dict:
+    """The RQ job (in a work horse): build a backend from this worker's settings and train ``project``."""
+    from .app import build_backend
+
+    job = get_current_job()
+    lease = _Lease(job.connection, lease_key(job.origin, job.id))  # first: requests now know the job lives
+    lease.start()
+    try:
+        backend = build_backend()
+        queue = backend.queue
+        if not isinstance(queue, RedisTrainingQueue):  # the worker's REDIS_URL was removed under it
+            raise QueueUnavailable("the worker runs without REDIS_URL; set it to the replicas' Redis")
+        return queue.run(project, backend, job.id)
+    finally:
+        lease.stop()
+
+
+def run_worker(settings: Settings) -> int:
+    """``python -m lsbackend worker``: train queued jobs until SIGTERM/SIGINT (then return 0).
+
+    Redis unreachable at start: ``QueueUnavailable`` (exit 1), so a wrong REDIS_URL shows at once.
+    Redis lost later: RQ's loop ends; this process lets a training in progress finish (its model
+    is saved to the store, which does not need Redis), waits for Redis to answer again and takes
+    jobs anew, without a restart. If RQ's loop ends while Redis answers (a bug, not an outage),
+    it returns 1 so that a supervisor (Compose's restart policy, Kubernetes) starts a fresh worker.
+    """
+    from .app import build_backend
+
+    backend = build_backend(settings)  # fails here, with the reason, on a bad MODEL_CLASS or MODEL_DIR
+    queue = backend.queue
+    if not isinstance(queue, RedisTrainingQueue):
+        raise QueueUnavailable("the worker needs REDIS_URL, e.g. REDIS_URL=redis://redis:6379/0")
+    queue.check()
+    while True:
+        worker = _Worker([queue.queue], connection=queue.redis, name=f"lsbackend-{uuid.uuid4().hex[:8]}",
+                         job_monitoring_interval=MONITOR_SECONDS)
+        worker.max_connection_wait_time = RETRY_SECONDS
+        log.info("worker %s: training jobs of queue %r from %s", worker.name, settings.redis_queue, queue.url)
+        try:
+            worker.work(logging_level=settings.log_level)
+        except redis.RedisError as exc:  # e.g. while deregistering from a Redis that went away
+            log.warning("worker %s: %s", worker.name, exc)
+        if worker.stop_signalled:
+            return 0
+        if not _wait_out_outage(worker, queue):
+            log.error("worker %s: RQ's loop ended while Redis answers (see above); exiting with 1 so that a "
+                      "supervisor starts a new worker", worker.name)
+            return 1
+
+
+MONITOR_SECONDS = 10  # how often a busy worker heartbeats (and notices a lost Redis)
+RETRY_SECONDS = 5.0  # between attempts to reach Redis again, at most
+
+
+def _wait_out_outage(worker: _Worker, queue: RedisTrainingQueue) -> bool:
+    """After RQ's loop ended: if Redis is away, let the running training finish, wait for Redis, True."""
+    try:
+        queue.check()
+        return False
+    except QueueUnavailable as exc:
+        log.error("worker %s: lost Redis (%s); waiting for it to come back", worker.name, exc)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # RQ's handlers need Redis; now a signal just ends us
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if worker.pubsub_thread is not None:
+        with contextlib.suppress(Exception):  # its reconnect loop would outlive this worker object
+            worker.pubsub_thread.stop()
+    if worker.horse_pid:
+        log.info("worker %s: the training in progress (pid %d) goes on; waiting for it", worker.name,
+                 worker.horse_pid)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(worker.horse_pid, 0)
+    while True:
+        try:
+            queue.check()
+        except QueueUnavailable:
+            time.sleep(RETRY_SECONDS)
+            continue
+        log.info("worker %s: Redis is back; taking jobs again", worker.name)
+        return True
+
+
+class _Worker(Worker):
+    """RQ's forking worker (one work horse per job), remembering whether a signal stopped it."""
+
+    stop_signalled = False
+
+    def request_stop(self, signum: int, frame: object) -> None:
+        self.stop_signalled = True
+        super().request_stop(signum, frame)
