@@ -374,7 +374,8 @@ class Backend:
         why instead. The last good model keeps serving either way.
         """
         try:
-            code, outcome = run_in_child(TrainingJob(self.model_class, self.settings, project))
+            code, outcome = run_in_child(TrainingJob(self.model_class, self.settings, project),
+                                         nice=self.settings.training_nice)
         except Exception as exc:  # e.g. a model class defined inside a function cannot be sent to a child
             log.error("could not start the training process of project %s: %s", project, exc)
             self._record_lost_training(project, "failed", f"could not start a training process: "

@@ -1,8 +1,8 @@
 """The training child: ``python -m lsbackend.train_job``, started by ``training.run_in_child``.
 
 Reads two pickles from stdin: the parent's ``sys.path`` with the file
-descriptor to answer on, then the job (a ``service.TrainingJob``); runs it
-and sends back what it returned. Its exit code is 0 whenever the job
+descriptor to answer on and the niceness to run at, then the job (a
+``service.TrainingJob``); runs it and sends back what it returned. Its exit code is 0 whenever the job
 returned; anything else means it stopped before (the parent records that).
 """
 
@@ -18,12 +18,14 @@ def main() -> int:
     # The serving process counts this training from its outcome; a child writing prometheus' shared
     # files too would count it twice (prometheus_client reads this variable when it is imported).
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    sys.path[:], result_fd = pickle.load(stdin)  # before the job: unpickling it imports model.py from there
+    sys.path[:], result_fd, nice = pickle.load(stdin)  # before the job: unpickling it imports model.py from there
     os.set_inheritable(result_fd, False)  # processes fit may start must not hold the parent's pipe open
-    job = pickle.load(stdin)
     # Below the serving workers: on a busy CPU the scheduler then runs /predict first and the fit
-    # takes what is left, so a training slows answers by little instead of sharing the cores evenly.
-    os.nice(job.settings.training_nice)
+    # takes what is left. Before the job is unpickled: that imports the model's libraries, whose
+    # thread pools (OpenBLAS, OpenMP) start then, and Linux keeps a niceness per thread, handed
+    # only to threads started afterwards.
+    os.nice(nice)
+    job = pickle.load(stdin)
     from lsbackend.app import configure_logging  # after sys.path is the parent's
 
     configure_logging(job.settings)

@@ -117,7 +117,7 @@ CHILD_MODULE = "lsbackend.train_job"
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
-def run_in_child(job: object) -> tuple[int, object]:
+def run_in_child(job: object, nice: int = 0) -> tuple[int, object]:
     """Run ``job()`` in a new Python process and wait; return its exit code and what ``job()`` returned.
 
     The exit code is negative when a signal killed the child; the result is
@@ -127,12 +127,13 @@ def run_in_child(job: object) -> tuple[int, object]:
     ``model.py`` (or a ``MODEL_CLASS`` module) from the same places. Its
     output goes where this process's goes (the server log); the result comes
     back through a pipe of its own, so a ``print`` in ``fit`` cannot garble it.
+    The child lowers its priority by ``nice`` before anything else (see ``train_job``).
     """
     payload = pickle.dumps(job, protocol=5)  # fails here, in the parent, when the job cannot be sent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
     result_read, result_write = os.pipe()
     try:
-        boot = pickle.dumps(([os.path.abspath(p) for p in sys.path], result_write), protocol=5)
+        boot = pickle.dumps(([os.path.abspath(p) for p in sys.path], result_write, nice), protocol=5)
         child = subprocess.Popen([sys.executable, "-m", CHILD_MODULE], stdin=subprocess.PIPE, env=env,
                                  pass_fds=(result_write,))
     finally:

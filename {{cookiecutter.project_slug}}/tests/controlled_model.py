@@ -5,7 +5,7 @@ the model talks through files in a ``fit-control`` folder of ``MODEL_DIR``
 (found through the settings the backend hands every model object):
 
 - ``pids``: each fit appends its process id when it starts;
-- ``nice``: the niceness the last fit ran at;
+- ``nice``: the niceness of each thread of the last fit's process (the BLAS pools' too), one per line;
 - ``fail``: while it exists, fit raises ``RuntimeError`` with its text;
 - ``hold``: while it exists, fit waits (at most two minutes) before fitting.
 """
@@ -34,12 +34,21 @@ def fit_pids(model_dir: Path) -> list[int]:
     return [int(line) for line in pids.read_text().split()] if pids.exists() else []
 
 
+def thread_niceness() -> list[int]:
+    """The niceness of every thread of this process (Linux keeps one per thread)."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        found.append(int(fields[16]))  # field 19 of proc(5)'s stat; this list starts at field 3
+    return found
+
+
 class ControlledModel(Base):
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
         control = control_dir(self.settings.model_dir)
         with (control / "pids").open("a") as fh:
             fh.write(f"{os.getpid()}\n")
-        (control / "nice").write_text(str(os.nice(0)))
+        (control / "nice").write_text("".join(f"{n}\n" for n in thread_niceness()))
         if (control / "fail").exists():
             raise RuntimeError((control / "fail").read_text())
         deadline = time.monotonic() + 120

@@ -62,7 +62,9 @@ def test_training_runs_below_the_serving_priority(client, settings, control):
     assert client.post("/webhook", json=START).status_code == 201
     assert wait_for_training(client, PROJECT)["state"] == "succeeded"
     expected = min(19, os.nice(0) + settings.training_nice)  # niceness adds up and stops at 19
-    assert settings.training_nice > 0 and int((control / "nice").read_text()) == expected
+    threads = [int(n) for n in (control / "nice").read_text().split()]
+    assert len(threads) > 1, "the model's libraries start thread pools; the test must see them"
+    assert settings.training_nice > 0 and set(threads) == {expected}, threads
 
 
 def test_a_killed_training_child_leaves_the_last_good_model_serving_and_says_so(client, backend, settings, control):
