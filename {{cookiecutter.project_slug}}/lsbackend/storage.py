@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import pickle
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,15 +31,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .ids import MAX_ID, PROJECT_ID, annotation_id, project_key
+from .versions import VersionFallback, version_number
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = [
     "MAX_ID", "PROJECT_ID", "LocalModelStore", "LocalProjectStore", "ModelStore", "ProjectStore", "StorageError",
-    "StorageWriteError", "annotation_id", "atomic_write", "check_writable", "open_store", "project_key", "writing",
+    "StorageWriteError", "annotation_id", "atomic_write", "check_writable", "open_store", "project_key",
+    "version_number", "writing",
 ]
-VERSION = re.compile(r"v(\d+)(?:-[^/]*)?")
 log = logging.getLogger(__name__)
 
 
@@ -204,12 +204,6 @@ class LocalModelStore:
         return StoreRoot(self.root).last_setup()
 
 
-def version_number(version: str | None) -> int | None:
-    """``v12-20261128T...`` -> 12; None for a name that is not a version."""
-    match = VERSION.fullmatch(version or "")
-    return int(match.group(1)) if match else None
-
-
 def _looks_complete(path: Path) -> bool:
     """Whether a saved pickle is there and ends with pickle's STOP opcode (a truncated one does not)."""
     try:
@@ -241,12 +235,13 @@ class StoreRoot:
             return None
 
 
-class LocalProjectStore:
+class LocalProjectStore(VersionFallback):
     """Files of one project: ``models/``, ``CURRENT``, ``annotations/``, ``training.json``, ``train.lock``."""
 
     def __init__(self, root: Path, project: str, keep_versions: int = 3) -> None:
         if not PROJECT_ID.fullmatch(project):  # the id names a directory: never let it climb out
             raise ValueError(f"project {project[:40]!r} is not a Label Studio project id")
+        self.project = project
         self.dir = Path(root) / "projects" / project
         self.keep_versions = keep_versions
 
@@ -271,34 +266,6 @@ class LocalProjectStore:
         found = [(version_number(p.stem), p.stem) for p in (self.dir / "models").glob("v*.pkl")]
         return [name for number, name in sorted(found, reverse=True) if number is not None]
 
-    def load_model(self) -> tuple[str, dict] | None:
-        """The (version, train_output) to serve, or None when no model was ever saved.
-
-        That is the current version, unless its file is missing, truncated or corrupt:
-        then the newest kept version that loads, and the broken one is noted (see ``problem``),
-        so that predictions and training go on.
-        """
-        current = self.current_version()
-        broken = self._broken()
-        for version in self._candidates(current):
-            try:
-                output = pickle.loads(self._verified_bytes(version))
-                if not isinstance(output, dict):
-                    raise TypeError(f"holds a {type(output).__name__}, not the dict fit returned")
-            except Exception as exc:  # noqa: BLE001 (any unpickling failure means: try an older version)
-                error = f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc}"[:300]
-                log.error("project %s: model %s cannot be loaded (%s)", self.dir.name, version, error)
-                broken[version] = self._note(version, error)
-                continue
-            if version != current:
-                log.warning("project %s: serving %s because %s cannot be loaded", self.dir.name, version, current)
-            if broken != self._broken():
-                self._save_broken({v: n for v, n in broken.items() if v != version})
-            return version, output
-        if broken != self._broken():
-            self._save_broken(broken)
-        return None
-
     def _verified_bytes(self, version: str) -> bytes:
         """The model file's bytes, checked against the checksum written when it was saved.
 
@@ -313,40 +280,17 @@ class LocalProjectStore:
             raise ValueError("the file differs from what was saved (checksum mismatch)")
         return data
 
-    def served_version(self) -> str | None:
-        """The version ``load_model`` would serve, judged without unpickling (``/setup`` must be quick):
-        a version known to be broken, or whose file is missing or cut short, is passed over."""
-        broken = self._broken()
-        for version in self._candidates(self.current_version()):
-            if version not in broken and _looks_complete(self.dir / "models" / f"{version}.pkl"):
-                return version
-        return None
-
-    def problem(self, served: str | None) -> str | None:
-        """Why ``served`` is not the current version, in one line; None when it is."""
-        current = self.current_version()
-        if current is None or served == current:
-            return None
-        why = self._broken().get(current, {}).get("error") or "its file is missing or incomplete"
-        instead = f"serving {served}" if served else "serving no model (no kept version loads)"
-        return f"{instead}: model {current} cannot be loaded ({why}); train again or restore its file"
-
-    def _candidates(self, current: str | None) -> list[str]:
-        """Versions to try, in order: the current one, then older kept ones, newest first, then newer ones."""
-        kept = self.versions()
-        number = version_number(current) if current else None
-        older = [v for v in kept if v != current and (number is None or (version_number(v) or 0) < number)]
-        newer = [v for v in kept if v != current and v not in older]
-        return ([current] if current else []) + older + newer
+    def _may_load(self, version: str, kept: list[str]) -> bool:
+        """Whether the version's file is there and complete (a truncated pickle lacks its last byte)."""
+        return _looks_complete(self.dir / "models" / f"{version}.pkl")
 
     # broken versions: {version: {"error", "size", "mtime_ns"}}; an entry counts only while the file
     # is unchanged, so a restored file is tried again
-    def _broken(self) -> dict[str, dict]:
+    def _read_broken(self) -> dict:
         try:
-            noted = json.loads((self.dir / "broken.json").read_text(encoding="utf-8"))
+            return json.loads((self.dir / "broken.json").read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
-        return {v: n for v, n in noted.items() if isinstance(n, dict) and n == self._note(v, n.get("error"))}
 
     def _note(self, version: str, error: object) -> dict:
         try:

@@ -51,7 +51,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .annotations import AnnotationLog
 from .ids import MAX_ID, PROJECT_ID, annotation_id
-from .storage import StorageError, StorageWriteError, UnknownVersion, version_number
+from .storage import StorageError, StorageWriteError, UnknownVersion
+from .versions import VersionFallback, version_number
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -358,8 +359,11 @@ def _etag_number(head: dict | None) -> int:
     return int(hashlib.blake2b(head["ETag"].encode(), digest_size=7).hexdigest(), 16)
 
 
-class S3ProjectStore:
+class S3ProjectStore(VersionFallback):
     """One project's objects under ``<prefix>projects/<id>/`` (the same names as the local store's files)."""
+
+    MEDIUM = "object"
+    UNREACHABLE = (StorageError,)
 
     def __init__(self, store: S3ModelStore, project: str) -> None:
         if not PROJECT_ID.fullmatch(project):  # the id names a key prefix: never let it climb out
@@ -392,31 +396,6 @@ class S3ProjectStore:
         found = [(version_number(n), n) for n in names]
         return [name for number, name in sorted(found, reverse=True) if number is not None]
 
-    def load_model(self) -> tuple[str, dict] | None:
-        """The (version, train_output) to serve: the current version, else the newest kept one that loads."""
-        current = self.current_version()
-        broken = self._broken()
-        for version in self._candidates(current):
-            try:
-                output = pickle.loads(self._verified_bytes(version))
-                if not isinstance(output, dict):
-                    raise TypeError(f"holds a {type(output).__name__}, not the dict fit returned")
-            except StorageError:
-                raise  # the store is unreachable: no version is known to be broken
-            except Exception as exc:  # noqa: BLE001 (any unpickling failure means: try an older version)
-                error = f"{type(exc).__name__}: {exc}"[:300]
-                log.error("project %s: model %s cannot be loaded (%s)", self.project, version, error)
-                broken[version] = self._note(version, error)
-                continue
-            if version != current:
-                log.warning("project %s: serving %s because %s cannot be loaded", self.project, version, current)
-            if broken != self._broken():
-                self._save_broken({v: n for v, n in broken.items() if v != version})
-            return version, output
-        if broken != self._broken():
-            self._save_broken(broken)
-        return None
-
     def _verified_bytes(self, version: str) -> bytes:
         """The model object's bytes, checked against the SHA-256 stored with it."""
         with self.s.io(f"read model {version}"):
@@ -432,38 +411,16 @@ class S3ProjectStore:
             raise ValueError("the object differs from what was saved (checksum mismatch)")
         return data
 
-    def served_version(self) -> str | None:
-        """The version ``load_model`` would serve, judged without reading models (an object is never partial)."""
-        broken = self._broken()
-        kept = set(self.versions())
-        for version in self._candidates(self.current_version()):
-            if version in kept and version not in broken:
-                return version
-        return None
-
-    def problem(self, served: str | None) -> str | None:
-        current = self.current_version()
-        if current is None or served == current:
-            return None
-        why = self._broken().get(current, {}).get("error") or "its object is missing"
-        instead = f"serving {served}" if served else "serving no model (no kept version loads)"
-        return f"{instead}: model {current} cannot be loaded ({why}); train again or restore its object"
-
-    def _candidates(self, current: str | None) -> list[str]:
-        kept = self.versions()
-        number = version_number(current) if current else None
-        older = [v for v in kept if v != current and (number is None or (version_number(v) or 0) < number)]
-        newer = [v for v in kept if v != current and v not in older]
-        return ([current] if current else []) + older + newer
+    def _may_load(self, version: str, kept: list[str]) -> bool:
+        return version in kept  # an object is never partial: one that is there is whole
 
     # broken versions: {version: {"error", "etag"}}; an entry counts only while the object is unchanged
-    def _broken(self) -> dict[str, dict]:
+    def _read_broken(self) -> dict:
         data = self.s.get(self.key("broken.json"), "the notes on broken models")
         try:
-            noted = json.loads(data) if data else {}
+            return json.loads(data) if data else {}
         except json.JSONDecodeError:
             return {}
-        return {v: n for v, n in noted.items() if isinstance(n, dict) and n == self._note(v, n.get("error"))}
 
     def _note(self, version: str, error: object) -> dict:
         with self.s.io(f"read model {version}"):

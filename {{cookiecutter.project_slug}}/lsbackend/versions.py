@@ -1,0 +1,95 @@
+"""Model versions: their names (``v12-20261128T101500``), their order, and which kept one a project serves.
+
+A model that was saved whole can still fail to load later: a disk or object
+flipped a byte (its checksum says so), a file was cut short, or a pickle
+needs a class that was renamed since. Serving must go on, so a project serves
+its current version when it loads, else the newest older kept version that
+does, else a newer one; the broken version is noted, with what was wrong,
+for ``problem`` (``GET /training`` and ``/ready`` show it) until its file or
+object changes (restored), when it is tried again.
+
+The stores (``storage.LocalProjectStore``, ``storage_s3.S3ProjectStore``)
+keep their own bytes and notes; this mixin holds the policy, so both choose
+alike. A store supplies ``project``, ``current_version()``, ``versions()``,
+``_verified_bytes(version)``, ``_read_broken()``, ``_note(version, error)``,
+``_save_broken(notes)`` and ``_may_load(version, kept)`` (a check that reads
+no model), names what a model is kept in (``MEDIUM``) and which errors mean
+"the store is unreachable", not "this version is broken" (``UNREACHABLE``).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+
+log = logging.getLogger(__name__)
+
+VERSION = re.compile(r"v(\d+)(?:-[^/]*)?")
+
+
+def version_number(version: str | None) -> int | None:
+    """``v12-20261128T...`` -> 12; None for a name that is not a version."""
+    match = VERSION.fullmatch(version or "")
+    return int(match.group(1)) if match else None
+
+
+class VersionFallback:
+    MEDIUM = "file"  # what the messages tell the user to restore
+    UNREACHABLE: tuple[type[Exception], ...] = ()
+
+    def load_model(self) -> tuple[str, dict] | None:
+        """The (version, train_output) to serve, or None when no kept version loads (or none was saved)."""
+        current = self.current_version()
+        broken = self._broken()
+        for version in self._candidates(current, self.versions()):
+            try:
+                output = pickle.loads(self._verified_bytes(version))
+                if not isinstance(output, dict):
+                    raise TypeError(f"holds a {type(output).__name__}, not the dict fit returned")
+            except self.UNREACHABLE:
+                raise  # the store is unreachable: no version is known to be broken
+            except Exception as exc:  # noqa: BLE001 (any unpickling failure means: try an older version)
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                error = f"{type(exc).__name__}: {why}"[:300]
+                log.error("project %s: model %s cannot be loaded (%s)", self.project, version, error)
+                broken[version] = self._note(version, error)
+                continue
+            if version != current:
+                log.warning("project %s: serving %s because %s cannot be loaded", self.project, version, current)
+            if broken != self._broken():
+                self._save_broken({v: n for v, n in broken.items() if v != version})
+            return version, output
+        if broken != self._broken():
+            self._save_broken(broken)
+        return None
+
+    def served_version(self) -> str | None:
+        """The version ``load_model`` would serve, judged without loading a model (``/setup`` must be quick)."""
+        broken, kept = self._broken(), self.versions()
+        for version in self._candidates(self.current_version(), kept):
+            if version not in broken and self._may_load(version, kept):
+                return version
+        return None
+
+    def problem(self, served: str | None) -> str | None:
+        """Why ``served`` is not the current version, in one line; None when it is."""
+        current = self.current_version()
+        if current is None or served == current:
+            return None
+        why = self._broken().get(current, {}).get("error") or f"its {self.MEDIUM} is missing or incomplete"
+        instead = f"serving {served}" if served else "serving no model (no kept version loads)"
+        return f"{instead}: model {current} cannot be loaded ({why}); train again or restore its {self.MEDIUM}"
+
+    @staticmethod
+    def _candidates(current: str | None, kept: list[str]) -> list[str]:
+        """Versions to try, in order: the current one, then older kept ones, newest first, then newer ones."""
+        number = version_number(current) if current else None
+        older = [v for v in kept if v != current and (number is None or (version_number(v) or 0) < number)]
+        newer = [v for v in kept if v != current and v not in older]
+        return ([current] if current else []) + older + newer
+
+    def _broken(self) -> dict[str, dict]:
+        """The noted broken versions whose file or object is still the one that failed."""
+        noted = self._read_broken()
+        return {v: n for v, n in noted.items() if isinstance(n, dict) and n == self._note(v, n.get("error"))}
