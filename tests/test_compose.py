@@ -348,6 +348,19 @@ def up(compose: ComposeProject, profile: bool = False) -> None:
                      compose.logs)
 
 
+def connect_label_studio(compose: ComposeProject) -> LabelStudioClient:
+    """A client of the profile's Label Studio, once it accepts the admin's token."""
+    ls_url = f"http://127.0.0.1:{compose.ports['label-studio']}"
+    client = LabelStudioClient(ls_url, compose.token)
+    wait_for(
+        lambda: client.session.get(f"{ls_url}/api/current-user/whoami", timeout=10).ok,
+        LS_START_BOUND,
+        "Label Studio did not accept its admin's token",
+        compose.logs,
+    )
+    return client
+
+
 def setup_body(repo: Path, project_id: int) -> dict:
     body = json.loads((repo / "tests" / "protocol" / "setup_text.json").read_text(encoding="utf-8"))["json"]
     body["project"] = f"{project_id}.{int(time.time())}"
@@ -375,14 +388,7 @@ def test_compose_runs_the_backend_then_label_studio_beside_it(project: ComposePr
 
     # 2. Label Studio beside it, reaching it by service name.
     up(project, profile=True)
-    ls_url = f"http://127.0.0.1:{project.ports['label-studio']}"
-    client = LabelStudioClient(ls_url, project.token)
-    wait_for(
-        lambda: client.session.get(f"{ls_url}/api/current-user/whoami", timeout=10).ok,
-        LS_START_BOUND,
-        "Label Studio did not accept its admin's token",
-        project.logs,
-    )
+    client = connect_label_studio(project)
     lap("Label Studio up")
     ls_project = client.create_project("Compose run", (repo / "label_config.xml").read_text(encoding="utf-8"))
     pid = ls_project["id"]
@@ -417,7 +423,7 @@ def test_compose_runs_the_backend_then_label_studio_beside_it(project: ComposePr
     lap("trained and predicted through Label Studio")
     # SSRF protection is still on for everything but the project's own network.
     refused = client.session.post(
-        f"{ls_url}/api/webhooks",
+        f"{client.url}/api/webhooks",
         json={"project": pid, "url": "http://169.254.169.254/latest/meta-data/"},
         timeout=30,
     )
@@ -456,14 +462,7 @@ def test_scaled_topology_trains_on_the_worker_and_every_replica_serves_the_new_m
         assert scaled.container(service), f"{service} is not running:\n{scaled.logs()}"
     print(f"scaled topology up: {time.monotonic() - started:.0f}s")
 
-    ls_url = f"http://127.0.0.1:{scaled.ports['label-studio']}"
-    client = LabelStudioClient(ls_url, scaled.token)
-    wait_for(
-        lambda: client.session.get(f"{ls_url}/api/current-user/whoami", timeout=10).ok,
-        LS_START_BOUND,
-        "Label Studio did not accept its admin's token",
-        scaled.logs,
-    )
+    client = connect_label_studio(scaled)
     ls_project = client.create_project("Scaled run", (repo / "label_config.xml").read_text(encoding="utf-8"))
     pid = ls_project["id"]
     training, holdout = examples.training_set(), examples.holdout()
