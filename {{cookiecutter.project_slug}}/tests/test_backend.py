@@ -113,8 +113,12 @@ def test_a_running_status_without_a_lock_holder_reads_interrupted(backend):
     ("THREADS", "many", "THREADS='many' is not a whole number"),
     ("TIMEOUT", "2.5", "TIMEOUT='2.5' is not a whole number"),
     ("TRAINING_NICE", "25", "TRAINING_NICE=25 must be between 0 and 19"),
+    ("MODEL_STORE", "ftp://bucket/x", "MODEL_STORE.*e.g. MODEL_STORE=s3://"),
+    ("MODEL_STORE", "s3://Bad_Bucket/x", "MODEL_STORE.*is not an S3 bucket name"),
+    ("MODEL_STORE", "s3://bucket/a/../b", "MODEL_STORE.*'\\.\\.' part"),
+    ("S3_ENDPOINT_URL", "minio:9000", "S3_ENDPOINT_URL.*e.g. S3_ENDPOINT_URL=http://minio:9000"),
 ])
-def test_a_bad_server_setting_is_a_settings_error_naming_it(monkeypatch, name, value, phrase):
+def test_a_bad_setting_is_a_settings_error_naming_it_and_the_fix(monkeypatch, name, value, phrase):
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=phrase):
         Settings.from_env()
