@@ -804,10 +804,33 @@ def serving_while_training(server, client, model_dir, labels, control, obj, cfg,
     if during["state"] != "succeeded":
         raise SystemExit(f"the training under load ended {during['state']!r}; see {server.logfile}")
     idle += one_task_latencies(client, single_bodies, validator, count, count)
+    beside_busy = latencies_beside_a_busy_process(client, single_bodies, validator, during["requests"])
     gc.collect()
     time.sleep(1)  # let the worker settle (the new model is loaded by now)
     return {"during": during, "idle_p99_ms": pct(idle, 0.99) * 1e3, "idle_p50_ms": pct(idle, 0.5) * 1e3,
-            "idle_requests": len(idle), "mem_before": mem_before, "mem_after": memory(worker), **peaks}
+            "idle_requests": len(idle), "busy_p99_ms": pct(beside_busy, 0.99) * 1e3,
+            "mem_before": mem_before, "mem_after": memory(worker), **peaks}
+
+
+#: A process that only burns one core, at the training child's niceness (TRAINING_NICE's default).
+BUSY_LOOP = "import os\nos.nice(10)\nwhile True:\n    pass\n"
+
+
+def latencies_beside_a_busy_process(client: Client, single_bodies: list, validator: Validator, count: int) -> list:
+    """The floor for "while training": the same calls while a bare busy loop holds a core at the training's priority.
+
+    It does no I/O, allocates nothing and shares nothing with the server, so
+    what it adds to the p99 is the machine's (scheduling, a shared core), not
+    the backend's; the training's p99 is judged against idle, and this says
+    how much of the gap any CPU-bound neighbour would open on this machine.
+    """
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    try:
+        time.sleep(0.5)
+        return one_task_latencies(client, single_bodies, validator, count, 0)
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def isolation_figures(iso: dict) -> dict:
@@ -816,7 +839,7 @@ def isolation_figures(iso: dict) -> dict:
         "training_p99_vs_idle": fig(during["p99_ms"], iso["idle_p99_ms"], "ms", extra={
             "during_p50_ms": during["p50_ms"], "idle_p50_ms": iso["idle_p50_ms"], "during_max_ms": during["max_ms"],
             "during_requests": during["requests"], "idle_requests": iso["idle_requests"],
-            "training_s": during["training_s"]}),
+            "training_s": during["training_s"], "busy_loop_p99_ms": iso["busy_p99_ms"]}),
         "idle_worker_rss_after_training": fig(iso["mem_after"]["rss"], iso["mem_before"]["rss"], "MiB", extra={
             "pss_before": iso["mem_before"]["pss"], "pss_after": iso["mem_after"]["pss"],
             "worker_peak_rss_during": iso["worker_rss"], "training_child_peak_rss": iso["child_rss"],
@@ -848,6 +871,8 @@ def isolation_note(f: dict) -> str:
     t, m = f["training_p99_vs_idle"], f["idle_worker_rss_after_training"]
     return (f"Training in its child process: p99 {t['server']:.1f} ms during vs {t['raw']:.1f} ms idle "
             f"(p50 {t['during_p50_ms']:.1f} vs {t['idle_p50_ms']:.1f} ms, max {t['during_max_ms']:.0f} ms); "
+            f"beside a bare busy loop at the training's niceness instead: p99 {t['busy_loop_p99_ms']:.1f} ms "
+            f"({t['busy_loop_p99_ms'] / t['raw']:.2f}x idle; the machine's share of the gap); "
             f"worker RSS idle {m['raw']:.0f} -> {m['server']:.0f} MiB, peak {m['worker_peak_rss_during']:.0f} MiB "
             f"during; the training child peaked at {m['training_child_peak_rss']:.0f} MiB. ")
 
