@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .ids import MAX_ID, PROJECT_ID, annotation_id, project_key
-from .versions import VersionFallback, version_number
+from .versions import UnknownVersion, VersionFallback, version_number
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -39,17 +39,13 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_ID", "PROJECT_ID", "LocalModelStore", "LocalProjectStore", "ModelStore", "ProjectStore", "StorageError",
     "StorageWriteError", "annotation_id", "atomic_write", "check_writable", "open_store", "project_key",
-    "version_number", "writing",
+    "UnknownVersion", "version_number", "writing",
 ]
 log = logging.getLogger(__name__)
 
 
 class StorageError(RuntimeError):
     """MODEL_DIR cannot be used; the message names the directory and the fix."""
-
-
-class UnknownVersion(LookupError):
-    """A model version that is not (or no longer) kept; the message lists the kept ones."""
 
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -315,11 +311,6 @@ class LocalProjectStore(VersionFallback):
         self._prune(keep={version})
         return version
 
-    def _next_version(self) -> str:
-        """One more than the highest version number seen, so an existing file is never overwritten."""
-        numbers = [version_number(v) or 0 for v in [*self.versions(), self.current_version() or "v0"]]
-        return f"v{max(numbers) + 1}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-
     def _prune(self, keep: set[str]) -> None:
         """Delete all but the newest ``keep_versions`` by number; never the current one or ``keep``."""
         protected = keep | {self.current_version()}
@@ -329,15 +320,7 @@ class LocalProjectStore(VersionFallback):
                     with contextlib.suppress(FileNotFoundError):
                         (self.dir / "models" / f"{old}{suffix}").unlink()
 
-    def use_version(self, version: str) -> None:
-        """Make a kept version current again; every process picks it up through ``CURRENT``."""
-        kept = self.versions()
-        if version not in kept:
-            listed = ", ".join(kept) or "none yet"
-            raise UnknownVersion(f"version {version!r} is not kept for this project (kept: {listed})")
-        broken = self._broken().get(version)
-        if broken:
-            raise UnknownVersion(f"version {version!r} cannot be loaded ({broken.get('error')}); pick another")
+    def _point_at(self, version: str) -> None:
         atomic_write(self.pointer, version.encode())
 
     # --- annotations ------------------------------------------------------

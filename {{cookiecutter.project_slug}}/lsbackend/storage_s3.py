@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .annotations import AnnotationLog
 from .ids import MAX_ID, PROJECT_ID, annotation_id
-from .storage import StorageError, StorageWriteError, UnknownVersion
+from .storage import StorageError, StorageWriteError
 from .versions import VersionFallback, version_number
 
 if TYPE_CHECKING:
@@ -454,24 +454,13 @@ class S3ProjectStore(VersionFallback):
         self.s.put(self.key("CURRENT"), version.encode(), what)
         self.s.forget_stamp(self.project)
 
-    def _next_version(self) -> str:
-        numbers = [version_number(v) or 0 for v in [*self.versions(), self.current_version() or "v0"]]
-        return f"v{max(numbers) + 1}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-
     def _prune(self, keep: set[str]) -> None:
         protected = keep | {self.current_version()}
         old = [v for v in self.versions()[self.s.keep_versions:] if v not in protected]
         if old:
             self.s.delete([self.key(f"models/{v}.pkl") for v in old], "old model versions")
 
-    def use_version(self, version: str) -> None:
-        kept = self.versions()
-        if version not in kept:
-            listed = ", ".join(kept) or "none yet"
-            raise UnknownVersion(f"version {version!r} is not kept for this project (kept: {listed})")
-        broken = self._broken().get(version)
-        if broken:
-            raise UnknownVersion(f"version {version!r} cannot be loaded ({broken.get('error')}); pick another")
+    def _point_at(self, version: str) -> None:
         self._move_pointer(version, f"the pointer to {version}")
 
     # --- annotations ------------------------------------------------------

@@ -12,9 +12,10 @@ The stores (``storage.LocalProjectStore``, ``storage_s3.S3ProjectStore``)
 keep their own bytes and notes; this mixin holds the policy, so both choose
 alike. A store supplies ``project``, ``current_version()``, ``versions()``,
 ``_verified_bytes(version)``, ``_read_broken()``, ``_note(version, error)``,
-``_save_broken(notes)`` and ``_may_load(version, kept)`` (a check that reads
-no model), names what a model is kept in (``MEDIUM``) and which errors mean
-"the store is unreachable", not "this version is broken" (``UNREACHABLE``).
+``_save_broken(notes)``, ``_may_load(version, kept)`` (a check that reads
+no model) and ``_point_at(version)`` (moves the pointer); it names what a
+model is kept in (``MEDIUM``) and which errors mean "the store is
+unreachable", not "this version is broken" (``UNREACHABLE``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+import time
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,10 @@ def version_number(version: str | None) -> int | None:
     """``v12-20261128T...`` -> 12; None for a name that is not a version."""
     match = VERSION.fullmatch(version or "")
     return int(match.group(1)) if match else None
+
+
+class UnknownVersion(LookupError):
+    """A model version that is not (or no longer) kept; the message lists the kept ones."""
 
 
 class VersionFallback:
@@ -93,3 +99,19 @@ class VersionFallback:
         """The noted broken versions whose file or object is still the one that failed."""
         noted = self._read_broken()
         return {v: n for v, n in noted.items() if isinstance(n, dict) and n == self._note(v, n.get("error"))}
+
+    def use_version(self, version: str) -> None:
+        """Make a kept version current again; every process picks it up through the pointer."""
+        kept = self.versions()
+        if version not in kept:
+            listed = ", ".join(kept) or "none yet"
+            raise UnknownVersion(f"version {version!r} is not kept for this project (kept: {listed})")
+        broken = self._broken().get(version)
+        if broken:
+            raise UnknownVersion(f"version {version!r} cannot be loaded ({broken.get('error')}); pick another")
+        self._point_at(version)
+
+    def _next_version(self) -> str:
+        """One more than the highest version number seen, so an existing model is never overwritten."""
+        numbers = [version_number(v) or 0 for v in [*self.versions(), self.current_version() or "v0"]]
+        return f"v{max(numbers) + 1}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
