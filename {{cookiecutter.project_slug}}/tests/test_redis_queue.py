@@ -8,10 +8,13 @@ process through ``controlled_model`` (hold a fit, count the fits by process id).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -206,6 +209,51 @@ def test_a_worker_killed_mid_training_leaves_the_last_good_model_and_says_so(clu
     again = cluster.trained(b)
     assert again["state"] == "succeeded" and again["model_version"].startswith("v2-"), again
     assert cluster.served_versions(a) == {again["model_version"]}
+
+
+def kill_replica(server: ServerProcess) -> None:
+    """SIGKILL a replica's gunicorn master and its workers at once, as an OOM kill or a lost node does."""
+    master = server.proc.pid
+    workers = [int(pid) for task in Path(f"/proc/{master}/task").iterdir()
+               for pid in (task / "children").read_text().split()]
+    for pid in [master, *workers]:
+        os.kill(pid, signal.SIGKILL)
+    server.proc.wait()
+
+
+def test_a_replica_killed_mid_request_loses_nothing_and_the_others_carry_on(cluster):
+    a, b = cluster.replica(), cluster.replica()
+    cluster.worker()
+    events = training_events()
+    first, rest = events[: len(events) // 2], events[len(events) // 2 :]
+    cluster.record(a, first)
+    cluster.start_training(a)
+    good = cluster.trained(b)
+    assert good["state"] == "succeeded", good
+
+    # A webhook half sent to A (its worker is reading the body) when A dies: never acknowledged, so
+    # Label Studio (or a load balancer) sees a dropped connection, not a success.
+    body = json.dumps(rest[0]).encode()
+    conn = socket.create_connection(("127.0.0.1", a.port), timeout=30)
+    conn.sendall(b"POST /webhook HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+    time.sleep(0.5)
+    kill_replica(a)
+    assert conn.recv(1024) == b"", "a killed replica sent an answer"
+    conn.close()
+
+    status = cluster.status(b)  # B answers alone: nothing A had acknowledged is lost
+    assert status["recorded_annotations"] == len(first) and status["model_version"] == good["model_version"], status
+    assert cluster.served_versions(b) == {good["model_version"]}
+    cluster.record(b, rest)  # Label Studio's next webhooks reach the replica that is left
+    cluster.start_training(b)
+    again = cluster.trained(b)
+    assert again["state"] == "succeeded" and again["model_version"].startswith("v2-"), again
+    assert len(fit_pids(cluster.model_dir)) == 2  # the worker trained both times; it never noticed A go
+
+    a2 = cluster.replica()  # A's replacement, as an orchestrator starts it: the same state as B
+    assert cluster.status(a2) == cluster.status(b)
+    assert cluster.served_versions(a2) == {again["model_version"]}
 
 
 def test_redis_down_gives_a_clear_error_serving_goes_on_and_everything_recovers(cluster):
