@@ -96,6 +96,15 @@ class Engine:
     def build(self, context: Path, tag: str, *args: str) -> None:
         self("build", *self.build_flags(), "--network", "host", "-t", tag, *args, str(context), timeout=1800)
 
+    def remove_image(self, tag: str) -> None:
+        """Remove a test's image, but not the untagged layers under it (``--no-prune``).
+
+        The CI runs the container and compose tests at once, and their builds share cached layers:
+        pruning them, with ``-f``, also removed a build container that another build was running a
+        ``RUN`` step in ("layer not known"). What stays behind is cache, gone with the machine.
+        """
+        self("rmi", "-f", "--no-prune", tag, check=False)
+
     def logs(self, name: str) -> str:
         proc = self("logs", name, check=False)
         return (proc.stdout + proc.stderr)[-4000:]

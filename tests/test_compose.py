@@ -317,7 +317,7 @@ def open_project(request, engine: Engine, repo: Path, workdir: Path, file: str) 
     if version.returncode != 0:
         skip_or_fail(f"{' '.join(compose.command)} does not run: {version.stderr.strip()[-300:]}")
     for image in set(compose.images.values()):
-        request.addfinalizer(lambda image=image: engine("rmi", "-f", image, check=False))
+        request.addfinalizer(lambda image=image: engine.remove_image(image))
     try:
         yield compose
     finally:

@@ -169,7 +169,7 @@ def test_an_extra_without_its_requirements_file_stops_the_build(baked, engine):
         tag = f"localhost/{SLUG}-extras-{RUN_ID}:{uuid.uuid4().hex[:8]}"
         cmd = ["build", *engine.build_flags(), "--network", "host", "--build-arg", f"EXTRAS={extra}"]
         proc = engine(*cmd, "-t", tag, str(baked), timeout=1800, check=False)
-        engine("rmi", "-f", tag, check=False)
+        engine.remove_image(tag)
         output = proc.stdout + proc.stderr
         assert proc.returncode != 0, f"EXTRAS={extra} built an image:\n{output[-3000:]}"
         assert f"no requirements-{extra}.txt in the build context" in output, output[-3000:]
@@ -182,7 +182,7 @@ def image(request, engine, baked) -> str:
         (baked / junk).mkdir(parents=True, exist_ok=True)
         (baked / junk / "junk.txt").write_text("must not reach the image\n", encoding="utf-8")
     tag = f"localhost/{SLUG}-{model_type_of(baked).replace('_', '-')}-{RUN_ID}:{uuid.uuid4().hex[:8]}"
-    request.addfinalizer(lambda: engine("rmi", "-f", tag, check=False))
+    request.addfinalizer(lambda: engine.remove_image(tag))
     started = time.monotonic()
     engine("build", *engine.build_flags(), "--network", "host", "-t", tag, str(baked), timeout=1800)
     size = engine("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip()
@@ -371,7 +371,7 @@ def test_every_offered_python_builds_serves_and_trains(python_version, engine, v
     repo = bake(tmp_path, "image_classification", python_version=python_version)
     assert f"ARG PYTHON_VERSION={python_version}\n" in (repo / "Dockerfile").read_text(encoding="utf-8")
     tag = f"localhost/{SLUG}-py{python_version.replace('.', '')}-{RUN_ID}:{uuid.uuid4().hex[:8]}"
-    request.addfinalizer(lambda: engine("rmi", "-f", tag, check=False))
+    request.addfinalizer(lambda: engine.remove_image(tag))
     engine.build(repo, tag)
     ctr = Container(engine, tag, volume)
     request.addfinalizer(ctr.remove)
