@@ -36,23 +36,13 @@ import time
 from pathlib import Path
 
 from cookiecutter.main import cookiecutter
+from store_bench import annotation  # one recorded annotation, as the webhook stores it
 
 BENCH = Path(__file__).resolve().parent
 TEMPLATE = BENCH.parent
 PROJECT = "5"  # the captured predict request's project "5.1795850610"
 TARGET_S = 2.0
 STEADY = 5  # answers in a row with the new version that count as "switched"
-TEXTS = ["a warm, funny film with a great cast", "dull plot, wooden acting and far too long",
-         "the soundtrack alone is worth the ticket", "I walked out halfway through"]
-
-
-def annotation(i: int) -> dict:
-    """One recorded annotation (the webhook's ``normalize_annotation`` shape)."""
-    label = "Positive" if i % 2 == 0 else "Negative"
-    return {"id": 1000 + i, "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                                        "value": {"choices": [label]}, "origin": "manual"}],
-            "was_cancelled": False, "updated_at": "2026-12-05T10:00:00Z",
-            "task": {"id": 2000 + i, "data": {"text": f"{TEXTS[i % len(TEXTS)]} ({i})"}}}
 
 
 class Traffic:

@@ -812,8 +812,8 @@ def serving_while_training(server, client, model_dir, labels, control, obj, cfg,
             "mem_before": mem_before, "mem_after": memory(worker), **peaks}
 
 
-#: A process that only burns one core, at the training child's niceness (TRAINING_NICE's default).
-BUSY_LOOP = "import os\nos.nice(10)\nwhile True:\n    pass\n"
+#: A process that only burns one core, at the niceness given as its argument.
+BUSY_LOOP = "import os, sys\nos.nice(int(sys.argv[1]))\nwhile True:\n    pass\n"
 
 
 def latencies_beside_a_busy_process(client: Client, single_bodies: list, validator: Validator, count: int) -> list:
@@ -824,7 +824,9 @@ def latencies_beside_a_busy_process(client: Client, single_bodies: list, validat
     the backend's; the training's p99 is judged against idle, and this says
     how much of the gap any CPU-bound neighbour would open on this machine.
     """
-    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    from lsbackend.settings import Settings  # the baked repo's: the server runs with its TRAINING_NICE default
+
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(Settings.training_nice)])
     try:
         time.sleep(0.5)
         return one_task_latencies(client, single_bodies, validator, count, 0)

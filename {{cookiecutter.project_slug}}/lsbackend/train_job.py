@@ -2,8 +2,9 @@
 
 Reads two pickles from stdin: the parent's ``sys.path`` with the file
 descriptor to answer on and the niceness to run at, then the job (a
-``service.TrainingJob``); runs it and sends back what it returned. Its exit code is 0 whenever the job
-returned; anything else means it stopped before (the parent records that).
+``service.TrainingJob``); runs it and sends back what it returned. Its exit
+code is 0 whenever the job returned; anything else means it stopped before
+(the parent records that).
 """
 
 from __future__ import annotations

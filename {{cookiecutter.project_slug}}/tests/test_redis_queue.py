@@ -239,7 +239,11 @@ def test_a_replica_killed_mid_request_loses_nothing_and_the_others_carry_on(clus
                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
     time.sleep(0.5)
     kill_replica(a)
-    assert conn.recv(1024) == b"", "a killed replica sent an answer"
+    try:
+        answer = conn.recv(1024)
+    except ConnectionResetError:  # what the kernel sends instead when unread bytes die with the process
+        answer = b""
+    assert answer == b"", f"a killed replica sent an answer: {answer!r}"
     conn.close()
 
     status = cluster.status(b)  # B answers alone: nothing A had acknowledged is lost
