@@ -203,7 +203,7 @@ def deployment_env(repo: Path) -> dict[str, set[str]]:
 
 def test_every_variable_the_deployment_files_set_is_a_documented_setting(repo):
     readme = (repo / "README.md").read_text(encoding="utf-8")
-    documented = settings_table(readme)
+    documented = settings_table(repo)
     read = settings_read_by_code(repo)
     found = deployment_env(repo)
     assert any("docker-compose.scale.yml" in key for key in found) and any("worker.yaml" in key for key in found)
@@ -213,7 +213,7 @@ def test_every_variable_the_deployment_files_set_is_a_documented_setting(repo):
             if name in S3_CLIENT_VARS:  # boto3's: the README's Scale out section must explain them
                 assert f"`{name}`" in scale_out, f"{where} sets {name}; the Scale out section does not explain it"
                 continue
-            assert name in documented, f"{where} sets {name}, which the README's Settings table does not list"
+            assert name in documented, f"{where} sets {name}, which docs/settings.md does not list"
             assert name in read, f"{where} sets {name}, which no code of the backend reads"
 
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from conftest import MODEL_TYPES, run
 
+TEMPLATE = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 HEADING = re.compile(r"^(#{1,6}) +(.+?) *#*$", re.MULTILINE)
@@ -282,47 +283,66 @@ def test_connect_label_studio_flow(baked):
     assert (repo / "label_config.xml").is_file()
 
 
-ENV_READ = re.compile(r"""(?:environ\.get|getenv|env|_number|_env\w*)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
-SETTINGS_FIELD = re.compile(r"""^\s*(\w+)=.*?["']([A-Z][A-Z0-9_]+)["']""", re.MULTILINE)
+DECLARED_PROBE = """
+import json
+from lsbackend.settings import Settings
+print(json.dumps({"fields": {d.env: name for name, d, _ in Settings.declared()}, "table": Settings.table()}))
+"""
 #: Read by the code but not settings of ours: Python's own search path, extended for the training child.
 NOT_SETTINGS = {"PYTHONPATH"}
+ENV_READ = re.compile(r"""(?:environ\.get|getenv)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
+
+
+def declared_settings(repo: Path) -> dict:
+    """The baked repo's one declaration: ``fields`` (variable -> Settings field) and the ``table`` it prints."""
+    proc = run([sys.executable, "-c", DECLARED_PROBE], cwd=repo)
+    return json.loads(proc.stdout.splitlines()[-1])
 
 
 def settings_read_by_code(repo: Path) -> set[str]:
-    """Every environment variable this repo's code reads and uses.
-
-    ``Settings.from_env`` reads every variable; one counts only when some code
-    of this repo uses its field (the image settings have no user in a text repo).
-    """
-    code = {path: path.read_text(encoding="utf-8") for path in [*repo.joinpath("lsbackend").glob("*.py"),
-                                                                repo / "model.py"]}
-    settings_py = repo / "lsbackend" / "settings.py"
-    others = "\n".join(text for path, text in code.items() if path != settings_py)
-    names = set(ENV_READ.findall(others)) - NOT_SETTINGS
-    for field, name in SETTINGS_FIELD.findall(code[settings_py]):
-        if re.search(rf"\.{field}\b", others) or re.search(rf"self\.{field}\b", code[settings_py]):
-            names.add(name)
-    return names
+    """Every declared variable whose field this repo's code uses, the variables read outside the declaration too."""
+    code = "\n".join(path.read_text(encoding="utf-8") for path in [*repo.joinpath("lsbackend").glob("*.py"),
+                                                                    repo / "model.py"]
+                      if path.name != "settings.py")
+    used = {env for env, name in declared_settings(repo)["fields"].items() if re.search(rf"\.{name}\b", code)}
+    return used | (set(ENV_READ.findall(code)) - NOT_SETTINGS)
 
 
-def settings_table(readme: str) -> set[str]:
-    """The variables the README's Settings table documents (first column of each row)."""
-    return {name for row in section(readme, "Settings").splitlines() if row.startswith("| `")
-            for name in CODE_SPAN.findall(row.split("|")[1])}
+def settings_table(repo: Path) -> set[str]:
+    """The variables docs/settings.md documents (first column of each row)."""
+    page = (repo / "docs" / "settings.md").read_text(encoding="utf-8")
+    return {name for row in page.splitlines() if row.startswith("| `") for name in CODE_SPAN.findall(row.split("|")[1])}
 
 
-def test_settings_table_lists_exactly_what_the_code_reads(baked):
+def test_the_settings_page_is_the_one_declaration(baked):
+    """docs/settings.md shows exactly what ``python -m lsbackend settings`` prints from ``lsbackend/settings.py``."""
     repo, readme = baked
-    documented = settings_table(readme)
-    read = settings_read_by_code(repo)
-    assert read - documented == set(), f"settings the code reads but the README does not list: {read - documented}"
-    assert documented - read == set(), f"settings the README lists but no code reads: {documented - read}"
+    page = (repo / "docs" / "settings.md").read_text(encoding="utf-8")
+    table = page[page.index("| variable |"):]
+    assert table == declared_settings(repo)["table"], "docs/settings.md differs from `python -m lsbackend settings`"
+    assert "docs/settings.md" in section(readme, "Settings")
+    shown = commands(readme, "python -m lsbackend")
+    assert ["settings"] in shown, "the README's Settings section should show `python -m lsbackend settings`"
+
+
+def test_every_variable_the_code_reads_is_declared_and_every_declared_one_is_used():
+    """Across the runtime and every variant's model, as the template ships them: no variable read
+    behind the declaration's back, and no declared setting that nothing uses."""
+    slug = TEMPLATE / "{{cookiecutter.project_slug}}"
+    sources = [*slug.joinpath("lsbackend").glob("*.py"), *slug.joinpath("_variants").glob("*/model.py")]
+    code = "\n".join(path.read_text(encoding="utf-8") for path in sources if path.name != "settings.py")
+    proc = run([sys.executable, "-c", DECLARED_PROBE], cwd=slug)
+    fields = json.loads(proc.stdout.splitlines()[-1])["fields"]
+    undeclared = set(ENV_READ.findall(code)) - NOT_SETTINGS - set(fields)
+    assert undeclared == set(), f"code reads {undeclared} from the environment, not through Settings"
+    unused = {env for env, name in fields.items() if not re.search(rf"\.{name}\b", code)}
+    assert unused == set(), f"settings declared but used by no code: {unused}"
 
 
 def test_basic_auth_flow(baked):
     repo, readme = baked
     text = section(readme, "Basic auth")
-    assert {"BASIC_AUTH_USER", "BASIC_AUTH_PASS"} <= settings_read_by_code(repo)
+    assert {"BASIC_AUTH_USER", "BASIC_AUTH_PASS"} <= settings_table(repo) & settings_read_by_code(repo)
     assert "`BASIC_AUTH_USER`" in text and "`BASIC_AUTH_PASS`" in text
     assert "Authorization: Basic" in text and "/webhook" in text, "the webhook's header must be explained"
 

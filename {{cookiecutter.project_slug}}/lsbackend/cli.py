@@ -184,6 +184,12 @@ def cmd_use(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(_args: argparse.Namespace) -> int:
+    """Print every setting (variable, default, meaning): the table docs/settings.md shows."""
+    print(Settings.table(), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lsbackend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("version", help="a kept version, as listed by the versions command")
     p.add_argument("--project", default="default", type=project_arg)
     p.set_defaults(func=cmd_use)
+    sub.add_parser("settings", help=cmd_settings.__doc__).set_defaults(func=cmd_settings)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

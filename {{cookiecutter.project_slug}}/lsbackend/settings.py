@@ -1,69 +1,103 @@
-"""Every setting the backend reads, from environment variables, in one place.
+"""Every setting the backend reads, declared once: its variable, default, parser and meaning.
 
-Only entry points (``app.py``'s builders, ``cli.py``, ``gunicorn_conf.py``)
-call ``Settings.from_env()``; everything else receives the ``Settings`` object.
-A bad value raises ``SettingsError``; the entry point turns it into an exit.
+Each field of ``Settings`` carries its ``Setting`` declaration, so the environment is read in one
+loop (``Settings.from_env``), and the docs' settings table (``python -m lsbackend settings``) and the
+tests that check the README, the compose files and the Kubernetes manifests all read the same list.
+Only entry points (``app.py``'s builders, ``cli.py``, ``gunicorn_conf.py``) call ``from_env``;
+everything else receives the ``Settings`` object. A bad value raises ``SettingsError``; the entry
+point turns it into an exit.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the backend cannot use; the message names it and the fix."""
 
 
+class Invalid(ValueError):
+    """Raised by a parser: what is wrong with the value; ``from_env`` adds the variable and an example."""
+
+    def __init__(self, shown: object, problem: str) -> None:
+        super().__init__(problem)
+        self.shown, self.problem = shown, problem
+
+
 _TRUE = ("1", "true", "yes", "on")
+#: A parser turns a variable's (stripped, non-empty) text into the field's value, or raises Invalid.
+Parser = Callable[[str, str], Any]
 
 
-def _number(name: str, default: float, cast: type = int) -> float:
-    """An env var as a number, or ``SettingsError`` naming the variable and a valid value."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return cast(raw)
-    except ValueError:
-        kind = "whole number" if cast is int else "number"
-        raise SettingsError(f"{name}={raw!r} is not a {kind}; set it to one, e.g. {name}={default}") from None
-
-
-def _positive(name: str, default: int) -> int:
-    value = _number(name, default)
-    if value < 1:
-        raise SettingsError(f"{name}={value} must be at least 1, e.g. {name}={default}")
-    return value
-
-
-def _nice(name: str, default: int) -> int:
-    """A scheduling niceness: 0 (same priority as serving) to 19 (only idle CPU)."""
-    value = _number(name, default)
-    if not 0 <= value <= 19:
-        raise SettingsError(f"{name}={value} must be between 0 and 19, e.g. {name}={default}")
-    return value
-
-
-def _choice(name: str, allowed: tuple[str, ...]) -> str:
-    """An env var that must be one of ``allowed`` (the first is the default), or ``SettingsError`` naming them."""
-    raw = os.environ.get(name, "").strip().lower() or allowed[0]
-    if raw not in allowed:
-        choices = ", ".join(allowed)
-        raise SettingsError(f"{name}={raw!r} is not one of {choices}; set it to one, e.g. {name}={allowed[0]}")
+def text(_name: str, raw: str) -> str:
     return raw
 
 
-def _redis_url(raw: str) -> str:
-    """``REDIS_URL``: empty (train in this container) or a URL redis-py takes."""
-    url = raw.strip()
-    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+def whole(minimum: int | None = None, maximum: int | None = None, clamp: bool = False, scale: int = 1) -> Parser:
+    """A whole number within bounds (refused outside them, or clamped into them with ``clamp``), times ``scale``."""
+    def parse(name: str, raw: str) -> int:
+        value = _number(name, raw, int)
+        if clamp:
+            value = value if minimum is None else max(minimum, value)
+            value = value if maximum is None else min(maximum, value)
+        elif (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            raise Invalid(value, f"must be {bounds}")
+        return value * scale
+    return parse
+
+
+def decimal(scale: float = 1.0, cast: type = float) -> Parser:
+    """A number (``1.5``), times ``scale``, as ``cast``."""
+    return lambda name, raw: cast(_number(name, raw, float) * scale)
+
+
+def _number(name: str, raw: str, cast: type) -> Any:
+    try:
+        return cast(raw)
+    except ValueError:
+        raise Invalid(repr(raw), "is not a whole number" if cast is int else "is not a number") from None
+
+
+def choice(*allowed: str) -> Parser:
+    """One of ``allowed`` (case ignored), or ``SettingsError`` naming them."""
+    def parse(name: str, raw: str) -> str:
+        value = raw.lower()
+        if value not in allowed:
+            raise Invalid(repr(value), f"is not one of {', '.join(allowed)}")
+        return value
+    return parse
+
+
+def flag(_name: str, raw: str) -> bool:
+    return raw.lower() in _TRUE
+
+
+def url(_name: str, raw: str) -> str:
+    return raw.rstrip("/")
+
+
+def upper(_name: str, raw: str) -> str:
+    return raw.upper()
+
+
+def names(_name: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def redis_url(_name: str, raw: str) -> str:
+    """``REDIS_URL``: a URL redis-py takes (empty, the default, trains in this container)."""
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
         # the value is not echoed: a URL may carry a password
         raise SettingsError("REDIS_URL is not a Redis URL; set it like REDIS_URL=redis://redis:6379/0 "
                             "(rediss:// for TLS, unix:///path/to/socket), or leave it empty to train in this container")
-    return url
+    return raw
 
 
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -87,112 +121,154 @@ def s3_location(uri: str) -> tuple[str, str]:
     return bucket, f"{prefix}/" if prefix else ""
 
 
-def _model_store(name: str) -> str:
-    raw = os.environ.get(name, "").strip()
-    if raw:
-        s3_location(raw)  # fail at start-up, naming the fix
+def model_store(_name: str, raw: str) -> str:
+    s3_location(raw)  # fail at start-up, naming the fix
     return raw
 
 
-def _endpoint_url(name: str) -> str:
-    raw = os.environ.get(name, "").strip().rstrip("/")
-    if raw and not re.fullmatch(r"https?://[^/\s]+(/.*)?", raw):
+def endpoint_url(name: str, raw: str) -> str:
+    raw = raw.rstrip("/")
+    if not re.fullmatch(r"https?://[^/\s]+(/.*)?", raw):
         raise SettingsError(f"{name}={raw!r} is not an http(s) URL; set it to the S3-compatible server, "
                             f"e.g. {name}=http://minio:9000, or leave it empty for AWS S3")
     return raw
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, how its text becomes the value, what it means for a user."""
+
+    env: str
+    meaning: str
+    parse: Parser = text
+    shown_default: str | None = None  # the default as a user writes it, when the field holds it otherwise
+    aliases: tuple[str, ...] = ()  # other names read when ``env`` is unset (e.g. upstream's spelling)
+
+    def shown(self, default: Any) -> str:
+        """The default as the docs show it and as an example in error messages."""
+        if self.shown_default is not None:
+            return self.shown_default
+        return f"{default:g}" if isinstance(default, float) else str(default)
+
+    def read(self, name: str, raw: str, default: Any) -> Any:
+        """The value of ``raw``, or ``SettingsError`` naming the variable, the problem and a value that works."""
+        try:
+            return self.parse(name, raw)
+        except Invalid as exc:
+            raise SettingsError(f"{name}={exc.shown} {exc.problem}; set it to one that is, "
+                                f"e.g. {name}={self.shown(default)}") from None
+
+
+def setting(default: Any, env: str, meaning: str, parse: Parser = text, shown: str | None = None,
+            aliases: tuple[str, ...] = ()) -> Any:
+    """A ``Settings`` field read from ``env`` (or an alias); empty or unset keeps ``default``."""
+    return field(default=default, metadata={"setting": Setting(env, meaning, parse, shown, aliases)})
+
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Runtime settings; see the README's table of environment variables."""
+    """Runtime settings; ``python -m lsbackend settings`` prints this list as the docs' table."""
 
-    host: str = "0.0.0.0"
-    port: int = 9090
-    model_dir: Path = Path("data/models")
-    label_config_path: Path = Path("label_config.xml")
-    label_studio_url: str = ""
-    label_studio_api_key: str = ""
-    basic_auth_user: str = ""
-    basic_auth_pass: str = ""
-    train_debounce_seconds: float = 2.0
-    train_every_n: int = 0
-    training_nice: int = 10
-    max_request_bytes: int = 50 * 1024 * 1024
-    max_json_depth: int = 100
-    keep_versions: int = 3
-    log_level: str = "INFO"
-    local_files_root: str = ""
-    media_timeout_seconds: float = 10.0
-    media_max_bytes: int = 20 * 1024 * 1024
-    media_cache_bytes: int = 64 * 1024 * 1024
-    media_fetch_threads: int = 16
-    media_allowed_hosts: tuple[str, ...] = ()
-    media_max_pixels: int = 40_000_000
-    max_text_chars: int = 100_000
-    log_format: str = "text"
-    metrics_dir: str = ""
-    model_class: str = "model"
-    workers: int = 1
-    threads: int = 8
-    timeout: int = 120
-    access_log: bool = False
-    model_uri: str = ""
-    model_sha256: str = ""
-    model_max_bytes: int = 2048 * 1024 * 1024
-    model_fetch_timeout_seconds: float = 60.0
-    redis_url: str = ""
-    redis_queue: str = "lsbackend"
-
-
-    model_store: str = ""  # "" (MODEL_DIR) or s3://bucket/prefix, checked by ``s3_location``
-    s3_endpoint_url: str = ""
+    host: str = setting("0.0.0.0", "HOST", "address to listen on")
+    port: int = setting(9090, "PORT", "port to listen on (make run, the image and the compose "
+                                                 "files set the port chosen at generation)", whole(1, 65535))
+    model_dir: Path = setting(Path("data/models"), "MODEL_DIR",
+                              "where trained models, recorded annotations and training status live (/data/models "
+                              "in the image); checked writable at start-up", lambda _n, raw: Path(raw))
+    label_config_path: Path = setting(Path("label_config.xml"), "LABEL_CONFIG",
+                                      "the config used when a request carries none (CLI, offline use)",
+                                      lambda _n, raw: Path(raw))
+    label_studio_url: str = setting("", "LABEL_STUDIO_URL", "Label Studio's URL as the backend reaches it (inside "
+                                    "Docker, localhost is the container itself)", url)
+    label_studio_api_key: str = setting("", "LABEL_STUDIO_API_KEY",
+                                        "legacy token or personal access token; with LABEL_STUDIO_URL, training "
+                                        "fetches the project's labeled tasks")
+    basic_auth_user: str = setting("", "BASIC_AUTH_USER", "with BASIC_AUTH_PASS, turns on basic auth")
+    basic_auth_pass: str = setting("", "BASIC_AUTH_PASS", "with BASIC_AUTH_USER, turns on basic auth")
+    train_debounce_seconds: float = setting(2.0, "TRAIN_DEBOUNCE_SECONDS",
+                                            "wait after the last training request before training starts", decimal())
+    train_every_n: int = setting(0, "TRAIN_EVERY_N", "also train after every N recorded annotations (0: off)",
+                                 whole(0))
+    training_nice: int = setting(10, "TRAINING_NICE",
+                                 "CPU priority of the training process and all its threads, 0 (same as serving) "
+                                 "to 19 (idle CPU only)", whole(0, 19))
+    max_request_bytes: int = setting(50 * MB, "MAX_REQUEST_MB", "larger requests get 413 (also when sent chunked)",
+                                     whole(1, scale=MB), "50")
+    max_json_depth: int = setting(100, "MAX_JSON_DEPTH", "request JSON nested deeper gets 400 (at most 1000)",
+                                  whole(1, 1000, clamp=True))
+    keep_versions: int = setting(3, "KEEP_VERSIONS", "trained model versions kept per project",
+                                 whole(1, clamp=True))
+    log_level: str = setting("INFO", "LOG_LEVEL", "logging level", upper)
+    local_files_root: str = setting("", "LOCAL_FILES_ROOT", "folder whose files tasks may name by path or "
+                                    "file:// URL (empty: no local files)")
+    media_timeout_seconds: float = setting(10.0, "MEDIA_TIMEOUT_SECONDS",
+                                           "total time for one media download, redirects included", decimal())
+    media_max_bytes: int = setting(20 * MB, "MEDIA_MAX_MB", "largest media file accepted (downloads, data URIs, "
+                                   "local files)", whole(1, scale=MB), "20")
+    media_cache_bytes: int = setting(64 * MB, "MEDIA_CACHE_MB", "in-process cache of downloaded media (least "
+                                     "recently used dropped first)", whole(0, scale=MB), "64")
+    media_fetch_threads: int = setting(16, "MEDIA_FETCH_THREADS", "media files of one request downloaded at once",
+                                       whole(1, clamp=True))
+    media_allowed_hosts: tuple[str, ...] = setting((), "MEDIA_ALLOWED_HOSTS",
+                                                   "comma-separated hosts, addresses or networks on a private "
+                                                   "network that media downloads may reach", names, "")
+    media_max_pixels: int = setting(40_000_000, "MEDIA_MAX_MEGAPIXELS", "largest image accepted in millions of "
+                                    "pixels, read from the header before decoding", decimal(1_000_000, int), "40")
+    max_text_chars: int = setting(100_000, "MAX_TEXT_CHARS", "longest task text the model reads", whole(1))
+    log_format: str = setting("text", "LOG_FORMAT", "text, or json: one JSON object per log line",
+                              choice("text", "json"))
+    metrics_dir: str = setting("", "PROMETHEUS_MULTIPROC_DIR", "where gunicorn workers write their metrics for "
+                               "/metrics to merge (default: a new temporary directory per start)")
+    model_class: str = setting("model", "MODEL_CLASS", "module or module:Class of the model to serve")
+    workers: int = setting(1, "WORKERS", "gunicorn worker processes", whole(1))
+    threads: int = setting(8, "THREADS", "threads per gunicorn worker", whole(1))
+    timeout: int = setting(120, "TIMEOUT", "gunicorn worker timeout in seconds", whole(0))
+    access_log: bool = setting(False, "ACCESS_LOG", "1, true or yes: gunicorn logs every request", flag, "off")
+    model_uri: str = setting("", "MODEL_URI", "existing weights to start from: a local path, an http(s) URL or "
+                             "s3://bucket/key")
+    model_sha256: str = setting("", "MODEL_SHA256", "refuse a MODEL_URI file with another SHA-256")
+    model_max_bytes: int = setting(2048 * MB, "MODEL_MAX_MB", "refuse a larger MODEL_URI file",
+                                   whole(1, scale=MB), "2048")
+    model_fetch_timeout_seconds: float = setting(60.0, "MODEL_FETCH_TIMEOUT_SECONDS",
+                                                 "network timeout while downloading MODEL_URI", decimal())
+    redis_url: str = setting("", "REDIS_URL", "queue trainings on Redis for python -m lsbackend worker processes "
+                             "(empty: train in this container)", redis_url)
+    redis_queue: str = setting("lsbackend", "REDIS_QUEUE", "the RQ queue's name and the prefix of this backend's "
+                               "Redis keys")
+    model_store: str = setting("", "MODEL_STORE", "s3://bucket/prefix: keep models, annotations and status on "
+                               "S3-compatible storage shared by every replica (empty: MODEL_DIR)", model_store)
+    s3_endpoint_url: str = setting("", "S3_ENDPOINT_URL", "the S3-compatible server for MODEL_STORE (empty: AWS S3)",
+                                   endpoint_url)
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ.get
-        return cls(
-            host=env("HOST", cls.host),
-            port=_number("PORT", cls.port),
-            model_dir=Path(env("MODEL_DIR", str(cls.model_dir))),
-            label_config_path=Path(env("LABEL_CONFIG", str(cls.label_config_path))),
-            label_studio_url=env("LABEL_STUDIO_URL", "").rstrip("/"),
-            label_studio_api_key=env("LABEL_STUDIO_API_KEY", ""),
-            basic_auth_user=env("BASIC_AUTH_USER", ""),
-            basic_auth_pass=env("BASIC_AUTH_PASS", ""),
-            train_debounce_seconds=_number("TRAIN_DEBOUNCE_SECONDS", cls.train_debounce_seconds, float),
-            train_every_n=_number("TRAIN_EVERY_N", cls.train_every_n),
-            training_nice=_nice("TRAINING_NICE", cls.training_nice),
-            max_request_bytes=_number("MAX_REQUEST_MB", 50) * 1024 * 1024,
-            # orjson refuses more than 1024 levels whatever this says
-            max_json_depth=min(1000, max(1, _number("MAX_JSON_DEPTH", cls.max_json_depth))),
-            keep_versions=max(1, _number("KEEP_VERSIONS", cls.keep_versions)),
-            log_level=env("LOG_LEVEL", cls.log_level).upper(),
-            local_files_root=env("LOCAL_FILES_ROOT", ""),
-            media_timeout_seconds=_number("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds, float),
-            media_max_bytes=_number("MEDIA_MAX_MB", 20) * 1024 * 1024,
-            media_cache_bytes=_number("MEDIA_CACHE_MB", 64) * 1024 * 1024,
-            media_fetch_threads=max(1, _number("MEDIA_FETCH_THREADS", cls.media_fetch_threads)),
-            media_allowed_hosts=tuple(h.strip() for h in env("MEDIA_ALLOWED_HOSTS", "").split(",") if h.strip()),
-            media_max_pixels=int(_number("MEDIA_MAX_MEGAPIXELS", 40, float) * 1_000_000),
-            max_text_chars=_positive("MAX_TEXT_CHARS", cls.max_text_chars),
-            log_format=_choice("LOG_FORMAT", ("text", "json")),
-            metrics_dir=env("PROMETHEUS_MULTIPROC_DIR", ""),  # set by gunicorn_conf.py for the workers
-            model_class=env("MODEL_CLASS", "").strip() or cls.model_class,
-            workers=_positive("WORKERS", cls.workers),
-            threads=_positive("THREADS", cls.threads),
-            timeout=_number("TIMEOUT", cls.timeout),
-            access_log=env("ACCESS_LOG", "").strip().lower() in _TRUE,
-            model_uri=env("MODEL_URI", "").strip(),
-            model_sha256=env("MODEL_SHA256", "").strip(),
-            model_max_bytes=_number("MODEL_MAX_MB", 2048) * 1024 * 1024,
-            model_fetch_timeout_seconds=_number("MODEL_FETCH_TIMEOUT_SECONDS", 60.0, float),
-            redis_url=_redis_url(env("REDIS_URL", "")),
-            redis_queue=env("REDIS_QUEUE", "").strip() or cls.redis_queue,
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every declared variable from ``environ`` (the process environment by default)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for item in fields(cls):
+            declared: Setting = item.metadata["setting"]
+            for name in (declared.env, *declared.aliases):
+                raw = environ.get(name, "").strip()
+                if raw:
+                    values[item.name] = declared.read(name, raw, item.default)
+                    break
+        return cls(**values)
 
+    @classmethod
+    def declared(cls) -> list[tuple[str, Setting, Any]]:
+        """(field name, declaration, default) of every setting, in declaration order."""
+        return [(item.name, item.metadata["setting"], item.default) for item in fields(cls)]
 
-            model_store=_model_store("MODEL_STORE"),
-            s3_endpoint_url=_endpoint_url("S3_ENDPOINT_URL"),
-        )
+    @classmethod
+    def table(cls) -> str:
+        """The settings as a Markdown table (variable, default, meaning): the docs print exactly this."""
+        rows = ["| variable | default | meaning |", "|---|---|---|"]
+        for _name, declared, default in cls.declared():
+            rows.append(f"| `{declared.env}` | {declared.shown(default)} | {declared.meaning} |")
+        return "\n".join(rows) + "\n"
 
     @property
     def s3_location(self) -> tuple[str, str] | None:
