@@ -1,7 +1,7 @@
 """Finish the generated repo: write and check the labeling config, keep only the chosen variant.
 
 Everything about a variant comes from its manifest, ``_variants/<model_type>/variant.json``
-(the template README's "Adding a variant" describes the fields), so this hook names no
+(the template's docs/adding-a-variant.md describes the fields), so this hook names no
 variant: a new one is a new folder with its manifest.
 
 The config check is the generated runtime's own ``lsbackend/label_config.py``,
@@ -177,6 +177,19 @@ def record_answers(config_text: str) -> None:
     Path(".cruft.json").write_text(json.dumps(cruft_state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def next_steps() -> str:
+    """What a user does next, printed when generation succeeded: where the repo is, how to run it, what to edit."""
+    where = Path.cwd()
+    return (
+        f"\nCreated {where}\n"
+        "Next steps (they need python3 3.11+ and make):\n"
+        f"  cd {where}\n"
+        f"  make run      # installs into .venv and serves on port {ANSWERS['port']}\n"
+        "  make test     # the fast tests and ruff; make test-all runs everything\n"
+        "Edit model.py (your model); README.md says how to connect Label Studio.\n"
+    )
+
+
 def main() -> int:
     variant = VARIANTS / ANSWERS["model_type"]
     try:
@@ -190,6 +203,8 @@ def main() -> int:
     add_requirements(manifest)
     remove_variants()
     record_answers(config_text)
+    if not UNDER_CRUFT:  # cruft renders into a temporary folder: no next steps to show there
+        print(next_steps())
     return 0
 
 

@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from containers import PORT_ANSWER, SLUG, bake
-from test_readme import commands, section, settings_read_by_code, settings_table
+from test_readme import commands, pages, section, settings_read_by_code, settings_table
 
 MODEL_TYPE = "text_classification"
 #: The oldest Kubernetes the manifests are for (autoscaling/v2 and the probes' fields exist since).
@@ -202,7 +202,7 @@ def deployment_env(repo: Path) -> dict[str, set[str]]:
 
 
 def test_every_variable_the_deployment_files_set_is_a_documented_setting(repo):
-    readme = (repo / "README.md").read_text(encoding="utf-8")
+    readme = "\n".join(pages(repo).values())
     documented = settings_table(repo)
     read = settings_read_by_code(repo)
     found = deployment_env(repo)
@@ -220,7 +220,7 @@ def test_every_variable_the_deployment_files_set_is_a_documented_setting(repo):
 def test_scale_out_section_shows_commands_files_and_services_that_exist(repo):
     """The README's Scale out section: compose commands against the scaled file, its services and
     profiles; kubectl commands against deploy/k8s/ and the Secret names the manifests reference."""
-    text = section((repo / "README.md").read_text(encoding="utf-8"), "Scale out")
+    text = section(pages(repo)["docs/scale-out.md"], "Scale out")
     compose = yaml.safe_load((repo / "docker-compose.scale.yml").read_text(encoding="utf-8"))
     services = set(compose["services"])
     profiles = {p for s in compose["services"].values() for p in s.get("profiles", [])}

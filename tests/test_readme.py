@@ -33,7 +33,8 @@ JINJA_LEFT = re.compile(r"\{\{(?!\.)|\{%|%\}|\{#|#\}|(?<![.\w])cookiecutter\.(?!
 
 @pytest.fixture(scope="module", params=MODEL_TYPES)
 def baked(request, tmp_path_factory):
-    """One baked repo per variant, with a port other than the default so a hard-coded 9090 shows."""
+    """One baked repo per variant, with a port other than the default so a hard-coded 9090 shows, and its
+    documentation as one text: the README, then every docs/ page (sections are looked up across both)."""
     from cookiecutter.main import cookiecutter
 
     out = tmp_path_factory.mktemp(f"readme-{request.param}")
@@ -41,7 +42,15 @@ def baked(request, tmp_path_factory):
     path = cookiecutter(str(template), no_input=True, output_dir=str(out),
                         extra_context={"model_type": request.param, "port": "9321", "project_name": "Docs Check"})
     repo = Path(path)
-    return repo, (repo / "README.md").read_text(encoding="utf-8")
+    return repo, "\n".join(pages(repo).values())
+
+
+def pages(repo: Path) -> dict[str, str]:
+    """The README and every docs/ page of a baked repo, by path relative to the repo."""
+    found = {"README.md": (repo / "README.md").read_text(encoding="utf-8")}
+    for page in sorted((repo / "docs").glob("*.md")):
+        found[f"docs/{page.name}"] = page.read_text(encoding="utf-8")
+    return found
 
 
 def github_slug(heading: str) -> str:
@@ -124,34 +133,56 @@ def makefile_targets(repo: Path) -> dict[str, str]:
 
 
 def test_no_jinja_is_left_unrendered(baked):
-    _, readme = baked
-    left = [line for line in readme.splitlines() if JINJA_LEFT.search(line)]
-    assert left == [], f"unrendered Jinja: {left}"
-    assert "9321" in readme and "9090" not in readme, "the README must show the port the repo was baked with"
+    repo, _ = baked
+    for name, text in pages(repo).items():
+        left = [line for line in text.splitlines() if JINJA_LEFT.search(line)]
+        assert left == [], f"unrendered Jinja in {name}: {left}"
+        # the settings table shows the code's default (9090); every other page shows the baked port
+        assert name == "docs/settings.md" or "9090" not in text, f"{name} shows 9090, not the baked port"
+    assert "9321" in pages(repo)["README.md"], "the README must show the port the repo was baked with"
+
+
+def test_the_readme_is_a_short_front_page_in_a_newcomers_order(baked):
+    """What it is, run it, edit the model, test it, connect Label Studio, Docker, then where the rest is."""
+    repo, _ = baked
+    readme = pages(repo)["README.md"]
+    assert readme.count("\n") <= 200, "the README is a newcomer's page: move reference text to docs/"
+    top = [m.group(2) for m in HEADING.finditer(FENCE.sub("", readme)) if len(m.group(1)) == 2]
+    assert top[:5] == ["Run it", "Edit the model", "Test it", "Connect Label Studio", "Docker"], top
+    assert top[-1] == "Where the rest is", top
+    linked = {target.split("#")[0] for target in LINK.findall(section(readme, "Where the rest is"))}
+    assert linked == {name for name in pages(repo) if name.startswith("docs/")}, "every docs/ page is linked"
 
 
 def test_every_internal_link_points_at_a_heading(baked):
-    repo, readme = baked
-    slugs = anchors(readme)
-    text = FENCE.sub("", readme)
-    for target in LINK.findall(text):
-        if target.startswith("#"):
-            assert target[1:] in slugs, f"link {target} points nowhere; headings: {sorted(slugs)}"
-        elif "://" not in target:
-            assert (repo / target.split("#")[0]).exists(), f"link to {target}, which this repo does not have"
+    """Links between the README and docs/ pages, and within each, reach a file and a heading there."""
+    repo, _ = baked
+    docs = pages(repo)
+    for name, page in docs.items():
+        for target in LINK.findall(FENCE.sub("", page)):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (repo / name).parent / path if path else repo / name
+            assert file.exists(), f"{name} links to {target}, which this repo does not have"
+            key = file.resolve().relative_to(repo.resolve()).as_posix()
+            if anchor:
+                assert key in docs, f"{name} links to an anchor of {key}, which is not a documentation page"
+                assert anchor in anchors(docs[key]), f"{name}: link {target} points at no heading of {key}"
 
 
 def test_every_section_reference_names_a_section_in_that_direction(baked):
-    _, readme = baked
-    text = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), readme)
-    slugs = anchors(readme)
-    assert not BARE_REF.search(re.sub(SECTION_REF, "", text)), "a 'see above/below' that names no section"
-    for match in SECTION_REF.finditer(text):
-        name, where = (match.group(1) or match.group(2)), match.group(3).lower()
-        slug = github_slug(name)
-        assert slug in slugs, f"'{match.group(0)}' names no section of this README"
-        line = text.count("\n", 0, match.start()) + 1
-        assert (slugs[slug] < line) == (where == "above"), f"'{match.group(0)}': the section is not {where}"
+    repo, _ = baked
+    for name, page in pages(repo).items():
+        text = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), page)
+        slugs = anchors(page)
+        assert not BARE_REF.search(re.sub(SECTION_REF, "", text)), f"{name}: a 'see above/below' naming no section"
+        for match in SECTION_REF.finditer(text):
+            title, where = (match.group(1) or match.group(2)), match.group(3).lower()
+            slug = github_slug(title)
+            assert slug in slugs, f"{name}: '{match.group(0)}' names no section of this page"
+            line = text.count("\n", 0, match.start()) + 1
+            assert (slugs[slug] < line) == (where == "above"), f"{name}: '{match.group(0)}' is not {where}"
 
 
 # ---------------------------------------------------------------- the user flows
@@ -318,7 +349,8 @@ def test_the_settings_page_is_the_one_declaration(baked):
     """docs/settings.md shows exactly what ``python -m lsbackend settings`` prints from ``lsbackend/settings.py``."""
     repo, readme = baked
     page = (repo / "docs" / "settings.md").read_text(encoding="utf-8")
-    table = page[page.index("| variable |"):]
+    start = page.index("| variable |")
+    table = page[start:page.index("\n\n", start) + 1]
     assert table == declared_settings(repo)["table"], "docs/settings.md differs from `python -m lsbackend settings`"
     assert "docs/settings.md" in section(readme, "Settings")
     shown = commands(readme, "python -m lsbackend")

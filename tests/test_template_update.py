@@ -122,8 +122,8 @@ def test_a_folder_that_is_no_checkout_gets_the_documented_placeholder(tmp_path):
     (tmp_path / "unpacked").mkdir()
     recorded, commit = source(tmp_path, _template=str(tmp_path / "unpacked"), _repo_dir=str(tmp_path / "unpacked"))
     assert recorded.startswith("FILL-IN") and commit == ""
-    readme = (TEMPLATE / SLUG_DIR / "README.md").read_text(encoding="utf-8")
-    assert "`FILL-IN`" in readme, "the generated README must say what to fill in"
+    docs = (TEMPLATE / SLUG_DIR / "docs" / "maintenance.md").read_text(encoding="utf-8")
+    assert "`FILL-IN`" in docs, "the generated docs must say what to fill in"
 
 
 def test_under_cruft_the_source_cruft_gives_is_kept(tmp_path):
