@@ -186,3 +186,13 @@ def test_each_variants_config_is_refused_by_every_other_variant(cookies, capfd, 
     assert f"Labeling config does not fit: {MISMATCH_MESSAGES[model_type, other]}" in err
     assert "A config that works" in err
     assert_nothing_left(tmpdir)
+
+
+def test_generation_ends_by_printing_the_next_steps(tmp_path):
+    """Where the repo is, the command that serves it and the one file to edit, as a newcomer reads them."""
+    template = Path(__file__).resolve().parent.parent
+    proc = run([sys.executable, "-m", "cookiecutter", str(template), "--no-input", "-o", str(tmp_path),
+                "port=9333"], cwd=tmp_path)
+    repo = tmp_path / "my-ml-backend"
+    assert f"Created {repo}" in proc.stdout and f"cd {repo}" in proc.stdout, proc.stdout
+    assert "make run" in proc.stdout and "port 9333" in proc.stdout and "Edit model.py" in proc.stdout
