@@ -142,6 +142,11 @@ class LabelStudioMLBase(base.LabelStudioMLBase):
         self._media: MediaResolver | None = None
         super().__init__(label_config, str(project_id), **kwargs)
 
+    def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
+        """A model without ``fit`` does not learn: a training fails saying so, and the model keeps serving."""
+        raise NotImplementedError(f"{type(self).__name__} has no fit method: it does not learn from annotations "
+                                  "(Label Studio's Start Training has nothing to do for it)")
+
     # --- configs: any control over an object, as upstream checks nothing -------------
     @classmethod
     def check_config(cls, config: LabelConfig) -> tuple[ControlTag, ObjectTag]:

@@ -268,6 +268,22 @@ def test_upstream_interactive_substring_matching_labels_every_occurrence(model_d
     assert answer["model_version"] == "untrained"
 
 
+def test_a_model_without_fit_fails_its_training_saying_so_and_keeps_serving(model_dir):
+    backend = backend_for(SUBSTRING, model_dir)
+    status = backend.train(PROJECT, recorded(TRAINING))
+    assert status["state"] == "failed" and "has no fit method" in status["error"], status
+    assert backend.served_version(PROJECT) == "untrained"
+
+
+def test_label_studio_host_is_read_as_label_studio_url(monkeypatch):
+    """Upstream backends are configured with LABEL_STUDIO_HOST; LABEL_STUDIO_URL wins when both are set."""
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.setenv("LABEL_STUDIO_HOST", "http://label-studio:8080/")
+    assert Settings.from_env().label_studio_url == "http://label-studio:8080"
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://other:8080")
+    assert Settings.from_env().label_studio_url == "http://other:8080"
+
+
 def test_get_env_reads_the_upstream_prefixed_name_first(monkeypatch):
     monkeypatch.setenv("LABEL_STUDIO_ML_BACKEND_HOSTNAME", "http://ls:8080")
     monkeypatch.setenv("HOSTNAME", "ignored")
