@@ -290,6 +290,21 @@ def test_get_env_reads_the_upstream_prefixed_name_first(monkeypatch):
     assert get_env("HOSTNAME") == "http://ls:8080" and get_env("NOT_SET_ANYWHERE", "d") == "d"
 
 
+def test_the_porting_guides_native_version_learns_like_upstreams(model_dir, tmp_path, monkeypatch):
+    """docs/upstream.md's "After" block, run as the model.py it says to write."""
+    guide = (ROOT / "docs" / "upstream.md").read_text(encoding="utf-8")
+    after = guide[guide.index("### After"):]
+    code = after[after.index("```python\n") + 10:after.index("```\n", after.index("```python"))]
+    (tmp_path / "ported_model.py").write_text(code, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    backend = backend_for("ported_model:SklearnTextClassifier", model_dir)
+    assert backend.setup(PROJECT, TEXT_CONFIG) == "untrained"
+    assert backend.predict(PROJECT, TEXT_CONFIG, tasks(HOLDOUT))[0]["result"] == []
+    status = backend.train(PROJECT, recorded(TRAINING))
+    assert status["state"] == "succeeded", status
+    assert chosen(backend.predict(PROJECT, TEXT_CONFIG, tasks(HOLDOUT))) == [label for _, label in HOLDOUT]
+
+
 # --- upstream's own files, served by the production server ----------------------------------------
 class Server(ServerProcess):
     """``python -m lsbackend start`` serving an upstream model (``MODEL_CLASS``) on ``model_dir``."""
