@@ -13,6 +13,9 @@ the runtime builds, serves and trains it like a native model, and this class tra
 - ``labels``, ``score_threshold`` and ``parsed_label_config`` (upstream's shape) are writable.
 - ``get_local_path`` / ``preload_task_data`` load media through ``lsbackend.media`` (SSRF-guarded,
   size-limited) into a cache file.
+- Own files: what ``fit`` saves itself in ``MODEL_DIR`` travels inside the version it makes and is
+  written back before a model object of that version is built (``own_files``): rollback and the
+  S3 store work for it too.
 - Module globals: upstream models keep their model in module globals that ``fit`` replaces, but
   fit runs in another process here. When the served version changes, the model's module is
   re-imported before the new object is built, so no stale global keeps predicting.
@@ -39,7 +42,9 @@ from typing import Any, ClassVar
 from lsbackend import base
 from lsbackend.label_config import ConfigError, ControlTag, LabelConfig, ObjectTag
 from lsbackend.media import MediaResolver
+from lsbackend.settings import Settings
 
+from . import own_files
 from .adapters import fit_style, predictions_per_task, start_training_data, tasks_of
 from .label_interface import LabelInterface, parse_config
 from .response import ModelResponse
@@ -80,12 +85,21 @@ def refresh_module_globals(cls: type, version: str) -> None:
         vars(module).update(classes)
 
 
+def prepare_version(cls: type, kwargs: dict) -> None:
+    """Before a model object of a version is built: put back the files its training saved itself,
+    then give the model's module fresh globals if this process served another version before."""
+    files = (kwargs.get("train_output") or {}).get(own_files.KEY)
+    if files:
+        own_files.restore(Path((kwargs.get("settings") or Settings()).model_dir), files)
+    refresh_module_globals(cls, kwargs.get("model_version", base.INITIAL_VERSION))
+
+
 def _keyword_init(init: Any) -> Any:
     """Let a 1.x ``__init__(self, **kwargs)`` take the runtime's positional ``label_config, project_id``."""
     @functools.wraps(init)
     def init_with_keywords(self: LabelStudioMLBase, *args: Any, **kwargs: Any) -> None:
         kwargs.update(zip(("label_config", "project_id"), args, strict=False))
-        refresh_module_globals(type(self), kwargs.get("model_version", base.INITIAL_VERSION))
+        prepare_version(type(self), kwargs)
         init(self, **kwargs)
     init_with_keywords.__upstream_adapted__ = True
     return init_with_keywords
@@ -107,13 +121,19 @@ def _fit_once_per_training(fit: Any) -> Any:
     @functools.wraps(fit)
     def fit_annotations(self: LabelStudioMLBase, annotations: list[dict], **kwargs: Any) -> dict:
         tasks = tasks_of(annotations)
+        model_dir = Path(self.settings.model_dir)
+        before = own_files.snapshot(model_dir)
         with training_tasks(self.project_id, tasks):
             if style == "event":
                 data = start_training_data(annotations, self.project_id, self.label_config)
                 output = fit(self, "START_TRAINING", data, **kwargs)
             else:
-                output = fit(self, tasks, workdir=str(self.settings.model_dir), **kwargs)
-        return output if isinstance(output, dict) else {}
+                output = fit(self, tasks, workdir=str(model_dir), **kwargs)
+        output = dict(output) if isinstance(output, dict) else {}
+        files = own_files.changed_files(model_dir, before)
+        if files:  # versioned with the rest: rollback and the S3 store bring them back (own_files)
+            output[own_files.KEY] = files
+        return output
     fit_annotations.__upstream_adapted__ = True
     return fit_annotations
 
@@ -137,7 +157,7 @@ class LabelStudioMLBase(base.LabelStudioMLBase):
         if isinstance(project_id, str) and project_id.lstrip().startswith("<") and not str(label_config or "") \
                 .lstrip().startswith("<"):
             label_config, project_id = project_id, label_config or "default"  # upstream's (project_id, label_config)
-        refresh_module_globals(type(self), kwargs.get("model_version", base.INITIAL_VERSION))  # once per version
+        prepare_version(type(self), kwargs)  # does nothing when the 1.x __init__ adapter did it already
         self._label_interface: LabelInterface | None = None
         self._media: MediaResolver | None = None
         super().__init__(label_config, str(project_id), **kwargs)

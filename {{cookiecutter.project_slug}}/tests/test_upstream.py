@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from label_studio_ml import own_files
 from label_studio_ml.label_interface import LabelInterface, PredictionValue, parse_config
 from label_studio_ml.model import LabelStudioMLBase
 from label_studio_ml.response import ModelResponse
@@ -88,6 +89,9 @@ def model_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def backend_for(spec: str, model_dir: Path, **settings: object) -> Backend:
+    """A backend on ``model_dir`` serving ``spec``, its module imported afresh, as a new process would:
+    upstream classes read MODEL_DIR from the environment once, at import."""
+    sys.modules.pop(spec.partition(":")[0], None)
     return Backend(load_model_class(spec), Settings(model_dir=model_dir, **settings))
 
 
@@ -252,6 +256,30 @@ def test_upstream_text_classifiers_learn_from_the_runtimes_annotations(spec, mod
     predictions = backend.predict(PROJECT, TEXT_CONFIG, tasks(HOLDOUT))
     assert chosen(predictions) == [label for _, label in HOLDOUT]
     assert {p["model_version"] for p in predictions} == {status["model_version"]}
+
+
+FLIPPED = [(text, {"Positive": "Negative", "Negative": "Positive"}.get(label, label)) for text, label in TRAINING]
+
+
+@pytest.mark.parametrize("spec", [SKLEARN, SIMPLE_1X])
+def test_the_files_an_upstream_model_saves_itself_are_versioned_and_rolled_back(spec, model_dir):
+    """sklearn_text_classifier overwrites MODEL_DIR/model.pkl, simple_text_classifier adds <uuid>.pkl:
+    rolling back must bring the first training's file back, not only its version label."""
+    backend = backend_for(spec, model_dir)
+    first = backend.train(PROJECT, recorded(TRAINING))["model_version"]
+    assert chosen(backend.predict(PROJECT, TEXT_CONFIG, tasks(HOLDOUT[:2]))) == ["Positive", "Negative"]
+    second = backend.train(PROJECT, recorded(FLIPPED))["model_version"]
+    assert chosen(backend.predict(PROJECT, TEXT_CONFIG, tasks(HOLDOUT[:2]))) == ["Negative", "Positive"]
+    backend.use_version(PROJECT, first)
+    rolled_back = backend.predict(PROJECT, TEXT_CONFIG, tasks(HOLDOUT[:2]))
+    assert chosen(rolled_back) == ["Positive", "Negative"] and rolled_back[0]["model_version"] == first
+    for path in model_dir.glob("*.pkl"):
+        path.unlink()  # a replica that never trained (the S3 store's case): the version brings its files
+    restarted = backend_for(spec, model_dir)
+    backend.use_version(PROJECT, second)
+    assert chosen(restarted.predict(PROJECT, TEXT_CONFIG, tasks(HOLDOUT[:2]))) == ["Negative", "Positive"]
+    own = {p.name for p in model_dir.iterdir()} - set(own_files.STORE_ENTRIES)
+    assert own and all(name.endswith(".pkl") for name in own), "the store's own entries are all listed"
 
 
 def test_upstream_interactive_substring_matching_labels_every_occurrence(model_dir):
