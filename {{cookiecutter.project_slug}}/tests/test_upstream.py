@@ -237,6 +237,20 @@ def test_an_sdk_name_this_backend_lacks_says_how_to_get_the_real_sdk():
     assert "label_studio_sdk.LabelStudio is not in this backend's built-in subset" in proc.stderr
 
 
+def test_an_installed_real_sdk_replaces_the_stand_in(tmp_path):
+    """With label-studio-sdk installed, `import label_studio_sdk` gives it, though this repo's folder comes first."""
+    real = tmp_path / "site" / "label_studio_sdk"
+    (real / "converter").mkdir(parents=True)
+    (real / "__init__.py").write_text("REAL = True\n", encoding="utf-8")
+    (real / "converter" / "__init__.py").write_text("brush = 'real brush'\n", encoding="utf-8")
+    code = "import label_studio_sdk; from label_studio_sdk.converter import brush; print(label_studio_sdk.REAL, brush)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    proc = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, ''); {code}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True real brush"
+
+
 def test_the_default_backend_never_imports_the_compatibility_package(tmp_path):
     code = ("import sys; from lsbackend.app import build_app; build_app(); "
             "print(sorted(m for m in sys.modules if m.startswith(('label_studio_ml', 'label_studio_sdk'))))")
