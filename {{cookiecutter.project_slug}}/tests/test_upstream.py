@@ -280,6 +280,7 @@ def test_the_files_an_upstream_model_saves_itself_are_versioned_and_rolled_back(
     """sklearn_text_classifier overwrites MODEL_DIR/model.pkl, simple_text_classifier adds <uuid>.pkl:
     rolling back must bring the first training's file back, not only its version label."""
     backend = backend_for(spec, model_dir)
+    backend.setup(PROJECT, TEXT_CONFIG)  # the project's config, whatever this repo's label_config.xml is
     first = backend.train(PROJECT, recorded(TRAINING))["model_version"]
     assert chosen(backend.predict(PROJECT, TEXT_CONFIG, tasks(HOLDOUT[:2]))) == ["Positive", "Negative"]
     second = backend.train(PROJECT, recorded(FLIPPED))["model_version"]
