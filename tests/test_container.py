@@ -389,3 +389,48 @@ def test_every_offered_python_builds_serves_and_trains(python_version, engine, v
     status, answer = http(ctr.port, "POST", "/predict", holdout)
     assert status == 200, answer
     assert_predicted_by(answer, version, len(holdout["tasks"]))
+
+
+# Sentiment texts with words of their own per class: any bag-of-words model separates the held-out ones.
+UPSTREAM_TRAINING = [
+    ("I love it, wonderful and great", "Positive"), ("awful, I hate it", "Negative"),
+    ("it is okay, average", "Neutral"), ("great product, I love the quality", "Positive"),
+    ("terrible and awful quality, hate", "Negative"), ("average product, okay I guess", "Neutral"),
+]
+
+
+@pytest.mark.container
+def test_an_upstream_model_py_runs_unchanged_in_the_upstream_image(engine, volume, tmp_path, request):
+    """The user's path for an upstream backend: upstream's sklearn_text_classifier copied over model.py,
+    built with EXTRAS=upstream, trained through webhooks in the container, right afterwards."""
+    repo = bake(tmp_path, "text_classification")
+    shutil.copyfile(repo / "tests" / "upstream" / "sklearn_text_classifier" / "model.py", repo / "model.py")
+    tag = f"localhost/{SLUG}-upstream-{RUN_ID}:{uuid.uuid4().hex[:8]}"
+    request.addfinalizer(lambda: engine.remove_image(tag))
+    engine("build", *engine.build_flags(), "--network", "host", "--build-arg", "EXTRAS=upstream", "-t", tag,
+           str(repo), timeout=1800)
+    ctr = Container(engine, tag, volume)
+    request.addfinalizer(ctr.remove)
+    ctr.start()
+    listing = set(engine("exec", ctr.name, "ls", "-A", "/app").stdout.split())
+    assert listing == IMAGE_FILES | extras_files(repo) | {"label_studio_ml", "label_studio_sdk"}, listing
+
+    setup_body = captured(repo, "setup_text")
+    project = str(setup_body["project"]).split(".")[0]
+    assert http(ctr.port, "POST", "/setup", setup_body)[1] == {"model_version": "untrained"}
+    for i, (text, label) in enumerate(UPSTREAM_TRAINING):
+        event = copy.deepcopy(captured(repo, "webhook_annotation_created_text"))
+        result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
+        event["annotation"].update(id=3000 + i, task=4000 + i, result=result)
+        event["task"] = {"id": 4000 + i, "data": {"text": text}}
+        assert http(ctr.port, "POST", "/webhook", event)[0] == 200
+    assert http(ctr.port, "POST", "/webhook", captured(repo, "webhook_start_training_text"))[0] == 201
+    trained = wait_for_training(lambda: http(ctr.port, "GET", f"/training/{project}")[1], timeout=300, interval=0.5)
+    assert trained["state"] == "succeeded", f"{trained}\n{ctr.logs()}"
+
+    body = {**captured(repo, "predict_text"), "tasks": [{"id": 1, "data": {"text": "I love it"}},
+                                                        {"id": 2, "data": {"text": "I hate it"}}]}
+    status, answer = http(ctr.port, "POST", "/predict", body)
+    assert status == 200, answer
+    assert [r["result"][0]["value"]["choices"] for r in answer["results"]] == [["Positive"], ["Negative"]]
+    assert {r["model_version"] for r in answer["results"]} == {trained["model_version"]}

@@ -44,7 +44,8 @@ def test_bakes_a_complete_repo_with_nothing_left_over(cookies, model_type):
                  "requirements-redis.txt", "lsbackend/redis_queue.py"):
         assert (repo / name).is_file(), name
     assert not (repo / "_variants").exists()
-    assert (repo / "lsbackend" / "media.py").exists() == (model_type == "image_classification")
+    assert (repo / "lsbackend" / "media.py").exists()  # every variant: label_studio_ml's get_local_path uses it
+    assert (repo / "label_studio_ml" / "model.py").exists() and (repo / "requirements-upstream.txt").exists()
     assert (repo / "lsbackend" / "onnx_model.py").exists() == (model_type == "image_classification")
     assert (repo / "requirements-onnx.txt").exists() == (model_type == "image_classification")
     for path, text in text_files(repo):

@@ -182,7 +182,9 @@ class Settings:
                                       "the config used when a request carries none (CLI, offline use)",
                                       lambda _n, raw: Path(raw))
     label_studio_url: str = setting("", "LABEL_STUDIO_URL", "Label Studio's URL as the backend reaches it (inside "
-                                    "Docker, localhost is the container itself)", url)
+                                    "Docker, localhost is the container itself); LABEL_STUDIO_HOST, upstream "
+                                    "backends' name for it, is read when this is unset", url,
+                                    aliases=("LABEL_STUDIO_HOST",))
     label_studio_api_key: str = setting("", "LABEL_STUDIO_API_KEY",
                                         "legacy token or personal access token; with LABEL_STUDIO_URL, training "
                                         "fetches the project's labeled tasks")
