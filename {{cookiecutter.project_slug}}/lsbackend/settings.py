@@ -47,6 +47,14 @@ def _nice(name: str, default: int) -> int:
     return value
 
 
+def _fraction(name: str, default: float) -> float:
+    """A share from 0 to 1 (``EVAL_HOLDOUT=0.2``)."""
+    value = _number(name, default, float)
+    if not 0 <= value < 1:
+        raise SettingsError(f"{name}={value} must be from 0 up to (not including) 1, e.g. {name}={default}")
+    return value
+
+
 def _choice(name: str, allowed: tuple[str, ...]) -> str:
     """An env var that must be one of ``allowed`` (the first is the default), or ``SettingsError`` naming them."""
     raw = os.environ.get(name, "").strip().lower() or allowed[0]
@@ -120,6 +128,12 @@ class Settings:
     max_request_bytes: int = 50 * 1024 * 1024
     max_json_depth: int = 100
     keep_versions: int = 3
+    eval_holdout: float = 0.2  # share of tasks never trained on, to score each new version (0: off)
+    eval_min_annotations: int = 50  # hold out only from this many usable annotations on
+    promote_rule: str = "not-worse"  # or "always"; see evaluation.PROMOTE_RULES
+    promote_margin: float = 0.02
+    patterns_file: str = ""  # JSONL of cold-start patterns (see patterns.py)
+    patterns_merge: bool = False  # after the first training, add pattern matches the model missed
     log_level: str = "INFO"
     local_files_root: str = ""
     media_timeout_seconds: float = 10.0
@@ -166,6 +180,12 @@ class Settings:
             # orjson refuses more than 1024 levels whatever this says
             max_json_depth=min(1000, max(1, _number("MAX_JSON_DEPTH", cls.max_json_depth))),
             keep_versions=max(1, _number("KEEP_VERSIONS", cls.keep_versions)),
+            eval_holdout=_fraction("EVAL_HOLDOUT", cls.eval_holdout),
+            eval_min_annotations=_number("EVAL_MIN_ANNOTATIONS", cls.eval_min_annotations),
+            promote_rule=_choice("PROMOTE_RULE", ("not-worse", "always")),
+            promote_margin=_fraction("PROMOTE_MARGIN", cls.promote_margin),
+            patterns_file=env("PATTERNS_FILE", "").strip(),
+            patterns_merge=env("PATTERNS_MERGE", "").strip().lower() in _TRUE,
             log_level=env("LOG_LEVEL", cls.log_level).upper(),
             local_files_root=env("LOCAL_FILES_ROOT", ""),
             media_timeout_seconds=_number("MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds, float),

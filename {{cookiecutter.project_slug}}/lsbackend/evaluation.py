@@ -1,0 +1,312 @@
+"""How good a model is: its ``predict`` output scored against annotations, and the held-out slice it is scored on.
+
+Scoring reads only what Label Studio stores (result items of the model's
+control), never the model's insides, so a model you wrote yourself is scored
+exactly like the shipped ones. One function per control type:
+
+- ``choices`` (classification): per-label precision, recall and F1 over the
+  chosen labels, and accuracy (the predicted set of labels is the annotated one);
+- ``labels`` (named entities): exact-span F1, a span counting only when its
+  start, end and label all match;
+- another control type, e.g. ``rectanglelabels`` (mAP@0.5 for object
+  detection), is one more function taking the same ``(gold, predicted)`` pairs,
+  added to ``SCORERS``.
+
+Every score also says how well the prediction scores are calibrated: the
+expected calibration error (ECE) of the scored items, i.e. how far "score 0.8"
+is from "right 80% of the time" (0 is perfect). Label Studio's Data Manager
+sorts tasks by that score, so it is what active learning relies on.
+
+The held-out slice: a task is held out when a hash of its id falls below the
+fraction (``held_out_position``). The hash never changes, so a task held out
+from one training is held out from every training with that fraction or a
+larger one: two versions are compared on tasks neither was trained on, and
+a version is never scored on what it was trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .base import LabelStudioMLBase
+from .settings import Settings
+from .storage import ProjectStore, StorageError
+
+log = logging.getLogger(__name__)
+
+#: Calibration bins of the expected calibration error (0-0.1, 0.1-0.2, ...).
+CALIBRATION_BINS = 10
+Pair = tuple[list[dict], list[dict]]  # (annotated result items, predicted result items) of one control, one task
+
+
+class EvaluationError(ValueError):
+    """Scoring cannot be done as asked; the message says why and what to do."""
+
+
+def held_out_position(annotation: dict, salt: str = "") -> float:
+    """Where an annotation's task falls in [0, 1): held out when below the held-out fraction.
+
+    By task, not annotation: two annotations of one task must never end on both sides.
+    """
+    task = annotation.get("task") if isinstance(annotation.get("task"), dict) else {}
+    key = f"{salt}task:{task.get('id')}" if task.get("id") is not None else f"{salt}annotation:{annotation.get('id')}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def split(annotations: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
+    """(trained on, held out): the tasks whose position is below ``fraction`` are held out."""
+    held = [a for a in annotations if held_out_position(a) < fraction]
+    kept = [a for a in annotations if held_out_position(a) >= fraction]
+    return kept, held
+
+
+def held_out_share(model: LabelStudioMLBase, annotations: int, settings: Settings) -> float:
+    """The share of tasks a training holds out: ``EVAL_HOLDOUT`` from ``EVAL_MIN_ANNOTATIONS`` usable
+    annotations on, when the model's control can be scored; else 0 (every annotation is trained on)."""
+    scorable = model.control.type.lower() in SCORERS
+    return settings.eval_holdout if scorable and annotations >= settings.eval_min_annotations else 0.0
+
+
+def usable(annotations: list[dict]) -> list[dict]:
+    """What training and evaluation read: neither cancelled nor empty."""
+    return [a for a in annotations if a.get("result") and not a.get("was_cancelled")]
+
+
+# --- scoring -------------------------------------------------------------------
+def _items(result: object, control: str) -> list[dict]:
+    return [i for i in (result if isinstance(result, list) else [])
+            if isinstance(i, dict) and i.get("from_name") == control and isinstance(i.get("value"), dict)]
+
+
+def _item_labels(item: dict, label_of: Callable[[object], str | None]) -> list[str]:
+    value = item["value"]
+    chosen = value.get("choices") or value.get("labels") or []
+    return [label for label in (label_of(c) for c in chosen if isinstance(c, str)) if label is not None]
+
+
+@dataclass
+class _Tally:
+    """Per-label counts plus (score, right) of every predicted item that carried a score."""
+
+    labels: list[str]
+    true_pos: dict
+    false_pos: dict
+    false_neg: dict
+    scored: list[tuple[float, bool]]
+    exact: int = 0
+    examples: int = 0
+
+    @classmethod
+    def empty(cls, labels: list[str]) -> _Tally:
+        return cls(labels, dict.fromkeys(labels, 0), dict.fromkeys(labels, 0), dict.fromkeys(labels, 0), [])
+
+    def count(self, gold: set[tuple], predicted: set[tuple]) -> None:
+        """Sets of keys whose last element is the label."""
+        self.examples += 1
+        self.exact += gold == predicted
+        for key in predicted:
+            bucket = self.true_pos if key in gold else self.false_pos
+            bucket[key[-1]] = bucket.get(key[-1], 0) + 1
+        for key in gold - predicted:
+            self.false_neg[key[-1]] = self.false_neg.get(key[-1], 0) + 1
+
+
+def score_choices(pairs: list[Pair], labels: list[str], label_of: Callable[[object], str | None]) -> dict:
+    """Classification: per-label P/R/F1 over chosen labels, accuracy over tasks (exact label set)."""
+    tally = _Tally.empty(labels)
+    for gold_items, predicted_items in pairs:
+        gold = {(label,) for item in gold_items for label in _item_labels(item, label_of)}
+        predicted = set()
+        for item in predicted_items:
+            found = {(label,) for label in _item_labels(item, label_of)}
+            predicted |= found
+            if isinstance(item.get("score"), int | float) and found:
+                tally.scored.append((float(item["score"]), found <= gold))
+        tally.count(gold, predicted)
+    report = _report(tally, "f1")
+    report["accuracy"] = tally.exact / tally.examples if tally.examples else 0.0
+    return report
+
+
+def score_spans(pairs: list[Pair], labels: list[str], label_of: Callable[[object], str | None]) -> dict:
+    """Named entities: exact-span F1 (start, end and label must all match)."""
+    tally = _Tally.empty(labels)
+
+    def spans(item: dict) -> set[tuple]:
+        value = item["value"]
+        if not isinstance(value.get("start"), int) or not isinstance(value.get("end"), int):
+            return set()
+        return {(value["start"], value["end"], label) for label in _item_labels(item, label_of)}
+
+    for gold_items, predicted_items in pairs:
+        gold = set().union(*(spans(i) for i in gold_items))
+        predicted = set()
+        for item in predicted_items:
+            found = spans(item)
+            predicted |= found
+            if isinstance(item.get("score"), int | float) and found:
+                tally.scored.append((float(item["score"]), found <= gold))
+        tally.count(gold, predicted)
+    return _report(tally, "f1")
+
+
+#: Control type (lowercase) -> scorer of (gold, predicted) result-item pairs. Object detection's
+#: ``rectanglelabels`` (mAP@0.5) is one more entry with the same signature.
+SCORERS: dict[str, Callable[[list[Pair], list[str], Callable[[object], str | None]], dict]] = {
+    "choices": score_choices,
+    "labels": score_spans,
+}
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else 0.0
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def _report(tally: _Tally, metric: str) -> dict:
+    """Per-label and micro-averaged precision, recall and F1; ``score`` is micro F1 (the main figure)."""
+    per_label = {}
+    for label in dict.fromkeys([*tally.labels, *tally.true_pos, *tally.false_neg]):
+        tp, fp, fn = tally.true_pos.get(label, 0), tally.false_pos.get(label, 0), tally.false_neg.get(label, 0)
+        p, r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        per_label[label] = {"precision": p, "recall": r, "f1": _f1(p, r), "support": tp + fn}
+    tp, fp, fn = (sum(d.values()) for d in (tally.true_pos, tally.false_pos, tally.false_neg))
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    supported = [v["f1"] for v in per_label.values() if v["support"]]
+    return {
+        "metric": metric, "score": _f1(precision, recall), "examples": tally.examples,
+        "precision": precision, "recall": recall,
+        "macro_f1": sum(supported) / len(supported) if supported else 0.0,
+        "calibration_error": calibration_error(tally.scored), "per_label": per_label,
+    }
+
+
+def calibration_error(scored: list[tuple[float, bool]]) -> float | None:
+    """Expected calibration error: the gap between mean score and share right, per score bin, weighted."""
+    if not scored:
+        return None
+    bins: dict[int, list[tuple[float, bool]]] = {}
+    for score, right in scored:
+        bins.setdefault(min(int(score * CALIBRATION_BINS), CALIBRATION_BINS - 1), []).append((score, right))
+    gap = sum(abs(sum(s for s, _ in b) - sum(r for _, r in b)) for b in bins.values())
+    return gap / len(scored)
+
+
+def score_model(model: LabelStudioMLBase, annotations: list[dict], batch_size: int = 64) -> dict:
+    """Predict the annotated tasks with ``model`` and score its predictions against the annotations."""
+    control = model.control
+    scorer = SCORERS.get(control.type.lower())
+    if scorer is None:
+        known = ", ".join(f"<{name}>" for name in SCORERS)
+        raise EvaluationError(f"no scorer for <{control.type}> yet (scored: {known}); add one to "
+                              "lsbackend/evaluation.py's SCORERS")
+    pairs: list[Pair] = []
+    for start in range(0, len(annotations), batch_size):
+        batch = annotations[start : start + batch_size]
+        predictions = model.predict([a["task"] for a in batch])
+        for annotation, prediction in zip(batch, predictions, strict=True):
+            pairs.append((_items(annotation.get("result"), control.name),
+                          _items(prediction.get("result") if isinstance(prediction, dict) else [], control.name)))
+    return scorer(pairs, model.labels, model.label_of)
+
+
+def summary(report: dict) -> dict:
+    """The few figures ``GET /versions`` and ``/training`` show of a report."""
+    keep = ("metric", "score", "examples", "accuracy", "macro_f1", "calibration_error", "evaluated_at", "held_out")
+    return {k: report[k] for k in keep if k in report}
+
+
+# --- promotion ----------------------------------------------------------------
+PROMOTE_RULES = ("not-worse", "always")
+
+
+@dataclass(frozen=True)
+class Review:
+    """Whether a new version replaces the served one, why, and the scores that decided it."""
+
+    promote: bool
+    reason: str
+    candidate: dict | None = None
+    previous: dict | None = None
+    previous_version: str | None = None
+
+    def status(self) -> dict:
+        """What the training status says about it (``GET /training/<project>``)."""
+        found = {"promoted": self.promote, "reason": self.reason}
+        if self.candidate is not None:
+            found["score"] = summary(self.candidate)
+        if self.previous is not None:
+            found["previous"] = {"version": self.previous_version, **summary(self.previous)}
+        return {"promotion": found}
+
+
+def review(build: Callable[[dict, str], LabelStudioMLBase], output: dict, held_out: list[dict],
+           previous: tuple[str, dict, float] | None, rule: str, margin: float) -> Review:
+    """Score a new model (``output``) on the held-out slice and decide whether it replaces ``previous``.
+
+    ``previous`` is (version, train_output, the held-out fraction it was trained with); both are
+    scored on the tasks neither was trained on. Rule ``always`` promotes whatever the scores say.
+    """
+    if not held_out:
+        return Review(True, "nothing held out to score it on (see EVAL_HOLDOUT, EVAL_MIN_ANNOTATIONS)")
+    candidate = stamp(score_model(build(output, "candidate"), held_out), len(held_out))
+    if rule == "always":
+        return Review(True, "PROMOTE_RULE=always", candidate)
+    if previous is None:
+        return Review(True, "no trained version served before", candidate)
+    version, previous_output, fraction = previous
+    common = [a for a in held_out if held_out_position(a) < fraction]
+    if not common:
+        return Review(True, f"{version} was trained on every annotation: it has no held-out score to beat",
+                      candidate)
+    mine = candidate if len(common) == len(held_out) else score_model(build(output, "candidate"), common)
+    theirs = stamp(score_model(build(previous_output, version), common), len(common))
+    gap = theirs["score"] - mine["score"]
+    figures = (f"{mine['metric']} {mine['score']:.3f} vs {theirs['score']:.3f} of {version} on {len(common)} "
+               f"held-out annotations")
+    if gap > margin:
+        return Review(False, f"worse than the served version by more than PROMOTE_MARGIN={margin:g}: {figures}; "
+                      f"still serving {version}", candidate, theirs, version)
+    return Review(True, f"not worse than {version} by more than PROMOTE_MARGIN={margin:g}: {figures}",
+                  candidate, theirs, version)
+
+
+def stamp(report: dict, held_out: int) -> dict:
+    """A report with when it was made and on how many held-out annotations."""
+    return {**report, "evaluated_at": time.time(), "held_out": held_out}
+
+
+def record_training(store: ProjectStore, version: str, fraction: float, trained_on: int, verdict: Review) -> None:
+    """Remember what a new version was trained with (its held-out share) and its score, for ``evaluate``.
+
+    Only advice: a store that refuses it costs the record, never the training.
+    """
+    try:
+        records = {v: r for v, r in store.evaluations().items() if v in store.versions()}
+        record = {"held_out": fraction, "trained_on": trained_on, "trained_at": time.time()}
+        if verdict.candidate is not None:
+            record["evaluation"] = verdict.candidate
+        records[version] = record
+        store.save_evaluations(records)
+    except StorageError as exc:
+        log.error("the evaluation of %s was not recorded: %s", version, exc)
+
+
+def version_scores(store: ProjectStore) -> dict[str, dict]:
+    """Each kept version's last evaluation (``GET /versions``, ``/training``): its figures, or why it has none."""
+    records = store.evaluations()
+    found = {}
+    for version in store.versions():
+        record = records.get(version) if isinstance(records.get(version), dict) else {}
+        if record.get("evaluation"):
+            found[version] = summary(record["evaluation"])
+        elif record.get("held_out") == 0:
+            found[version] = {"not_scored": "trained on every annotation (nothing held out)"}
+    return found

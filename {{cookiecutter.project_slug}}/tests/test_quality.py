@@ -1,0 +1,126 @@
+"""The quality loop: held-out scores of each version, the promotion rule after a training, evaluate, train-curve."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lsbackend.evaluation import held_out_position, score_choices, score_spans, split
+from lsbackend.service import Backend
+from lsbackend.settings import Settings
+
+from conftest import SHAPE, captured
+from controlled_model import ControlledModel, control_dir
+from test_faults import annotations
+
+PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
+
+
+def many_annotations(copies: int = 4) -> list[dict]:
+    """The variant's examples several times over, each copy on tasks of its own (so some are held out)."""
+    found = []
+    for copy in range(copies):
+        for a in annotations():
+            found.append({**a, "id": a["id"] + 100_000 * copy,
+                          "task": {**a["task"], "id": a["task"]["id"] + 100_000 * copy}})
+    return found
+
+
+@pytest.fixture
+def quality_settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, eval_holdout=0.3, eval_min_annotations=10)
+
+
+def backend_with(settings: Settings, **changes: object) -> Backend:
+    return Backend(ControlledModel, dataclasses.replace(settings, **changes))
+
+
+def test_the_held_out_slice_is_the_same_tasks_every_time_and_grows_with_the_share():
+    items = many_annotations()
+    _, small = split(items, 0.2)
+    _, large = split(items, 0.4)
+    assert {a["id"] for a in small} < {a["id"] for a in large}
+    assert split(items, 0.2)[1] == small
+    both = [{"id": 1, "task": {"id": 7}}, {"id": 2, "task": {"id": 7}}]  # two annotations of one task
+    assert held_out_position(both[0]) == held_out_position(both[1])
+    assert 0.1 < len(large) / len(items) < 0.7
+
+
+def test_a_worse_training_is_kept_but_not_served_and_the_status_says_why(quality_settings):
+    backend = backend_with(quality_settings)
+    first = backend.train(PROJECT, many_annotations())
+    assert first["state"] == "succeeded" and first["promotion"]["promoted"], first
+    assert first["held_out"] > 0 and first["promotion"]["score"]["score"] > 0.5, first
+    (control_dir(quality_settings.model_dir) / "rotate").write_text("")
+    worse = backend.train(PROJECT, many_annotations())
+    assert worse["state"] == "succeeded", worse
+    promotion = worse["promotion"]
+    assert not promotion["promoted"] and "worse than the served version" in promotion["reason"], promotion
+    assert promotion["previous"]["version"] == first["model_version"]
+    assert promotion["score"]["score"] < promotion["previous"]["score"] - quality_settings.promote_margin
+    status = backend.status(PROJECT)
+    assert status["model_version"] == first["model_version"]  # still serving the better one
+    assert status["promotion"]["promoted"] is False
+    listed = backend.versions(PROJECT)
+    assert listed["current"] == first["model_version"]
+    assert listed["versions"] == [worse["model_version"], first["model_version"]]  # kept, to use by hand
+    scores = listed["evaluations"]
+    assert scores[worse["model_version"]]["score"] < scores[first["model_version"]]["score"]
+
+
+def test_promote_rule_always_serves_the_new_version_whatever_its_score(quality_settings):
+    backend = backend_with(quality_settings, promote_rule="always")
+    first = backend.train(PROJECT, many_annotations())
+    (control_dir(quality_settings.model_dir) / "rotate").write_text("")
+    worse = backend.train(PROJECT, many_annotations())
+    assert worse["promotion"] == {**worse["promotion"], "promoted": True, "reason": "PROMOTE_RULE=always"}
+    assert backend.status(PROJECT)["model_version"] == worse["model_version"] != first["model_version"]
+
+
+def test_a_training_as_good_as_the_served_one_is_promoted(quality_settings):
+    backend = backend_with(quality_settings)
+    first = backend.train(PROJECT, many_annotations())
+    second = backend.train(PROJECT, many_annotations())
+    assert second["promotion"]["promoted"] and "not worse than" in second["promotion"]["reason"], second
+    assert backend.status(PROJECT)["model_version"] == second["model_version"] != first["model_version"]
+
+
+def test_few_annotations_are_all_trained_on_and_the_version_says_it_has_no_held_out_score(settings):
+    backend = backend_with(settings)  # the default EVAL_MIN_ANNOTATIONS is above the examples' count
+    status = backend.train(PROJECT, annotations())
+    assert status["held_out"] == 0 and status["promotion"]["promoted"], status
+    assert backend.versions(PROJECT)["evaluations"] == {
+        status["model_version"]: {"not_scored": "trained on every annotation (nothing held out)"}}
+
+
+def choice(label: str, score: float | None = None) -> list[dict]:
+    item = {"from_name": "c", "to_name": "t", "type": "choices", "value": {"choices": [label]}}
+    return [item if score is None else {**item, "score": score}]
+
+
+def span(start: int, end: int, label: str, score: float | None = None) -> dict:
+    value = {"start": start, "end": end, "labels": [label]}
+    item = {"from_name": "c", "to_name": "t", "type": "labels", "value": value}
+    return item if score is None else {**item, "score": score}
+
+
+def test_classification_scores_per_label_precision_recall_f1_and_accuracy():
+    pairs = [(choice("A"), choice("A", 0.9)), (choice("A"), choice("B", 0.6)), (choice("B"), choice("B", 0.8)),
+             (choice("B"), [])]
+    report = score_choices(pairs, ["A", "B"], lambda v: v)
+    assert report["accuracy"] == 0.5
+    assert report["per_label"]["A"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert report["per_label"]["B"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert report["score"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))  # micro F1: P 2/3, R 1/2
+    # scores 0.9 and 0.8 right, 0.6 wrong: bins 0.9 (|0.9-1|), 0.8 (|0.8-1|), 0.6 (|0.6-0|) over 3 items
+    assert report["calibration_error"] == pytest.approx((0.1 + 0.2 + 0.6) / 3)
+
+
+def test_named_entities_count_a_span_only_when_start_end_and_label_all_match():
+    gold = [span(0, 5, "PER"), span(10, 15, "ORG")]
+    predicted = [span(0, 5, "PER", 0.9), span(10, 14, "ORG", 0.7), span(20, 25, "LOC", 0.5)]
+    report = score_spans([(gold, predicted)], ["PER", "ORG", "LOC"], lambda v: v)
+    assert report["per_label"]["PER"]["f1"] == 1.0
+    assert report["per_label"]["ORG"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert report["precision"] == pytest.approx(1 / 3) and report["recall"] == 0.5
