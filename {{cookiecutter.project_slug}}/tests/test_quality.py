@@ -65,6 +65,9 @@ def test_a_worse_training_is_kept_but_not_served_and_the_status_says_why(quality
     listed = backend.versions(PROJECT)
     assert listed["current"] == first["model_version"]
     assert listed["versions"] == [worse["model_version"], first["model_version"]]  # kept, to use by hand
+    metrics = backend.metrics.render().decode()
+    assert f'lsbackend_trainings_not_promoted_total{{project="{PROJECT}"}} 1.0' in metrics
+    assert f'project="{PROJECT}",version="{worse["model_version"]}"}} 1.0' not in metrics
     scores = listed["evaluations"]
     assert scores[worse["model_version"]]["score"] < scores[first["model_version"]]["score"]
 
