@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
 
 import pytest
 
 from lsbackend.evaluation import held_out_position, score_choices, score_spans, split
+from lsbackend.quality import advice
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
 from conftest import SHAPE, captured
 from controlled_model import ControlledModel, control_dir
+from test_cli import cli
 from test_faults import annotations
 
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
@@ -127,3 +131,82 @@ def test_named_entities_count_a_span_only_when_start_end_and_label_all_match():
     assert report["per_label"]["PER"]["f1"] == 1.0
     assert report["per_label"]["ORG"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert report["precision"] == pytest.approx(1 / 3) and report["recall"] == 0.5
+
+
+def recorded_versions(settings: Settings) -> tuple[str, str, str]:
+    """Record the examples as webhooks would, then train three versions: one on too few annotations to hold
+    any out, one good, one deliberately worse (kept, not served)."""
+    backend = backend_with(settings)
+    store = backend.store(PROJECT)
+    for annotation in many_annotations():
+        store.save_annotation(annotation)
+    few = backend.train(PROJECT, annotations()[: settings.eval_min_annotations - 1])
+    good = backend.train(PROJECT)
+    (control_dir(settings.model_dir) / "rotate").write_text("")
+    worse = backend.train(PROJECT)
+    (control_dir(settings.model_dir) / "rotate").unlink()
+    assert few["held_out"] == 0 and good["held_out"] > 0 and not worse["promotion"]["promoted"], worse
+    return few["model_version"], good["model_version"], worse["model_version"]
+
+
+def test_evaluate_scores_each_kept_version_on_tasks_none_was_trained_on(quality_settings, backend):
+    few, good, worse = recorded_versions(quality_settings)
+    proc = cli("evaluate", "--project", PROJECT, "--json", model_dir=quality_settings.model_dir)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    _, held_out = split(many_annotations(), quality_settings.eval_holdout)
+    assert report["held_out"] == len(held_out) and report["current"] == good
+    rows = {row["version"]: row for row in report["versions"]}
+    assert "trained on every annotation" in rows[few]["not_scored"]
+    assert rows[good]["score"] > rows[worse]["score"] + quality_settings.promote_margin
+    assert set(rows[good]["per_label"]) >= set(backend.build_model(PROJECT, backend.label_config(PROJECT)).labels)
+    assert sum(r["support"] for r in rows[good]["per_label"].values()) >= len(held_out)
+    listed = backend_with(quality_settings).versions(PROJECT)["evaluations"]  # what GET /versions shows now
+    assert listed[worse]["evaluated_at"] == rows[worse]["evaluated_at"]
+
+    table = cli("evaluate", "--project", PROJECT, "--version", good, "--version", worse,
+                model_dir=quality_settings.model_dir)
+    assert table.returncode == 0, table.stderr
+    assert f"* {good}" in table.stdout and f"  {worse}" in table.stdout and few not in table.stdout
+    assert "precision" in table.stdout and "recall" in table.stdout
+
+
+def test_evaluate_names_an_unknown_version_and_a_project_without_annotations(quality_settings):
+    recorded_versions(quality_settings)
+    proc = cli("evaluate", "--project", PROJECT, "--version", "v99", model_dir=quality_settings.model_dir)
+    assert proc.returncode == 1 and "'v99' is not kept" in proc.stderr and "versions --project" in proc.stderr
+    empty = cli("evaluate", "--project", "4242", model_dir=quality_settings.model_dir)
+    assert empty.returncode == 1 and "has no annotations to score against" in empty.stderr, empty.stderr
+
+
+def test_train_curve_trains_on_growing_shares_and_says_whether_more_labeling_helps(quality_settings):
+    store = backend_with(quality_settings).store(PROJECT)
+    for annotation in many_annotations():
+        store.save_annotation(annotation)
+    env = {"EVAL_HOLDOUT": "0.3"}
+    proc = cli("train-curve", "--project", PROJECT, "--json", model_dir=quality_settings.model_dir, env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    trained_on, held_out = split(many_annotations(), 0.3)
+    assert report["held_out"] == len(held_out)
+    assert [p["share"] for p in report["points"]] == [0.25, 0.5, 0.75, 1.0]
+    assert [p["annotations"] for p in report["points"]][-1] == len(trained_on)
+    assert report["points"][-1]["score"] > 0.5 and report["advice"] == advice(report["points"])
+    png = quality_settings.model_dir.parent / "curve.png"
+    table = cli("train-curve", "--project", PROJECT, "--plot", str(png), model_dir=quality_settings.model_dir, env=env)
+    assert " 100% " in table.stdout and report["advice"] in table.stdout
+    if importlib.util.find_spec("matplotlib") is None:  # optional: the default install leaves it out
+        assert table.returncode == 1 and "pip install matplotlib" in table.stderr
+    else:
+        assert table.returncode == 0 and png.read_bytes().startswith(b"\x89PNG")
+
+
+def point(annotations: int, score: float) -> dict:
+    return {"annotations": annotations, "score": score, "metric": "f1"}
+
+
+def test_the_curve_advice_reads_the_last_step():
+    assert advice([point(10, 0.6), point(20, 0.7), point(30, 0.8)]).startswith("Still improving")
+    assert advice([point(10, 0.6), point(20, 0.8), point(30, 0.805)]).startswith("Flat")
+    assert advice([point(10, 0.6), point(20, 0.8), point(30, 0.7)]).startswith("Worse with more data")
+    assert advice([{"annotations": 5, "error": "ValueError"}, point(10, 0.5)]).startswith("Too few steps")
