@@ -22,6 +22,7 @@ from .evaluation import Review, held_out_share, record_training, review, split, 
 from .label_config import ConfigError, parse_label_config, read_config_file
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks, normalize_annotation
 from .metrics import Metrics
+from .patterns import Patterns
 from .pretrained import ModelLoading, PretrainedError, PretrainedModel
 from .settings import Settings
 from .storage import ModelStore, PretrainedStore, ProjectStore, StorageError, StorageWriteError, open_store
@@ -105,6 +106,7 @@ class Backend:
         self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
         self._lock = threading.Lock()
         self.pretrained = self._start_pretrained()
+        self.patterns = Patterns.load(settings.patterns_file) if settings.patterns_file else None  # cold start
 
     def _start_pretrained(self) -> PretrainedModel | None:
         """Begin fetching and loading MODEL_URI in the background (each process holds its own copy)."""
@@ -158,7 +160,9 @@ class Backend:
     # --- setup and predict -------------------------------------------------
     def setup(self, project: str, config: str, extra_params: dict | None = None) -> str:
         """Check the config fits this model, remember it and the extra params, return the current version."""
-        self.model_class.check_config(parse_label_config(config))
+        control, obj = self.model_class.check_config(parse_label_config(config))
+        if self.patterns is not None:
+            self.patterns.check(control, obj)
         if extra_params is not None:
             self.model_class.check_extra_params(extra_params)
         store = self.store(project)
@@ -248,6 +252,8 @@ class Backend:
             if not isinstance(prediction, dict) or not isinstance(prediction.get("result"), list):
                 raise PredictionError("each prediction must be a dict with a 'result' list")
             prediction.setdefault("model_version", model.model_version)
+        if self.patterns is not None:  # before the first training, or merged in with PATTERNS_MERGE
+            predictions = self.patterns.apply(model, tasks, predictions, self.settings.patterns_merge)
         return predictions
 
     # --- recording annotations ----------------------------------------------
