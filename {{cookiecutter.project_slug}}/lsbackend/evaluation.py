@@ -237,9 +237,9 @@ class Review:
     previous: dict | None = None
     previous_version: str | None = None
 
-    def status(self) -> dict:
-        """What the training status says about it (``GET /training/<project>``)."""
-        found = {"promoted": self.promote, "reason": self.reason}
+    def status(self, version: str) -> dict:
+        """What the training status says about the new ``version`` (``GET /training/<project>``)."""
+        found = {"version": version, "promoted": self.promote, "reason": self.reason}
         if self.candidate is not None:
             found["score"] = summary(self.candidate)
         if self.previous is not None:

@@ -357,11 +357,11 @@ class Backend:
             if not isinstance(result, dict):
                 raise TypeError(f"fit must return a dict, returned {type(result).__name__}")
             verdict = self._review(project, result, held_out, version, output)
-            status.update(state="succeeded", model_version=store.save_model(result, current=verdict.promote),
-                          held_out=len(held_out), **verdict.status())
-            record_training(store, status["model_version"], fraction, len(train_on), verdict)
+            made = store.save_model(result, current=verdict.promote)
+            status.update(state="succeeded", model_version=made, held_out=len(held_out), **verdict.status(made))
+            record_training(store, made, fraction, len(train_on), verdict)
             if not verdict.promote:
-                log.warning("project %s: %s not served: %s", project, status["model_version"], verdict.reason)
+                log.warning("project %s: %s not served: %s", project, made, verdict.reason)
             log.info("project %s trained on %d annotations: %s", project, len(usable), status["model_version"])
         except Exception as exc:
             log.error("training of project %s failed:\n%s", project, traceback.format_exc())

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from lsbackend.evaluation import held_out_position, score_choices, score_spans, split
-from lsbackend.quality import advice
+from lsbackend.quality import advice, evaluate
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
@@ -65,7 +65,7 @@ def test_a_worse_training_is_kept_but_not_served_and_the_status_says_why(quality
     assert promotion["score"]["score"] < promotion["previous"]["score"] - quality_settings.promote_margin
     status = backend.status(PROJECT)
     assert status["model_version"] == first["model_version"]  # still serving the better one
-    assert status["promotion"]["promoted"] is False
+    assert status["promotion"]["promoted"] is False and status["promotion"]["version"] == worse["model_version"]
     listed = backend.versions(PROJECT)
     assert listed["current"] == first["model_version"]
     assert listed["versions"] == [worse["model_version"], first["model_version"]]  # kept, to use by hand
@@ -210,3 +210,25 @@ def test_the_curve_advice_reads_the_last_step():
     assert advice([point(10, 0.6), point(20, 0.8), point(30, 0.805)]).startswith("Flat")
     assert advice([point(10, 0.6), point(20, 0.8), point(30, 0.7)]).startswith("Worse with more data")
     assert advice([{"annotations": 5, "error": "ValueError"}, point(10, 0.5)]).startswith("Too few steps")
+
+
+def test_scores_are_probabilities_on_one_scale_across_versions(quality_settings):
+    """Active learning sorts tasks by prediction score across versions: a score must mean "right this often"."""
+    backend = backend_with(quality_settings, promote_rule="always")
+    store = backend.store(PROJECT)
+    everything = many_annotations()
+    for annotation in everything:
+        store.save_annotation(annotation)
+    smaller = backend.train(PROJECT, everything[: len(everything) // 2])
+    larger = backend.train(PROJECT)
+    report = evaluate(backend, PROJECT)
+    assert {row["version"] for row in report["versions"]} == {smaller["model_version"], larger["model_version"]}
+    for row in report["versions"]:
+        assert row["calibration_error"] is not None and row["calibration_error"] < 0.2, row
+    tasks = [a["task"] for a in split(everything, quality_settings.eval_holdout)[1]]
+    for version in (smaller["model_version"], larger["model_version"]):
+        backend.use_version(PROJECT, version)
+        for prediction in backend.predict(PROJECT, None, tasks):
+            items = [item["score"] for item in prediction["result"]]
+            assert all(0.0 <= score <= 1.0 for score in [prediction["score"], *items]), prediction
+            assert prediction["model_version"] == version
