@@ -8,9 +8,9 @@ exactly like the shipped ones. One function per control type:
   chosen labels, and accuracy (the predicted set of labels is the annotated one);
 - ``labels`` (named entities): exact-span F1, a span counting only when its
   start, end and label all match;
-- another control type, e.g. ``rectanglelabels`` (mAP@0.5 for object
-  detection), is one more function taking the same ``(gold, predicted)`` pairs,
-  added to ``SCORERS``.
+- ``rectanglelabels`` (object detection): mAP@0.5, boxes matched by IoU;
+- another control type is one more function taking the same ``(gold, predicted)``
+  pairs, added to ``SCORERS``.
 
 Every score also says how well the prediction scores are calibrated: the
 expected calibration error (ECE) of the scored items, i.e. how far "score 0.8"
@@ -84,7 +84,7 @@ def _items(result: object, control: str) -> list[dict]:
 
 def _item_labels(item: dict, label_of: Callable[[object], str | None]) -> list[str]:
     value = item["value"]
-    chosen = value.get("choices") or value.get("labels") or []
+    chosen = value.get("choices") or value.get("labels") or value.get("rectanglelabels") or []
     return [label for label in (label_of(c) for c in chosen if isinstance(c, str)) if label is not None]
 
 
@@ -154,11 +154,80 @@ def score_spans(pairs: list[Pair], labels: list[str], label_of: Callable[[object
     return _report(tally, "f1")
 
 
-#: Control type (lowercase) -> scorer of (gold, predicted) result-item pairs. Object detection's
-#: ``rectanglelabels`` (mAP@0.5) is one more entry with the same signature.
+def _box(item: dict) -> tuple[float, float, float, float] | None:
+    """A rectangle's (x0, y0, x1, y1) in Label Studio's percent units; None when malformed or rotated."""
+    value = item["value"]
+    try:
+        x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if float(value.get("rotation") or 0) else (x, y, x + w, y + h)
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def average_precision(hits: list[tuple[float, bool]], support: int) -> float:
+    """Area under the precision-recall curve of ranked detections, precision made monotone (VOC, all points)."""
+    if not support:
+        return 0.0
+    ranked = sorted(hits, key=lambda h: -h[0])
+    recalls, precisions, right = [0.0], [1.0], 0
+    for rank, (_, hit) in enumerate(ranked, 1):
+        right += hit
+        recalls.append(right / support)
+        precisions.append(right / rank)
+    for i in range(len(precisions) - 2, -1, -1):
+        precisions[i] = max(precisions[i], precisions[i + 1])
+    return sum((recalls[i] - recalls[i - 1]) * precisions[i] for i in range(1, len(recalls)))
+
+
+def score_boxes(pairs: list[Pair], labels: list[str], label_of: Callable[[object], str | None],
+                threshold: float = 0.5) -> dict:
+    """Object detection: mAP@0.5 (``score``), and per-label P/R/F1 of the boxes predicted.
+
+    Each predicted box, highest score first, matches the unmatched annotated box of its label with
+    the highest IoU, if that reaches ``threshold``; AP per label is averaged over labels annotated.
+    """
+    tally = _Tally.empty(labels)
+    hits: dict[str, list[tuple[float, bool]]] = {}
+    for gold_items, predicted_items in pairs:
+        gold = [(b, lab) for i in gold_items if (b := _box(i)) for lab in _item_labels(i, label_of)]
+        boxes = [(float(i.get("score", 0.0) or 0.0), b, lab) for i in predicted_items if (b := _box(i))
+                 for lab in _item_labels(i, label_of)]
+        free = list(range(len(gold)))
+        for score, box, label in sorted(boxes, key=lambda p: -p[0]):
+            best = max((g for g in free if gold[g][1] == label), key=lambda g: iou(box, gold[g][0]), default=None)
+            hit = best is not None and iou(box, gold[best][0]) >= threshold
+            if hit:
+                free.remove(best)
+            hits.setdefault(label, []).append((score, hit))
+            tally.scored.append((score, hit))
+            bucket = tally.true_pos if hit else tally.false_pos
+            bucket[label] = bucket.get(label, 0) + 1
+        for g in free:
+            tally.false_neg[gold[g][1]] = tally.false_neg.get(gold[g][1], 0) + 1
+        tally.examples += 1
+    report = _report(tally, "map50")
+    aps = {}
+    for label, row in report["per_label"].items():
+        row["ap50"] = average_precision(hits.get(label, []), row["support"])
+        if row["support"]:
+            aps[label] = row["ap50"]
+    report["score"] = sum(aps.values()) / len(aps) if aps else 0.0
+    return report
+
+
+#: Control type (lowercase) -> scorer of (gold, predicted) result-item pairs. Another control type
+#: is one more function with the same signature.
 SCORERS: dict[str, Callable[[list[Pair], list[str], Callable[[object], str | None]], dict]] = {
     "choices": score_choices,
     "labels": score_spans,
+    "rectanglelabels": score_boxes,
 }
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lsbackend.evaluation import held_out_position, score_choices, score_spans, split
+from lsbackend.evaluation import held_out_position, score_boxes, score_choices, score_spans, split
 from lsbackend.quality import advice, evaluate
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
@@ -232,3 +232,21 @@ def test_scores_are_probabilities_on_one_scale_across_versions(quality_settings)
             items = [item["score"] for item in prediction["result"]]
             assert all(0.0 <= score <= 1.0 for score in [prediction["score"], *items]), prediction
             assert prediction["model_version"] == version
+
+
+def box(x: float, y: float, w: float, h: float, label: str, score: float | None = None) -> dict:
+    value = {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]}
+    item = {"from_name": "c", "to_name": "i", "type": "rectanglelabels", "value": value}
+    return item if score is None else {**item, "score": score}
+
+
+def test_detection_scores_map_at_iou_half_from_ranked_boxes():
+    first = ([box(0, 0, 10, 10, "Car"), box(50, 50, 10, 20, "Person")],
+             [box(1, 1, 10, 10, "Car", 0.9), box(70, 70, 10, 10, "Person", 0.8)])  # IoU 0.68: a hit; a miss
+    second = ([box(20, 20, 10, 10, "Car")], [box(20, 20, 10, 10, "Car", 0.6), box(0, 0, 5, 5, "Car", 0.7)])
+    report = score_boxes([first, second], ["Car", "Person"], lambda v: v)
+    # Car ranked: 0.9 hit, 0.7 miss, 0.6 hit of 2 -> AP = 0.5 * 1 + 0.5 * 2/3; Person: AP 0
+    assert report["per_label"]["Car"]["ap50"] == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert report["per_label"]["Person"]["ap50"] == 0.0
+    assert report["metric"] == "map50" and report["score"] == pytest.approx((0.5 + 0.5 * 2 / 3) / 2)
+    assert report["per_label"]["Car"]["precision"] == pytest.approx(2 / 3) and report["per_label"]["Car"]["recall"] == 1
