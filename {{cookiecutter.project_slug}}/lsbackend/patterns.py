@@ -18,8 +18,10 @@ one match scores 0.5, three of one label 0.75. With ``<Labels>`` every match
 is a span (overlaps: the longest wins), scored 0.5. Those scores are rules of
 thumb, not probabilities: they sit at or below a trained model's confident answers.
 
-Pattern predictions carry their own model version, ``patterns-<hash of the
-file>``, so Label Studio's users can tell them apart. Once a trained version
+Before the first training every prediction carries the patterns' own model
+version, ``patterns-<hash of the file>`` (``/setup`` reports it too, so Label
+Studio and ``predict --push`` skip tasks already predicted), so Label Studio's
+users can tell them apart. Once a trained version
 exists the model alone answers, unless ``PATTERNS_MERGE`` is on: then pattern
 matches fill what the model left out (a task it chose nothing for; spans that
 overlap none of its spans), and such a prediction's version is
@@ -116,9 +118,12 @@ class Patterns:
         control, obj = model.control, model.object_tag
         if control.type.lower() not in SUPPORTED or obj.type.lower() != "text":
             return predictions
-        if model.model_version != INITIAL_VERSION and not merge:
+        untrained = model.model_version == INITIAL_VERSION
+        if not untrained and not merge:
             return predictions
-        return [self._merged(model, task, prediction) for task, prediction in zip(tasks, predictions, strict=True)]
+        merged = [self._merged(model, task, prediction) for task, prediction in zip(tasks, predictions, strict=True)]
+        # before the first training every answer is the patterns' (an empty one too): one version to filter on
+        return [{**p, "model_version": self.version} for p in merged] if untrained else merged
 
     def _merged(self, model: LabelStudioMLBase, task: dict, prediction: dict) -> dict:
         text = model.task_value(task)

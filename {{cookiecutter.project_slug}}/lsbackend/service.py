@@ -198,9 +198,12 @@ class Backend:
         loaded = self._models.get(project)
         store = self.store(project)
         if loaded is not None and loaded.stamp == store.stamp():
-            return loaded.model.model_version
-        pretrained = self.pretrained.version if self.pretrained is not None else None
-        return store.served_version() or pretrained or INITIAL_VERSION
+            version = loaded.model.model_version
+        else:
+            pretrained = self.pretrained.version if self.pretrained is not None else None
+            version = store.served_version() or pretrained or INITIAL_VERSION
+        # before the first training the patterns answer: Label Studio and ``predict --push`` ask for that version
+        return self.patterns.version if self.patterns is not None and version == INITIAL_VERSION else version
 
     def model_problem(self, project: str) -> str | None:
         """Why the model served for ``project`` is not its current version (a broken file), or None."""
