@@ -11,11 +11,11 @@ from pathlib import Path
 from .app import STARTUP_ERRORS, build_app, build_backend, model_class
 from .base import TaskDataError
 from .bulk import push_predictions
-from .evaluation import EvaluationError
 from .ids import project_key
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
 from .quality import curve_table, evaluate, evaluation_table, plot_curve, train_curve
+from .scoring import EvaluationError
 from .service import QueueUnavailable
 from .settings import Settings
 from .storage import UnknownVersion

@@ -2,7 +2,7 @@
 
 Both read a project's annotations through the backend (recorded from webhooks, plus Label
 Studio's with ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``) and score with
-``evaluation.py``, on tasks the scored model was not trained on:
+``scoring.py``, on tasks the scored model was not trained on:
 
 - ``evaluate`` scores kept versions on the held-out slice. Each training records
   the share it held out (``EVAL_HOLDOUT``); versions are scored together on the
@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from .base import INITIAL_VERSION
-from .evaluation import EvaluationError, held_out_position, score_model, split, stamp, usable
+from .evaluation import held_out_position, split, stamp, usable
+from .scoring import EvaluationError, score_model
 from .service import Backend
 from .storage import UnknownVersion
 

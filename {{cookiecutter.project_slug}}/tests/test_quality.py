@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from lsbackend.evaluation import held_out_position, score_boxes, score_choices, score_spans, split
+from lsbackend.evaluation import held_out_position, split
 from lsbackend.quality import advice, evaluate
+from lsbackend.scoring import score_boxes, score_choices, score_spans
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
