@@ -1,4 +1,4 @@
-"""Command line: ``python -m lsbackend serve|start|worker|check|predict|train|versions|use``."""
+"""Command line: ``python -m lsbackend serve|start|worker|check|predict|train|versions|use|evaluate|train-curve``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from .bulk import push_predictions
 from .ids import project_key
 from .label_config import ConfigError, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
+from .quality import curve_table, evaluate, evaluation_table, plot_curve, train_curve
+from .scoring import EvaluationError
 from .service import QueueUnavailable
 from .settings import Settings
 from .storage import UnknownVersion
@@ -190,6 +192,31 @@ def cmd_settings(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score kept versions on annotations none of them was trained on: per-label precision, recall, F1."""
+    backend = build_backend()
+    if backend.pretrained is not None:
+        backend.pretrained.wait()
+    try:
+        report = evaluate(backend, args.project, args.version)
+    except UnknownVersion as exc:
+        print(f"error: {exc}; list them with: python -m lsbackend versions --project {args.project}",
+              file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2) if args.json else evaluation_table(report))
+    return 0
+
+
+def cmd_train_curve(args: argparse.Namespace) -> int:
+    """Train on 25/50/75/100% of the annotations and score each on the held-out ones: does more labeling help?"""
+    report = train_curve(build_backend(), args.project)
+    print(json.dumps(report, indent=2) if args.json else curve_table(report))
+    if args.plot:
+        plot_curve(report, Path(args.plot))
+        print(f"plot: {args.plot}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lsbackend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,11 +254,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--project", default="default", type=project_arg)
     p.set_defaults(func=cmd_use)
     sub.add_parser("settings", help=cmd_settings.__doc__).set_defaults(func=cmd_settings)
+    p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    p.add_argument("--project", default="default", type=project_arg)
+    p.add_argument("--version", action="append", help="a kept version (repeat for several; default: all)")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("train-curve", help=cmd_train_curve.__doc__)
+    p.add_argument("--project", default="default", type=project_arg)
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--plot", metavar="PNG", help="also draw the curve into this PNG (needs matplotlib)")
+    p.set_defaults(func=cmd_train_curve)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (TaskDataError, ConfigError) as exc:
         print(f"error: {exc.reason}", file=sys.stderr)
+        return 1
+    except (EvaluationError, LabelStudioError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except (*STARTUP_ERRORS, QueueUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -52,6 +52,12 @@ class Metrics:
         self.model_version = Gauge("lsbackend_model_version_info", "The model version served for a project: 1 for "
                                    "the current one, 0 for earlier ones.", ["project", "version"],
                                    multiprocess_mode="mostrecent", registry=r)
+        self.not_promoted = Counter("lsbackend_trainings_not_promoted", "Trainings whose new version was kept but "
+                                    "not served: worse than the served one on held-out annotations.", ["project"],
+                                    registry=r)
+        self.held_out_score = Gauge("lsbackend_held_out_score", "The last trained version's score (F1) on the "
+                                    "annotations held out of its training.", ["project"],
+                                    multiprocess_mode="mostrecent", registry=r)
         self._versions: dict[str, str] = {}
 
     # --- recording --------------------------------------------------------
@@ -71,9 +77,15 @@ class Metrics:
         self.trainings.labels(outcome).inc()
         if isinstance(started, int | float):
             self.training_seconds.labels(outcome).observe(max(0.0, finished - started))
+        promotion = status.get("promotion") if isinstance(status.get("promotion"), dict) else {}
+        if promotion.get("promoted") is False:
+            self.not_promoted.labels(project).inc()
+        if isinstance(promotion.get("score", {}).get("score"), int | float):
+            self.held_out_score.labels(project).set(promotion["score"]["score"])
         if outcome == "succeeded":
             self.last_success.labels(project).set(finished)
-            self.serving(project, str(status.get("model_version")))
+            if promotion.get("promoted") is not False:  # a version kept but not promoted is not served
+                self.serving(project, str(status.get("model_version")))
 
     def serving(self, project: str, version: str) -> None:
         """Record the version served for ``project``; the one seen before drops to 0."""

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .base import INITIAL_VERSION, LabelStudioMLBase
+from .evaluation import Review, held_out_share, record_training, review, split, version_scores
 from .label_config import ConfigError, parse_label_config, read_config_file
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks, normalize_annotation
 from .metrics import Metrics
+from .patterns import Patterns
 from .pretrained import ModelLoading, PretrainedError, PretrainedModel
 from .settings import Settings
 from .storage import ModelStore, PretrainedStore, ProjectStore, StorageError, StorageWriteError, open_store
@@ -104,6 +106,7 @@ class Backend:
         self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
         self._lock = threading.Lock()
         self.pretrained = self._start_pretrained()
+        self.patterns = Patterns.load(settings.patterns_file) if settings.patterns_file else None  # cold start
 
     def _start_pretrained(self) -> PretrainedModel | None:
         """Begin fetching and loading MODEL_URI in the background (each process holds its own copy)."""
@@ -157,7 +160,9 @@ class Backend:
     # --- setup and predict -------------------------------------------------
     def setup(self, project: str, config: str, extra_params: dict | None = None) -> str:
         """Check the config fits this model, remember it and the extra params, return the current version."""
-        self.model_class.check_config(parse_label_config(config))
+        control, obj = self.model_class.check_config(parse_label_config(config))
+        if self.patterns is not None:
+            self.patterns.check(control, obj)
         if extra_params is not None:
             self.model_class.check_extra_params(extra_params)
         store = self.store(project)
@@ -178,7 +183,7 @@ class Backend:
         versions = store.versions()
         if self.pretrained is not None and self.pretrained.version:
             versions.append(self.pretrained.version)  # the oldest: what the project started from
-        return {"versions": versions, "current": self.served_version(project)}
+        return {"versions": versions, "current": self.served_version(project), "evaluations": version_scores(store)}
 
     def use_version(self, project: str, version: str) -> str:
         """Roll back (or forward) to a kept version; every worker switches at its next request."""
@@ -193,9 +198,12 @@ class Backend:
         loaded = self._models.get(project)
         store = self.store(project)
         if loaded is not None and loaded.stamp == store.stamp():
-            return loaded.model.model_version
-        pretrained = self.pretrained.version if self.pretrained is not None else None
-        return store.served_version() or pretrained or INITIAL_VERSION
+            version = loaded.model.model_version
+        else:
+            pretrained = self.pretrained.version if self.pretrained is not None else None
+            version = store.served_version() or pretrained or INITIAL_VERSION
+        # before the first training the patterns answer: Label Studio and ``predict --push`` ask for that version
+        return self.patterns.version if self.patterns is not None and version == INITIAL_VERSION else version
 
     def model_problem(self, project: str) -> str | None:
         """Why the model served for ``project`` is not its current version (a broken file), or None."""
@@ -247,6 +255,8 @@ class Backend:
             if not isinstance(prediction, dict) or not isinstance(prediction.get("result"), list):
                 raise PredictionError("each prediction must be a dict with a 'result' list")
             prediction.setdefault("model_version", model.model_version)
+        if self.patterns is not None:  # before the first training, or merged in with PATTERNS_MERGE
+            predictions = self.patterns.apply(model, tasks, predictions, self.settings.patterns_merge)
         return predictions
 
     # --- recording annotations ----------------------------------------------
@@ -341,13 +351,20 @@ class Backend:
             saved = store.load_model()
             version, output = saved or self._pretrained_start(wait=False)
             model = self.build_model(project, self.label_config(project), output, version)
+            fraction = held_out_share(model, len(usable), self.settings)
+            train_on, held_out = split(usable, fraction)
             try:
-                result = model.fit(usable)
+                result = model.fit(train_on)
             finally:
                 self._note_skipped(project, status, getattr(model, "skipped", []))
             if not isinstance(result, dict):
                 raise TypeError(f"fit must return a dict, returned {type(result).__name__}")
-            status.update(state="succeeded", model_version=store.save_model(result))
+            verdict = self._review(project, result, held_out, version, output)
+            made = store.save_model(result, current=verdict.promote)
+            status.update(state="succeeded", model_version=made, held_out=len(held_out), **verdict.status(made))
+            record_training(store, made, fraction, len(train_on), verdict)
+            if not verdict.promote:
+                log.warning("project %s: %s not served: %s", project, made, verdict.reason)
             log.info("project %s trained on %d annotations: %s", project, len(usable), status["model_version"])
         except Exception as exc:
             log.error("training of project %s failed:\n%s", project, traceback.format_exc())
@@ -357,6 +374,19 @@ class Backend:
             self.metrics.training_done(project, status)  # first: whoever sees the status finds it counted
             self._save_status(project, store, status)
         return status
+
+    def _review(self, project: str, result: dict, held_out: list[dict], version: str, output: dict) -> Review:
+        """Score a new model on the held-out slice against the version it would replace (``evaluation.review``)."""
+        pretrained = self.pretrained.version if self.pretrained is not None else None
+        fraction = 1.0 if version == pretrained else self.store(project).evaluations().get(version, {}).get("held_out")
+        previous = None if version == INITIAL_VERSION else (version, output, fraction or 0.0)
+        config = self.label_config(project)
+        try:
+            return review(lambda out, ver: self.build_model(project, config, out, ver), result, held_out, previous,
+                          self.settings.promote_rule, self.settings.promote_margin)
+        except Exception as exc:  # a model that cannot be scored is still served: scoring is advice
+            log.exception("project %s: the new version could not be scored", project)
+            return Review(True, f"could not score it ({type(exc).__name__}: {exc})"[:300])
 
     @staticmethod
     def _note_skipped(project: str, status: dict, skipped: list[str]) -> None:
@@ -430,6 +460,7 @@ class Backend:
             project=project,
             model_version=self.served_version(project),
             recorded_annotations=store.count_annotations(),
+            evaluations=version_scores(store),
         )
         problem = self.model_problem(project)
         if problem:

@@ -65,6 +65,14 @@ def _number(name: str, raw: str, cast: type) -> Any:
         raise Invalid(repr(raw), "is not a whole number" if cast is int else "is not a number") from None
 
 
+def fraction(_name: str, raw: str) -> float:
+    """A share from 0 up to (not including) 1 (``EVAL_HOLDOUT=0.2``)."""
+    value = _number(_name, raw, float)
+    if not 0 <= value < 1:
+        raise Invalid(value, "must be from 0 up to (not including) 1")
+    return value
+
+
 def choice(*allowed: str) -> Parser:
     """One of ``allowed`` (case ignored), or ``SettingsError`` naming them."""
     def parse(name: str, raw: str) -> str:
@@ -203,6 +211,19 @@ class Settings:
                                   whole(1, 1000, clamp=True))
     keep_versions: int = setting(3, "KEEP_VERSIONS", "trained model versions kept per project",
                                  whole(1, clamp=True))
+    eval_holdout: float = setting(0.2, "EVAL_HOLDOUT", "share of tasks each training holds out to score the new "
+                                  "version on (0: train on everything, no scores; see docs/quality.md)", fraction)
+    eval_min_annotations: int = setting(50, "EVAL_MIN_ANNOTATIONS", "hold out only from this many usable annotations "
+                                        "on; smaller projects train on everything", whole(0))
+    promote_rule: str = setting("not-worse", "PROMOTE_RULE", "not-worse: a new version scoring more than "
+                                "PROMOTE_MARGIN below the served one is kept but not served; always: serve every "
+                                "new version", choice("not-worse", "always"))
+    promote_margin: float = setting(0.02, "PROMOTE_MARGIN", "how much lower (F1, 0 to 1) a new version may score on "
+                                    "the held-out tasks and still be served", fraction)
+    patterns_file: str = setting("", "PATTERNS_FILE", "JSONL of keyword or regex patterns per label: predictions "
+                                 "before the first training (text classification and NER; see docs/quality.md)")
+    patterns_merge: bool = setting(False, "PATTERNS_MERGE", "1, true or yes: after the first training, pattern "
+                                   "matches still fill what the model left out", flag, "off")
     log_level: str = setting("INFO", "LOG_LEVEL", "logging level", upper)
     local_files_root: str = setting("", "LOCAL_FILES_ROOT", "folder whose files tasks may name by path or "
                                     "file:// URL (empty: no local files)")

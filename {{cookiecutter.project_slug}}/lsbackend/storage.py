@@ -143,7 +143,10 @@ class ProjectStore(Protocol):
     def load_model(self) -> tuple[str, dict] | None: ...
     def served_version(self) -> str | None: ...
     def problem(self, served: str | None) -> str | None: ...
-    def save_model(self, train_output: dict) -> str: ...
+    def save_model(self, train_output: dict, current: bool = True) -> str: ...
+    def load_version(self, version: str) -> dict: ...
+    def evaluations(self) -> dict[str, dict]: ...
+    def save_evaluations(self, evaluations: dict[str, dict]) -> None: ...
     def save_annotation(self, annotation: dict) -> None: ...
     def delete_annotation(self, annotation_id: object) -> bool: ...
     def annotations(self) -> Iterator[dict]: ...
@@ -300,14 +303,16 @@ class LocalProjectStore(VersionFallback):
         with contextlib.suppress(OSError):  # only a note: a full disk must not stop serving
             atomic_write(self.dir / "broken.json", json.dumps(broken).encode())
 
-    def save_model(self, train_output: dict) -> str:
-        """Save a trained model and make it current; return its new version."""
+    def save_model(self, train_output: dict, current: bool = True) -> str:
+        """Save a trained model and make it current (unless ``current`` is False: kept, not served);
+        return its new version."""
         version = self._next_version()
         data = pickle.dumps(train_output, protocol=5)
         digest = hashlib.sha256(data).hexdigest().encode()
         atomic_write(self.dir / "models" / f"{version}.sha256", digest, f"model {version}")
         atomic_write(self.dir / "models" / f"{version}.pkl", data, f"model {version}")
-        atomic_write(self.pointer, version.encode(), f"model {version}")
+        if current:
+            atomic_write(self.pointer, version.encode(), f"model {version}")
         self._prune(keep={version})
         return version
 
@@ -396,6 +401,17 @@ class LocalProjectStore(VersionFallback):
             return json.loads((self.dir / "training.json").read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return {"state": "idle"}
+
+    def save_evaluations(self, evaluations: dict[str, dict]) -> None:
+        """Per version: the held-out share it was trained with and its last scores (``evaluation.py``)."""
+        atomic_write(self.dir / "evaluations.json", json.dumps(evaluations).encode(), "the evaluations")
+
+    def evaluations(self) -> dict[str, dict]:
+        try:
+            found = json.loads((self.dir / "evaluations.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return found if isinstance(found, dict) else {}
 
     # --- training lock ----------------------------------------------------
     @contextlib.contextmanager

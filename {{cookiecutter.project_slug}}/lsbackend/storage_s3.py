@@ -431,8 +431,8 @@ class S3ProjectStore(VersionFallback):
         with contextlib.suppress(StorageError):  # only a note: an outage must not stop serving
             self.s.put(self.key("broken.json"), json.dumps(broken).encode(), "the notes on broken models")
 
-    def save_model(self, train_output: dict) -> str:
-        """Save a trained model, then (only then) make it current; return its version.
+    def save_model(self, train_output: dict, current: bool = True) -> str:
+        """Save a trained model, then (only then) make it current unless ``current`` is False; return its version.
 
         A store unreachable for a while (up to ``SAVE_RETRY_SECONDS``) delays the save instead of
         losing a training that may have taken hours.
@@ -442,7 +442,8 @@ class S3ProjectStore(VersionFallback):
         version = retrying(self._next_version)
         retrying(lambda: self.s.put(self.key(f"models/{version}.pkl"), data, f"model {version}",
                                     Metadata={"sha256": digest}))
-        retrying(lambda: self._move_pointer(version, f"model {version}"))
+        if current:
+            retrying(lambda: self._move_pointer(version, f"model {version}"))
         with contextlib.suppress(StorageError):  # old versions go at the next save
             self._prune(keep={version})
         return version
@@ -519,6 +520,16 @@ class S3ProjectStore(VersionFallback):
             return json.loads(self._text("training.json", "the training status") or '{"state": "idle"}')
         except json.JSONDecodeError:
             return {"state": "idle"}
+
+    def save_evaluations(self, evaluations: dict[str, dict]) -> None:
+        self.s.put(self.key("evaluations.json"), json.dumps(evaluations).encode(), "the evaluations")
+
+    def evaluations(self) -> dict[str, dict]:
+        try:
+            found = json.loads(self._text("evaluations.json", "the evaluations") or "{}")
+        except json.JSONDecodeError:
+            return {}
+        return found if isinstance(found, dict) else {}
 
     # --- training lock ----------------------------------------------------
     @contextlib.contextmanager

@@ -70,6 +70,22 @@ class VersionFallback:
             self._save_broken(broken)
         return None
 
+    def load_version(self, version: str) -> dict:
+        """One kept version's train_output (to score it), whichever version is current; ``UnknownVersion``
+        when it is not kept or does not load."""
+        if version not in self.versions():
+            listed = ", ".join(self.versions()) or "none yet"
+            raise UnknownVersion(f"version {version!r} is not kept for this project (kept: {listed})")
+        try:
+            output = pickle.loads(self._verified_bytes(version))
+        except self.UNREACHABLE:
+            raise
+        except Exception as exc:  # noqa: BLE001 (any unpickling failure: this version cannot be used)
+            raise UnknownVersion(f"version {version!r} cannot be loaded ({type(exc).__name__}: {exc})") from None
+        if not isinstance(output, dict):
+            raise UnknownVersion(f"version {version!r} holds a {type(output).__name__}, not the dict fit returned")
+        return output
+
     def served_version(self) -> str | None:
         """The version ``load_model`` would serve, judged without loading a model (``/setup`` must be quick)."""
         broken, kept = self._broken(), self.versions()

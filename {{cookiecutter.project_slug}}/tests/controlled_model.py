@@ -7,7 +7,9 @@ the model talks through files in a ``fit-control`` folder of ``MODEL_DIR``
 - ``pids``: each fit appends its process id when it starts;
 - ``nice``: the niceness of each thread of the last fit's process (the BLAS pools' too), one per line;
 - ``fail``: while it exists, fit raises ``RuntimeError`` with its text;
-- ``hold``: while it exists, fit waits (at most two minutes) before fitting.
+- ``hold``: while it exists, fit waits (at most two minutes) before fitting;
+- ``rotate``: while it exists, fit learns every label as the next one of the config (a deliberately
+  worse model, for the promotion rule).
 """
 
 from __future__ import annotations
@@ -54,4 +56,19 @@ class ControlledModel(Base):
         deadline = time.monotonic() + 120
         while (control / "hold").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
+        if (control / "rotate").exists():
+            annotations = [self.rotated(a) for a in annotations]
         return super().fit(annotations, **kwargs)
+
+    def rotated(self, annotation: dict) -> dict:
+        """The annotation with each label of this model's control replaced by the next label of the config."""
+        labels = self.labels
+        shift = {label: labels[(i + 1) % len(labels)] for i, label in enumerate(labels)}
+        result = []
+        for item in annotation.get("result") or []:
+            value = dict(item.get("value") or {})
+            for key in ("choices", "labels"):
+                if item.get("from_name") == self.control.name and isinstance(value.get(key), list):
+                    value[key] = [shift.get(self.label_of(v), v) for v in value[key]]
+            result.append({**item, "value": value})
+        return {**annotation, "result": result}

@@ -11,11 +11,11 @@ import examples
 from conftest import ROOT, SHAPE, captured
 
 
-def cli(*args: str, model_dir, stdin: str | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, model_dir, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the CLI with the config the examples are labeled with (Label Studio's captured one)."""
     config = model_dir.parent / "captured_config.xml"
     config.write_text(captured(f"setup_{SHAPE}")["schema"], encoding="utf-8")
-    env = {**os.environ, "MODEL_DIR": str(model_dir), "LABEL_CONFIG": str(config)}
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "LABEL_CONFIG": str(config), **(env or {})}
     return subprocess.run([sys.executable, "-m", "lsbackend", *args], cwd=ROOT, env=env, input=stdin,
                           capture_output=True, text=True, timeout=120)
 

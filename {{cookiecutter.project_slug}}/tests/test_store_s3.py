@@ -72,6 +72,21 @@ def corrupt(store, project: str, version: str) -> None:
 
 
 # --- the ProjectStore promises, for both stores ------------------------------------------------------
+def test_a_version_saved_but_not_promoted_is_kept_loadable_and_not_served(stores):
+    """What the promotion rule needs: a worse version is kept (to use by hand) while the pointer stays."""
+    store = stores.project(PROJECT)
+    served = store.save_model({"weights": [1]})
+    stamp = store.stamp()
+    kept = store.save_model({"weights": [2]}, current=False)
+    assert store.current_version() == served and store.stamp() == stamp and store.load_model()[0] == served
+    assert store.versions() == [kept, served] and store.load_version(kept) == {"weights": [2]}
+    with pytest.raises(UnknownVersion, match="not kept"):
+        store.load_version("v99")
+    assert store.evaluations() == {}
+    store.save_evaluations({kept: {"held_out": 0.2, "evaluation": {"score": 0.5}}})
+    assert stores.project(PROJECT).evaluations() == {kept: {"held_out": 0.2, "evaluation": {"score": 0.5}}}
+
+
 def test_a_saved_model_becomes_current_and_older_versions_stay_until_pruned(stores):
     store = stores.project(PROJECT)
     assert store.current_version() is None and store.load_model() is None and store.versions() == []
