@@ -173,6 +173,10 @@ MISMATCH_MESSAGES = {
     ("image_classification", "ner"): "needs Choices over Image, found Labels over Text",
     ("ner", "text_classification"): "needs Labels over Text, found Choices over Text",
     ("ner", "image_classification"): "needs Labels over Text, found Choices over Image",
+    ("object_detection", "image_classification"): "needs RectangleLabels over Image, found Choices over Image",
+    ("object_detection", "ner"): "needs RectangleLabels over Image, found Labels over Text",
+    ("image_classification", "object_detection"): "needs Choices over Image, found RectangleLabels over Image",
+    ("ner", "object_detection"): "needs Labels over Text, found RectangleLabels over Image",
 }
 
 
