@@ -44,9 +44,11 @@ def test_bakes_a_complete_repo_with_nothing_left_over(cookies, model_type):
                  "requirements-redis.txt", "lsbackend/redis_queue.py"):
         assert (repo / name).is_file(), name
     assert not (repo / "_variants").exists()
-    assert (repo / "lsbackend" / "media.py").exists() == (model_type == "image_classification")
+    images = model_type in ("image_classification", "object_detection")
+    assert (repo / "lsbackend" / "media.py").exists() == images
     assert (repo / "lsbackend" / "onnx_model.py").exists() == (model_type == "image_classification")
-    assert (repo / "requirements-onnx.txt").exists() == (model_type == "image_classification")
+    assert (repo / "lsbackend" / "yolo_onnx.py").exists() == (model_type == "object_detection")
+    assert (repo / "requirements-onnx.txt").exists() == images
     for path, text in text_files(repo):
         assert not LEFTOVER.search(text), f"unrendered Jinja left in {path.relative_to(repo)}"
 
