@@ -6,7 +6,7 @@ again. Every step goes through Label Studio's API; the backend is only asked
 for its training status (a backend endpoint Label Studio does not know about).
 
 The flow is the same for each variant (``text_classification``,
-``image_classification``, ``ner``); a ``Scenario`` says what the tasks are,
+``image_classification``, ``ner``, ``object_detection``); a ``Scenario`` says what the tasks are,
 how one is annotated and what counts as a correct prediction. Images come in
 the two ways users bring them: ``http://`` URLs on a server of their own (here
 one on loopback), and files uploaded to Label Studio, which the backend must
