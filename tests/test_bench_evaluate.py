@@ -23,7 +23,8 @@ def load_evaluate():
 
 @pytest.mark.parametrize(("variant", "metric"), [("text_classification", "accuracy"),
                                                   ("image_classification", "accuracy"),
-                                                  ("text_classification__multilabel", "F1 (micro)")])
+                                                  ("text_classification__multilabel", "F1 (micro)"),
+                                                  ("object_detection", "F1@0.5")])
 def test_tiny_run_bakes_trains_and_reports_numbers_between_0_and_1(tmp_path, variant, metric):
     cmd = [sys.executable, str(SCRIPT), "--sizes", "10,20", "--variants", variant,
            "--seeds", "1", "--test-size", "20", "--out", str(tmp_path)]
@@ -71,8 +72,11 @@ def test_an_unknown_variant_is_refused_with_the_known_ones():
 
 
 @pytest.mark.parametrize("name", ["text_classification", "ner", "image_classification",
-                                  "text_classification__multilabel", "image_classification__multilabel"])
-def test_every_data_generator_is_seeded_and_scores_perfect_answers_as_1(name):
+                                  "text_classification__multilabel", "image_classification__multilabel",
+                                  "object_detection"])
+def test_every_data_generator_is_seeded_and_scores_perfect_answers_as_1(name, monkeypatch):
+    # detection is scored with the baked runtime's lsbackend.boxes; the template's copy is the same file
+    monkeypatch.syspath_prepend(str(TEMPLATE / "{{cookiecutter.project_slug}}"))
     dataset = load_evaluate().load_file(TEMPLATE / "bench" / "datasets" / f"{name}.py", f"dataset_{name}")
     train, test = dataset.make(5, 8, seed=3)
     assert (train, test) == dataset.make(5, 8, seed=3) and len(train) == 5 and len(test) == 8
@@ -83,6 +87,11 @@ def test_every_data_generator_is_seeded_and_scores_perfect_answers_as_1(name):
 
 
 def _answer(name: str, truth) -> list[dict]:
+    if name == "object_detection":
+        width, height, objects = truth
+        return [{"score": 0.9, "value": {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
+                                         "height": 100 * (y2 - y1) / height, "rectanglelabels": [label]}}
+                for label, (x1, y1, x2, y2) in objects]
     if name.endswith("__multilabel"):
         return [{"value": {"choices": truth}}]
     if name in ("text_classification", "image_classification"):

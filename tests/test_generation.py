@@ -46,8 +46,10 @@ def test_bakes_a_complete_repo_with_nothing_left_over(cookies, model_type):
     assert not (repo / "_variants").exists()
     assert (repo / "lsbackend" / "media.py").exists()  # every variant: label_studio_ml's get_local_path uses it
     assert (repo / "label_studio_ml" / "model.py").exists() and (repo / "requirements-upstream.txt").exists()
+    images = model_type in ("image_classification", "object_detection")
     assert (repo / "lsbackend" / "onnx_model.py").exists() == (model_type == "image_classification")
-    assert (repo / "requirements-onnx.txt").exists() == (model_type == "image_classification")
+    assert (repo / "lsbackend" / "yolo_onnx.py").exists() == (model_type == "object_detection")
+    assert (repo / "requirements-onnx.txt").exists() == images
     for path, text in text_files(repo):
         assert not LEFTOVER.search(text), f"unrendered Jinja left in {path.relative_to(repo)}"
 
@@ -174,6 +176,10 @@ MISMATCH_MESSAGES = {
     ("image_classification", "ner"): "needs Choices over Image, found Labels over Text",
     ("ner", "text_classification"): "needs Labels over Text, found Choices over Text",
     ("ner", "image_classification"): "needs Labels over Text, found Choices over Image",
+    ("object_detection", "image_classification"): "needs RectangleLabels over Image, found Choices over Image",
+    ("object_detection", "ner"): "needs RectangleLabels over Image, found Labels over Text",
+    ("image_classification", "object_detection"): "needs Choices over Image, found RectangleLabels over Image",
+    ("ner", "object_detection"): "needs Labels over Text, found RectangleLabels over Image",
 }
 
 

@@ -6,7 +6,7 @@ again. Every step goes through Label Studio's API; the backend is only asked
 for its training status (a backend endpoint Label Studio does not know about).
 
 The flow is the same for each variant (``text_classification``,
-``image_classification``, ``ner``); a ``Scenario`` says what the tasks are,
+``image_classification``, ``ner``, ``object_detection``); a ``Scenario`` says what the tasks are,
 how one is annotated and what counts as a correct prediction. Images come in
 the two ways users bring them: ``http://`` URLs on a server of their own (here
 one on loopback), and files uploaded to Label Studio, which the backend must
@@ -305,9 +305,72 @@ def ner_scenario(client: LabelStudioClient, project_id: int, label_config: str, 
     )
 
 
+# --- object detection ------------------------------------------------------------
+DETECTION_IMAGES_PER_KIND = 16
+DETECTION_ANNOTATED_PER_KIND = 12
+
+
+def check_box_items(prediction: dict) -> None:
+    """A stored detection prediction has Label Studio's rectangle shape: percent box, image size, labels."""
+    for item in prediction["result"]:
+        assert item["type"] == "rectanglelabels" and item["image_rotation"] == 0, item
+        assert (item["original_width"], item["original_height"]) == (96, 64), item
+        value = item["value"]
+        assert 0 <= value["x"] < value["x"] + value["width"] <= 100 + 1e-9, item
+        assert 0 <= value["y"] < value["y"] + value["height"] <= 100 + 1e-9, item
+        assert len(value["rectanglelabels"]) == 1 and 0 < item["score"] <= 1, item
+    assert 0 <= prediction["score"] <= 1, prediction
+
+
+def detection_scenario(
+    client: LabelStudioClient, project_id: int, label_config: str, baked_dir: Path, file_server: FileServer
+) -> Scenario:
+    """Squares and circles on plain backgrounds (drawn by the baked ``examples.py``), by URL and uploaded;
+    annotated with boxes in percent, and read back as the ``(label, quadrant)`` of each predicted box."""
+    config = read_config(label_config, "RectangleLabels", "Image", "Label")
+    examples = load_baked_examples(baked_dir)
+    assert set(examples.LABELS) <= set(config.labels), config
+    boxes: dict[str, list[dict]] = {}
+    truth: dict[str, tuple] = {}
+    by_url, uploads = [], []
+    for kind in ("url", "upload"):
+        task_roles = roles(DETECTION_IMAGES_PER_KIND, 2 if kind == "upload" else 0, DETECTION_ANNOTATED_PER_KIND)
+        for index, role in enumerate(task_roles):
+            seed = 3000 + index + (1000 if kind == "upload" else 0)
+            image, objects = examples.scene(seed)
+            name = f"scene-{kind}-{index}.png"
+            boxes[name] = [examples.box_item(corners, label, from_name=config.from_name, to_name=config.to_name,
+                                             item_id=f"b{i}") for i, (label, _, corners) in enumerate(objects)]
+            truth[name] = (examples.expected(seed), role)
+            png = examples.png_bytes(image)
+            if kind == "url":
+                (file_server.root / name).write_bytes(png)
+                by_url.append(name)
+            else:
+                uploads.append((name, png, "image/png"))
+    cases: list[Case] = []
+    results: dict[int, list[dict]] = {}
+    imported = client.import_tasks(project_id, [{config.data_key: f"{file_server.url}/{n}"} for n in by_url])
+    for task, name in zip(imported, by_url, strict=True):
+        cases.append(Case(task["id"], truth[name][0], truth[name][1], "url"))
+        results[task["id"]] = boxes[name]
+    for task in client.upload_files(project_id, uploads):
+        path = task["data"].get(config.data_key)
+        name = next(n for n, _, _ in uploads if isinstance(path, str) and path.endswith((f"-{n}", f"/{n}")))
+        cases.append(Case(task["id"], truth[name][0], truth[name][1], "upload"))
+        results[task["id"]] = boxes[name]
+    return Scenario(
+        config=config,
+        cases=cases,
+        annotation=lambda case: results[case.task_id],
+        predicted=lambda prediction: (check_box_items(prediction), examples.predicted_label(prediction))[1],
+        min_correct=0.75,
+    )
+
+
 # By the kind of captured requests a variant answers (its manifest's "captures"), so a new variant
 # that answers a known kind (a copy of the text model, say) is driven through Label Studio too.
-SCENARIOS = {"text": text_scenario, "image": image_scenario, "ner": ner_scenario}
+SCENARIOS = {"text": text_scenario, "image": image_scenario, "ner": ner_scenario, "detection": detection_scenario}
 
 
 def predictions_by_task(client: LabelStudioClient, project_id: int) -> dict[int, list[dict]]:

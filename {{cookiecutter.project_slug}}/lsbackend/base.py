@@ -8,9 +8,11 @@ runtime swaps it in only when ``fit`` succeeded and its output was saved.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .box_units import to_percent
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
 from .settings import Settings
 
@@ -76,6 +78,8 @@ class LabelStudioMLBase:
         self._stored = {label: aliases.get(label, label) for label in self.control.labels}
         self._label_of = {stored: label for label, stored in self._stored.items()}
         self._label_of.update({label: label for label in self.control.labels})  # a value stored before its alias
+        self._class_labels = {**{label.lower(): label for label in self.control.labels},
+                              **{label: label for label in self.control.labels}, **dict(self.control.predicted_values)}
         self.setup()
 
     # --- the parts a model overrides -------------------------------------
@@ -172,6 +176,16 @@ class LabelStudioMLBase:
         """The config label a result names: Label Studio stores a label's ``alias`` when it has one."""
         return self._label_of.get(stored) if isinstance(stored, str) else None
 
+    def label_for_class(self, name: object) -> str | None:
+        """The config label a pretrained model's class name maps to, or None to leave it out.
+
+        ``<Label value="Car" predicted_values="car,truck"/>`` maps the model's ``car`` and ``truck`` to
+        ``Car``; without it a class maps to the label of the same name (exactly, else ignoring case).
+        """
+        if not isinstance(name, str):
+            return None
+        return self._class_labels.get(name) or self._class_labels.get(name.lower())
+
     def skip(self, annotation: dict, reason: str) -> None:
         """Leave an annotation (or one of its result items) out of training, saying why.
 
@@ -224,6 +238,13 @@ class LabelStudioMLBase:
         """A ``labels`` result item marking ``text[start:end]`` with ``label``."""
         stored = self._stored.get(label, label)  # the alias, when the label has one, as Label Studio stores it
         return self.result_item({"start": start, "end": end, "text": text, "labels": [stored]}, score)
+
+    def box_result(self, corners: Sequence[float], width: int, height: int, label: str, score: float) -> dict:
+        """A ``rectanglelabels`` result item: pixel corners ``x1, y1, x2, y2`` in the image as displayed
+        (``width`` x ``height``), stored as Label Studio does, in percent of that image."""
+        value = {**to_percent(corners, width, height), "rectanglelabels": [self._stored.get(label, label)]}
+        item = self.result_item(value, score)
+        return {**item, "original_width": int(width), "original_height": int(height), "image_rotation": 0}
 
     def prediction(self, result: list[dict], score: float = 0.0) -> dict:
         """One task's prediction in Label Studio's format."""

@@ -87,6 +87,9 @@ class ControlTag:
     attrs: dict = field(default_factory=dict, compare=False, hash=False)
     #: ``(value, alias)`` of each label with an ``alias``: Label Studio stores the alias in results
     aliases: tuple[tuple[str, str], ...] = ()
+    #: ``(model class name, label)`` from ``predicted_values="a,b"`` on ``<Label>``: a detector's own class
+    #: names mapped to the config's labels (upstream's YOLO example reads the same attribute)
+    predicted_values: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ class Requirement:
     min_labels: int
     what: str
     example: str
+    #: the control must read exactly one object (a box belongs to one image)
+    single_object: bool = False
 
 
 REQUIREMENTS = {
@@ -155,6 +160,17 @@ REQUIREMENTS = {
         '    <Label value="PER"/>\n    <Label value="ORG"/>\n    <Label value="LOC"/>\n'
         '  </Labels>\n  <Text name="text" value="$text"/>\n</View>',
     ),
+    "object_detection": Requirement(
+        "RectangleLabels",
+        "Image",
+        1,
+        "finds objects in images and draws a labeled box around each",
+        '<View>\n  <Image name="image" value="$image"/>\n'
+        '  <RectangleLabels name="label" toName="image">\n'
+        '    <Label value="Square"/>\n    <Label value="Circle"/>\n'
+        "  </RectangleLabels>\n</View>",
+        single_object=True,
+    ),
 }
 
 #: What a (control, object) pair is, to explain a mismatch in the user's words.
@@ -162,7 +178,8 @@ KNOWN_SHAPES = {
     ("Choices", "Text"): "that is text classification (model_type text_classification)",
     ("Choices", "Image"): "that is image classification (model_type image_classification)",
     ("Labels", "Text"): "that is named-entity recognition (model_type ner)",
-    ("RectangleLabels", "Image"): "that is object detection, which needs a different model",
+    ("RectangleLabels", "Image"): "that is object detection (model_type object_detection)",
+    ("Rectangle", "Image"): "boxes without labels; use <RectangleLabels> with <Label> tags to name what each box is",
     ("PolygonLabels", "Image"): "that is segmentation, which needs a different model",
     ("BrushLabels", "Image"): "that is segmentation, which needs a different model",
     ("KeyPointLabels", "Image"): "that is keypoint detection, which needs a different model",
@@ -242,6 +259,14 @@ def _aliases_of(node: _Node) -> tuple[tuple[str, str], ...]:
     )
 
 
+def _predicted_values_of(node: _Node) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (name.strip(), n.attrs["value"])
+        for n in _label_nodes(node) if "value" in n.attrs
+        for name in n.attrs.get("predicted_values", "").split(",") if name.strip()
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def read_config_file(path: str | os.PathLike[str]) -> str | None:
     """The repo's default labeling config (``LABEL_CONFIG``), or None when there is no such file."""
@@ -273,7 +298,8 @@ def parse_label_config(xml_text: str) -> LabelConfig:
         elif kind in CONTROL_TAGS:
             to_name = tuple(n.strip() for n in node.attrs.get("toName", "").split(",") if n.strip())
             controls.append(
-                ControlTag(name, CONTROL_TAGS[kind], to_name, _labels_of(node), node.attrs, _aliases_of(node))
+                ControlTag(name, CONTROL_TAGS[kind], to_name, _labels_of(node), node.attrs, _aliases_of(node),
+                           _predicted_values_of(node))
             )
     return LabelConfig(xml_text, tuple(controls), objects)
 
@@ -341,6 +367,13 @@ def check_fit(config: str | LabelConfig, model_type: str) -> tuple[ControlTag, O
 
 
 def _check_usable(req: Requirement, control: ControlTag, obj: ObjectTag) -> None:
+    if req.single_object and len(control.to_name) > 1:
+        raise ConfigError(
+            f"{control.type} {control.name!r} must draw on one {req.object}, not several",
+            f"toName={','.join(control.to_name)!r}: a box belongs to one image. Give each <{req.object}> "
+            f"its own <{req.control}> (this model fills the first), or label one image per task.",
+            req.example,
+        )
     if len(set(control.labels)) < req.min_labels:
         child = "Choice" if req.control == "Choices" else "Label"
         raise ConfigError(

@@ -122,9 +122,12 @@ class Backend:
 
         While MODEL_URI is loading (or after it failed) this raises ``ModelLoading`` /
         ``PretrainedError`` (``/predict`` answers 503), unless ``wait`` is off: training then
-        starts from nothing rather than wait.
+        waits for the load (at most MODEL_FETCH_TIMEOUT_SECONDS; a model such as a detector
+        whose thresholds training calibrates needs it) and else starts from nothing.
         """
         if self.pretrained is not None:
+            if not wait:
+                self.pretrained.wait(self.settings.model_fetch_timeout_seconds)
             try:
                 return self.pretrained.get()
             except (ModelLoading, PretrainedError):

@@ -67,7 +67,7 @@ class ControlledModel(Base):
         result = []
         for item in annotation.get("result") or []:
             value = dict(item.get("value") or {})
-            for key in ("choices", "labels"):
+            for key in ("choices", "labels", "rectanglelabels"):
                 if item.get("from_name") == self.control.name and isinstance(value.get(key), list):
                     value[key] = [shift.get(self.label_of(v), v) for v in value[key]]
             result.append({**item, "value": value})

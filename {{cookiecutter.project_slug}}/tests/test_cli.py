@@ -27,8 +27,8 @@ def test_check_accepts_the_repos_config(tmp_path):
 
 def test_check_explains_a_config_that_does_not_fit(tmp_path):
     bad = tmp_path / "bad.xml"
-    bad.write_text('<View><Image name="i" value="$i"/><RectangleLabels name="r" toName="i">'
-                   '<Label value="Car"/></RectangleLabels></View>')
+    bad.write_text('<View><Image name="i" value="$i"/><PolygonLabels name="r" toName="i">'
+                   '<Label value="Car"/></PolygonLabels></View>')  # segmentation: no variant's model
     proc = cli("check", str(bad), model_dir=tmp_path / "models")
     assert proc.returncode == 1
     assert "does not fit" in proc.stderr and "A config that works" in proc.stderr

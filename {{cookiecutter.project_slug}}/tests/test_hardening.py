@@ -6,6 +6,7 @@ Several of these were 500s (or worse) before the runtime was fixed; the test nam
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import logging
@@ -31,7 +32,7 @@ from conftest import (
 )
 
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
-DATA_KEY = "image" if SHAPE == "image" else "text"
+DATA_KEY = "image" if SHAPE in ("image", "detection") else "text"
 
 BILLION_LAUGHS = (
     '<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
@@ -81,8 +82,8 @@ def test_a_request_over_the_size_limit_is_a_413_naming_the_setting(tmp_path):
         ("<View><Text name='t' value='$text'/></Vew>", "Labeling config is not valid XML: mismatched tag"),
         ("<View><Text name='t' value='$text'/></View>", "Labeling config does not fit: needs "),
         (
-            '<View><Image name="i" value="$i"/><RectangleLabels name="b" toName="i"><Label value="A"/>'
-            "</RectangleLabels></View>",
+            '<View><Image name="i" value="$i"/><PolygonLabels name="b" toName="i"><Label value="A"/>'
+            "</PolygonLabels></View>",
             "Labeling config does not fit: needs ",
         ),
         (EXTERNAL_ENTITY, "Labeling config must not contain a DOCTYPE or entities"),
@@ -405,19 +406,27 @@ def _odd_values(value: dict) -> list[object]:
             {**value, "labels": [None]}, {**value, "start": 10**6, "end": 10**6 + 5, "text": "zzqq"},
             {**value, "start": 10**30, "end": -(10**30)},
         ]
+    if SHAPE == "detection":
+        return common + [
+            {**value, "rectanglelabels": "Square"}, {**value, "rectanglelabels": ["Nope"]}, {**value, "x": "1"},
+            {**value, "width": 0}, {**value, "width": None}, {**value, "x": float("nan")}, {**value, "x": 150},
+            {**value, "rotation": 30}, {**value, "rotation": "x"}, {**value, "rectanglelabels": ["Square", "Circle"]},
+        ]
     return common + [{"choices": [5, None]}, {"choices": "Positive"}, {"choices": ["Not a label"]},
                      {"choices": [{"a": 1}]}, {"labels": 5}]
 
 
 def _odd_task_data() -> list[dict]:
     odd: list[dict] = [{DATA_KEY: 5}, {DATA_KEY: None}, {DATA_KEY: ["a"]}, {DATA_KEY: {"x": 1}}, {"other": "x"}]
-    if SHAPE == "image":  # strings the URL and path libraries refuse
+    if SHAPE in ("image", "detection"):  # strings the URL and path libraries refuse
         odd += [{DATA_KEY: ref} for ref in ("http://[::1/x.png", "a\x00b.png", "http://h:abc/x.png",
                                               "/data/a b\r\n.png", "\ud800", "https://exa mple.com/x.png")]
     return odd
 
 
-def test_training_skips_what_it_cannot_use_counts_it_and_names_it(client):
+def test_training_skips_what_it_cannot_use_counts_it_and_names_it(settings):
+    # nothing held out for scoring (EVAL_HOLDOUT=0): every odd annotation reaches fit, which must skip it
+    client = create_app(Backend(MODEL_CLASS, dataclasses.replace(settings, eval_holdout=0.0))).test_client()
     events = training_events()
     good = events[0]["annotation"]["result"]
     odd = [annotation_event(900 + i, events[0]["task"]["data"], [{**good[0], "value": v}])
@@ -448,7 +457,7 @@ def test_aliased_labels_train_on_the_alias_and_predict_it(client):
     assert client.post("/setup", json={**setup, "schema": config}).status_code == 200
     for event in training_events():
         for item in event["annotation"]["result"]:
-            key = "choices" if "choices" in item["value"] else "labels"
+            key = next(k for k in ("choices", "labels", "rectanglelabels") if k in item["value"])
             item["value"][key] = [f"a-{label}" for label in item["value"][key]]
         event["project"] = {**event["project"], "label_config": config}  # Label Studio sends the project's config
         assert client.post("/webhook", json=event).status_code == 200
@@ -461,12 +470,12 @@ def test_aliased_labels_train_on_the_alias_and_predict_it(client):
     body["label_config"] = config
     body["tasks"] = [{**body["tasks"][0], "id": 500 + i, "data": d} for i, (d, _) in enumerate(examples.holdout())]
     results = client.post("/predict", json=body).get_json()["results"]
-    stored = [v for r in results for item in r["result"] for key in ("choices", "labels")
+    stored = [v for r in results for item in r["result"] for key in ("choices", "labels", "rectanglelabels")
               for v in item["value"].get(key, [])]
     assert stored and all(v.startswith("a-") for v in stored)  # Label Studio expects the alias
     for result in results:
         for item in result["result"]:
-            for key in ("choices", "labels"):
+            for key in ("choices", "labels", "rectanglelabels"):
                 if key in item["value"]:
                     item["value"][key] = [v[2:] for v in item["value"][key]]
     assert [examples.predicted_label(r) for r in results] == [label for _, label in examples.holdout()]

@@ -102,12 +102,12 @@ def test_interactive_predict_with_context_answers(client):
 
 def test_setup_with_a_config_that_does_not_fit_gets_a_specific_reason_phrase(client):
     body = captured(f"setup_{SHAPE}")
-    body["schema"] = '<View><Image name="img" value="$img"/><RectangleLabels name="box" toName="img">' \
-                     '<Label value="Car"/></RectangleLabels></View>'
+    body["schema"] = '<View><Image name="img" value="$img"/><PolygonLabels name="area" toName="img">' \
+                     '<Label value="Car"/></PolygonLabels></View>'
     response = client.post("/setup", json=body)
     assert response.status_code == 422
     reason = response.status.split(" ", 1)[1]
-    assert reason.startswith("Labeling config does not fit: needs ") and "RectangleLabels" in reason
+    assert reason.startswith("Labeling config does not fit: needs ") and "PolygonLabels" in reason
     assert reason.isascii() and "\n" not in reason
     assert "example" in response.get_json()
 
@@ -199,7 +199,7 @@ def test_a_task_missing_the_configured_field_is_named(client):
     body["tasks"][0]["data"] = {"other": "x"}
     response = client.post("/predict", json=body)
     assert response.status_code == 422
-    key = "image" if SHAPE == "image" else "text"
+    key = "image" if SHAPE in ("image", "detection") else "text"
     assert response.get_json()["error"] == f"Task {body['tasks'][0]['id']} has no data field '{key}'"
 
 

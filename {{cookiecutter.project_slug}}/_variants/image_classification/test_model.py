@@ -228,7 +228,7 @@ def test_trains_and_predicts_on_images_uploaded_to_label_studio():
     "config, phrase",
     [
         ('<View><Image name="i" value="$i"/><RectangleLabels name="b" toName="i"><Label value="Car"/>'
-         "</RectangleLabels></View>", "object detection, which needs a different model"),
+         "</RectangleLabels></View>", r"object detection \(model_type object_detection\)"),
         ('<View><Image name="i" value="$i"/><PolygonLabels name="b" toName="i"><Label value="Car"/>'
          "</PolygonLabels></View>", "segmentation, which needs a different model"),
         ('<View><Image name="i" value="$i"/><BrushLabels name="b" toName="i"><Label value="Car"/>'

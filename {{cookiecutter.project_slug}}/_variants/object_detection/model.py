@@ -1,0 +1,292 @@
+"""Your model: object detection, drawing a labeled box around each object in an image.
+
+This is the one file meant for you to edit. The runtime (``lsbackend``) calls:
+
+- ``predict(tasks)`` for pre-annotations: one prediction per task, a ``rectanglelabels`` item per box;
+- ``fit(annotations)`` when training runs: return a dict, which is saved and
+  handed back to every later model object as ``self.train_output``.
+
+Two detectors, one interface:
+
+- **Trainable, offline** (the default): region proposals are the connected blobs that stand out from
+  the image's background colour, at several contrast thresholds (``scipy.ndimage``); a random forest
+  classifies each proposal's crop into one of the config's labels or "background"; overlapping
+  detections are suppressed. It learns from a few dozen annotated images of objects on a clean
+  background (documents, parts on a belt, shapes). It cannot find objects in cluttered natural photos:
+  bring your own detector for those.
+- **Your YOLO model** exported to ONNX and named by ``MODEL_URI`` (``load_pretrained``). Training then
+  learns, per label, the score threshold that maximises F1 at IoU 0.5 on the annotated images.
+
+Boxes go out in Label Studio's format (percent of the image as displayed, EXIF orientation applied),
+through ``self.box_result``. Thresholds, in order: the ``score_threshold`` extra param, the control's
+``model_score_threshold``, the per-label thresholds training learnt, the detector's default.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from sklearn.ensemble import RandomForestClassifier
+
+from lsbackend import LabelStudioMLBase, TaskDataError
+from lsbackend.box_units import LabeledBox, read_boxes
+from lsbackend.boxes import best_threshold, iou, match, nms
+from lsbackend.images import UprightImage, load_upright
+from lsbackend.media import MediaError, failed_prediction, resolver_for
+from lsbackend.yolo_onnx import YoloDetector
+
+log = logging.getLogger(__name__)
+
+BACKGROUND = "__background__"
+WORK_SIDE = 256  # the trainable detector looks at images at most this large
+CONTRAST = (0.1, 0.2, 0.35)  # colour distance (0..1) from the background that makes a pixel foreground
+MIN_SIDE = 3  # proposals narrower than this many working pixels are noise
+POSITIVE_IOU, NEGATIVE_IOU = 0.5, 0.3  # a proposal is its object's example above, background below
+MASK_SIDE = 6  # the foreground shape inside a box, at this many cells a side
+DEFAULT_SCORE = {"trainable": 0.5, "yolo": 0.25}  # ultralytics' own predict default is 0.25
+CALIBRATION_FLOOR = 0.01  # YOLO detections scoring this or more are candidates when learning thresholds
+
+
+# --- the trainable detector: proposals and crop features --------------------------------------------------------
+def background_colour(pixels: np.ndarray) -> np.ndarray:
+    """The image's background colour, taken as the median of its border pixels."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return np.median(border, axis=0)
+
+
+def contrast_map(pixels: np.ndarray) -> np.ndarray:
+    """How far each pixel's colour is from the background, 0..1."""
+    return np.linalg.norm(pixels - background_colour(pixels), axis=2) / np.sqrt(3.0)
+
+
+def proposals(contrast: np.ndarray) -> np.ndarray:
+    """Candidate boxes [N, 4] (working pixels, x1 y1 x2 y2): connected foreground blobs at each threshold."""
+    found = []
+    for level in CONTRAST:
+        mask = ndimage.binary_opening(contrast > level)  # drops single noisy pixels
+        labeled, _ = ndimage.label(mask)
+        for rows, cols in filter(None, ndimage.find_objects(labeled)):
+            if cols.stop - cols.start >= MIN_SIDE and rows.stop - rows.start >= MIN_SIDE:
+                found.append((cols.start, rows.start, cols.stop, rows.stop))
+    if not found:
+        return np.zeros((0, 4))
+    unique = np.unique(np.array(found, dtype=np.float64), axis=0)
+    return unique[nms(unique, -np.arange(len(unique)), iou_threshold=0.95)]
+
+
+def crop_features(pixels: np.ndarray, contrast: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """A fixed-length description of one box: its shape, colours, size and how it stands out."""
+    height, width = contrast.shape
+    x1, y1, x2, y2 = (int(round(c)) for c in corners)
+    x1, y1 = min(max(x1, 0), width - 1), min(max(y1, 0), height - 1)
+    x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+    crop, inside = pixels[y1:y2, x1:x2], contrast[y1:y2, x1:x2]
+    foreground = inside > CONTRAST[0]
+    rows = np.array_split(np.arange(inside.shape[0]), MASK_SIDE) if inside.shape[0] >= MASK_SIDE else None
+    cols = np.array_split(np.arange(inside.shape[1]), MASK_SIDE) if inside.shape[1] >= MASK_SIDE else None
+    shape = (np.array([[foreground[np.ix_(r, c)].mean() for c in cols] for r in rows]).ravel()
+             if rows is not None and cols is not None else np.full(MASK_SIDE * MASK_SIDE, foreground.mean()))
+    ink = crop[foreground] if foreground.any() else crop.reshape(-1, 3)
+    edge = np.concatenate([foreground[0], foreground[-1], foreground[:, 0], foreground[:, -1]]).mean()
+    margin = contrast[max(y1 - 2, 0):y2 + 2, max(x1 - 2, 0):x2 + 2]
+    geometry = [(x2 - x1) / width, (y2 - y1) / height, np.log((x2 - x1) / (y2 - y1)), foreground.mean(), edge,
+                inside.mean(), (margin > CONTRAST[0]).mean() - foreground.mean() * inside.size / margin.size]
+    return np.concatenate([shape, ink.mean(axis=0), ink.std(axis=0), geometry])
+
+
+class TrainableDetector:
+    """Proposals + a random forest over crop features, with a background class."""
+
+    def __init__(self, forest: RandomForestClassifier) -> None:
+        self.forest = forest
+
+    @staticmethod
+    def examples(picture: UprightImage, truth: list[LabeledBox]) -> tuple[list[np.ndarray], list[str]]:
+        """Training rows from one annotated image: its boxes, the proposals that hit them, the ones that miss."""
+        pixels = np.asarray(picture.image, dtype=np.float64) / 255.0
+        contrast = contrast_map(pixels)
+        boxes = np.array([b.corners for b in truth]).reshape(-1, 4) * picture.scale
+        candidates = proposals(contrast)
+        overlaps = iou(candidates, boxes) if len(boxes) else np.zeros((len(candidates), 0))
+        rows = [crop_features(pixels, contrast, box) for box in boxes]
+        labels = [b.label for b in truth]
+        for candidate, overlap in zip(candidates, overlaps, strict=True):
+            best = int(overlap.argmax()) if overlap.size else -1
+            if best >= 0 and overlap[best] >= POSITIVE_IOU:
+                rows.append(crop_features(pixels, contrast, candidate))
+                labels.append(truth[best].label)
+            elif best < 0 or overlap[best] < NEGATIVE_IOU:
+                rows.append(crop_features(pixels, contrast, candidate))
+                labels.append(BACKGROUND)
+        return rows, labels
+
+    @classmethod
+    def fit(cls, rows: list[np.ndarray], labels: list[str]) -> TrainableDetector:
+        forest = RandomForestClassifier(n_estimators=200, min_samples_leaf=1, class_weight="balanced_subsample",
+                                        random_state=0, n_jobs=1)
+        return cls(forest.fit(np.stack(rows), labels))
+
+    def detect(self, picture: UprightImage) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Boxes (displayed pixels), scores and labels: each proposal's best non-background class."""
+        pixels = np.asarray(picture.image, dtype=np.float64) / 255.0
+        contrast = contrast_map(pixels)
+        candidates = proposals(contrast)
+        objects = [i for i, c in enumerate(self.forest.classes_) if c != BACKGROUND]
+        if not len(candidates) or not objects:
+            return np.zeros((0, 4)), np.zeros(0), []
+        votes = self.forest.predict_proba(np.stack([crop_features(pixels, contrast, c) for c in candidates]))
+        # The trees' vote shares, smoothed (add one vote per class): a box all trees agree on is very
+        # likely, never certain, so a score_threshold of 1 still means "only what is certain".
+        trees, classes = len(self.forest.estimators_), len(self.forest.classes_)
+        probabilities = (votes * trees + 1) / (trees + classes)
+        best = np.array(objects)[probabilities[:, objects].argmax(axis=1)]
+        scores = probabilities[np.arange(len(candidates)), best]
+        kept = nms(candidates, scores)  # one object, one box, whatever its class
+        return candidates[kept] / picture.scale, scores[kept], [str(self.forest.classes_[i]) for i in best[kept]]
+
+
+# --- the model Label Studio talks to ----------------------------------------------------------------------------
+class ObjectDetector(LabelStudioMLBase):
+    """Finds the config's labels in each task's image and draws a box around each."""
+
+    model_type = "object_detection"
+
+    def setup(self) -> None:
+        self.media = resolver_for(self.settings)  # LABEL_STUDIO_URL, its key, LOCAL_FILES_ROOT, limits
+        Image.MAX_IMAGE_PIXELS = self.media.max_pixels  # Pillow's own bomb limit follows ours
+        self.detector: TrainableDetector | YoloDetector | None = self.train_output.get("detector")
+        self.thresholds: dict[str, float] = self.train_output.get("thresholds", {})
+        self.kind = "yolo" if isinstance(self.detector, YoloDetector) else "trainable"
+
+    @classmethod
+    def load_pretrained(cls, path: Path) -> dict:
+        """MODEL_URI: a YOLO detector exported to ONNX (``yolo export model=best.pt format=onnx``)."""
+        if path.suffix != ".onnx":
+            raise ValueError("MODEL_URI for object detection is a YOLO model exported to ONNX (a .onnx file); "
+                             f"got {path.suffix or 'a file without suffix'}")
+        return {"detector": YoloDetector(path)}
+
+    def threshold(self, label: str) -> float:
+        """The score a box of ``label`` needs (see the module docstring for the order)."""
+        if self.extra_params.get("score_threshold") is not None:
+            return self.score_threshold
+        configured = self.control.attrs.get("model_score_threshold")
+        try:
+            return float(configured)
+        except (TypeError, ValueError):
+            return self.thresholds.get(label, DEFAULT_SCORE[self.kind])
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
+        references = [self._reference(task) for task in tasks]  # a missing field fails the request, by name
+        if self.detector is None:
+            return [self.prediction([]) for _ in tasks]  # not trained yet: nothing rather than made-up boxes
+        loaded = self._load(tasks, references)
+        good = [picture for picture in loaded if not isinstance(picture, MediaError)]
+        found = iter(self._detect(good, min_score=min(self.threshold(label) for label in self.labels)))
+        predictions = []
+        for task, picture in zip(tasks, loaded, strict=True):
+            if isinstance(picture, MediaError):  # one broken image costs only its own task
+                predictions.append(failed_prediction(task, picture, self.model_version))
+                continue
+            results = [self.box_result(box, picture.width, picture.height, label, score)
+                       for box, score, label in zip(*next(found), strict=True) if score >= self.threshold(label)]
+            scores = [r["score"] for r in results]
+            predictions.append(self.prediction(results, float(np.mean(scores)) if scores else 0.0))
+        return predictions
+
+    def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
+        labeled = self._labeled_images(annotations)
+        if not labeled:
+            raise ValueError("training needs annotated images with boxes of this config's labels; none loaded")
+        if isinstance(self.detector, YoloDetector):
+            return self._calibrate(self.detector, labeled)
+        rows, labels = [], []
+        for picture, truth in labeled:
+            more_rows, more_labels = TrainableDetector.examples(picture, truth)
+            rows += more_rows
+            labels += more_labels
+        if len(set(labels)) < 2:
+            raise ValueError(f"training needs boxes and background to tell apart; every example is {labels[0]!r}")
+        return {"detector": TrainableDetector.fit(rows, labels), "trained_on": len(labeled),
+                "boxes": sum(len(truth) for _, truth in labeled)}
+
+    # --- helpers ----------------------------------------------------------
+    def _detect(self, pictures: list[UprightImage], min_score: float) -> list[tuple[np.ndarray, np.ndarray, list]]:
+        """Per image: boxes [N, 4] in displayed pixels, scores [N] and config labels, for this config's labels."""
+        if isinstance(self.detector, YoloDetector):
+            found = []
+            for picture, detections in zip(pictures, self.detector.detect([p.image for p in pictures], min_score),
+                                           strict=True):
+                labels = [self.label_for_class(self.detector.name_of(c)) for c in detections.classes]
+                found.append((detections.corners / picture.scale, detections.scores, labels))
+        else:
+            found = [self.detector.detect(picture) for picture in pictures]
+        kept = []
+        for boxes, scores, labels in found:  # labels no longer in the config (or unmapped) are never predicted
+            keep = [i for i, label in enumerate(labels) if label in self.labels]
+            kept.append((boxes.reshape(-1, 4)[keep], scores[keep], [labels[i] for i in keep]))
+        return kept
+
+    def _calibrate(self, detector: YoloDetector, labeled: list[tuple[UprightImage, list[LabeledBox]]]) -> dict:
+        """Per label, the score threshold with the best F1 at IoU 0.5 on the annotated images."""
+        found = self._detect([picture for picture, _ in labeled], CALIBRATION_FLOOR)
+        scores: dict[str, list] = {label: [] for label in self.labels}
+        hits: dict[str, list] = {label: [] for label in self.labels}
+        totals = dict.fromkeys(self.labels, 0)
+        for (boxes, box_scores, labels), (_, truth) in zip(found, labeled, strict=True):
+            for label in self.labels:
+                mine = [i for i, name in enumerate(labels) if name == label]
+                true = np.array([b.corners for b in truth if b.label == label]).reshape(-1, 4)
+                totals[label] += len(true)
+                scores[label] += list(box_scores[mine])
+                hits[label] += list(match(boxes[mine], box_scores[mine], true))
+        thresholds, f1 = {}, {}
+        for label in self.labels:
+            if totals[label]:
+                found_hits = np.array(hits[label], dtype=bool)
+                thresholds[label], f1[label] = best_threshold(np.array(scores[label]), found_hits, totals[label])
+        return {"detector": detector, "thresholds": thresholds, "f1_at_threshold": f1, "trained_on": len(labeled)}
+
+    def _labeled_images(self, annotations: list[dict]) -> list[tuple[UprightImage, list[LabeledBox]]]:
+        """Each annotation's decoded image and its usable boxes; everything else skipped with its reason."""
+        tasks = [a.get("task") if isinstance(a.get("task"), dict) else {} for a in annotations]
+        loaded = self._load(tasks, [self._stored_reference(t) for t in tasks])
+        labeled = []
+        for annotation, picture in zip(annotations, loaded, strict=True):
+            if isinstance(picture, MediaError):
+                self.skip(annotation, f"image not loaded: {picture}")
+                continue
+            boxes, problems = read_boxes(annotation.get("result"), self.control.name, self.label_of,
+                                         picture.width, picture.height)
+            for problem in problems:
+                self.skip(annotation, problem)
+            if boxes:
+                labeled.append((picture, boxes))
+            elif not problems:
+                self.skip(annotation, f"draws no box with <RectangleLabels name={self.control.name!r}>")
+        return labeled
+
+    def _reference(self, task: dict) -> str:
+        reference = self.task_value(task)
+        if not isinstance(reference, str):
+            raise TaskDataError(task, self.object_tag.data_key or "", "has no image URL or path in")
+        return reference
+
+    def _stored_reference(self, task: dict) -> Any:
+        """What a recorded task holds in the image field; a bad one fails as that task's ``MediaError``."""
+        try:
+            return self.task_value(task)
+        except TaskDataError:
+            return None
+
+    def _load(self, tasks: list[dict], references: list[Any]) -> list[UprightImage | MediaError]:
+        # YOLO letterboxes the picture into its input, so a larger decode would only be scaled down again
+        detector = self.detector
+        side = max(detector.height, detector.width) if isinstance(detector, YoloDetector) else WORK_SIDE
+        return load_upright(self.media, ((ref, task.get("id")) for ref, task in zip(references, tasks, strict=True)),
+                            side)
