@@ -31,6 +31,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     """The production server (gunicorn), as the Docker image runs it."""
     Settings.from_env()  # a bad setting stops here with its message, before gunicorn starts
+    if args.host:  # gunicorn_conf.py reads both from the environment, as the image sets them
+        os.environ["HOST"] = args.host
     if args.port:
         os.environ["PORT"] = str(args.port)
     # glibc gives each of the worker's threads its own heap arena; big batches leave every arena at its

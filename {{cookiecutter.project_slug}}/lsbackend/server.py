@@ -157,6 +157,23 @@ def _extra_params(value: object) -> dict:
     return value
 
 
+def _json_type(value: object) -> str:
+    """The JSON name of a parsed value's type (for messages: users write JSON, not Python)."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _params(value: object) -> dict:
+    """``/predict``'s ``params``: an object or null, as the OpenAPI document says; anything else is refused."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(422, f"'params' must be a JSON object or null, not {_json_type(value)}; "
+                         'send e.g. {"context": null}, or leave it out',
+                         "Label Studio sends params as an object holding context, login and password.")
+    return value
+
+
 def create_app(backend: Backend) -> Flask:
     """Build the Flask app around one ``Backend``."""
     app = Flask(__name__)
@@ -316,7 +333,7 @@ def create_app(backend: Backend) -> Flask:
         config = body.get("label_config")
         if config is not None and not isinstance(config, str):
             raise BadRequest(400, "'label_config' must be a string")
-        params = body.get("params") if isinstance(body.get("params"), dict) else {}
+        params = _params(body.get("params"))
         results = backend.predict(project, config, tasks, params.get("context"))
         metrics.predicted(results)
         problem = backend.model_problem(project)

@@ -200,6 +200,10 @@ class LocalModelStore:
         return StoreRoot(self.root).last_setup()
 
 
+#: Model files whose checksum this process verified, as (path, size, mtime_ns, inode): see ``_may_load``.
+_verified: set[tuple[str, int, int, int]] = set()
+
+
 def _looks_complete(path: Path) -> bool:
     """Whether a saved pickle is there and ends with pickle's STOP opcode (a truncated one does not)."""
     try:
@@ -277,8 +281,26 @@ class LocalProjectStore(VersionFallback):
         return data
 
     def _may_load(self, version: str, kept: list[str]) -> bool:
-        """Whether the version's file is there and complete (a truncated pickle lacks its last byte)."""
-        return _looks_complete(self.dir / "models" / f"{version}.pkl")
+        """Whether the version's file is there, complete and unchanged since it was saved.
+
+        A truncated pickle lacks its last byte; a file damaged in place (same size) only fails its
+        checksum. The checksum is read once per process for each state of the file (``_verified``),
+        so ``/setup`` names the version ``/predict`` will serve and stays quick after the first call.
+        """
+        path = self.dir / "models" / f"{version}.pkl"
+        if not _looks_complete(path):
+            return False
+        try:
+            stat = path.stat()
+            state = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            if state not in _verified:
+                self._verified_bytes(version)
+                _verified.add(state)
+        except (OSError, ValueError) as exc:  # gone meanwhile, or its checksum fails: note why
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            self._save_broken({**self._broken(), version: self._note(version, f"{type(exc).__name__}: {why}"[:300])})
+            return False
+        return True
 
     # broken versions: {version: {"error", "size", "mtime_ns"}}; an entry counts only while the file
     # is unchanged, so a restored file is tried again

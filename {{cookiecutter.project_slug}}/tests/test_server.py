@@ -194,6 +194,19 @@ def test_malformed_predict_requests_get_a_clear_4xx(client, body, content_type, 
     assert response.get_json()["error"] == reason
 
 
+@pytest.mark.parametrize("params, kind", [([], "an array"), ("context", "a string"), (1, "a number")])
+def test_params_that_are_not_an_object_are_refused_with_the_fix(client, params, kind):
+    """The OpenAPI document says params is an object (or null); anything else was silently dropped."""
+    body = {**captured(f"predict_{SHAPE}"), "params": params}
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422
+    reason = response.status.split(" ", 1)[1]
+    assert reason == (f"'params' must be a JSON object or null, not {kind}; "
+                      'send e.g. {"context": null}, or leave it out')
+    assert response.get_json()["error"] == reason
+    assert client.post("/predict", json={**body, "params": None}).status_code == 200
+
+
 def test_a_task_missing_the_configured_field_is_named(client):
     body = captured(f"predict_{SHAPE}")
     body["tasks"][0]["data"] = {"other": "x"}
