@@ -1,7 +1,8 @@
-"""The one composition root: settings -> model class -> backend -> Flask app.
+"""The one composition root: settings -> model class -> backend -> Flask app, or -> trainer.
 
 ``wsgi.py`` (gunicorn) and every CLI command build through here, so the
-server and the command line always run the same backend. The builders raise
+server and the command line always run the same backend; a training child
+and an RQ work horse build only a ``Trainer`` here (``build_trainer``). The builders raise
 the domain errors in ``STARTUP_ERRORS``; entry points turn them into exits
 (``exit_on_startup_error``).
 """
@@ -17,9 +18,11 @@ from flask import Flask
 
 from . import logs
 from .base import LabelStudioMLBase
+from .metrics import Metrics
 from .service import Backend, ModelClassError, load_model_class
 from .settings import Settings, SettingsError
-from .storage import StorageError
+from .storage import StorageError, open_store
+from .trainer import Trainer
 
 #: What can stop the backend from starting; each message names the setting and the fix.
 STARTUP_ERRORS = (SettingsError, StorageError, ModelClassError)
@@ -43,6 +46,16 @@ def build_backend(settings: Settings | None = None) -> Backend:
     settings = settings or Settings.from_env()
     configure_logging(settings)
     return Backend(model_class(settings), settings)
+
+
+def build_trainer(settings: Settings | None = None, model: type[LabelStudioMLBase] | None = None,
+                  metrics: Metrics | None = None) -> Trainer:
+    """A trainer for these settings (default: the environment's), without serving: no queue, no loader
+    thread; it loads MODEL_URI only when a training needs it, and waits for it."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings)
+    return Trainer(model or model_class(settings), settings, open_store(settings),
+                   metrics or Metrics(settings.metrics_dir))
 
 
 def build_app(settings: Settings | None = None) -> Flask:

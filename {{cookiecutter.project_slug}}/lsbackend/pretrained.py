@@ -19,9 +19,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .storage import PretrainedStore
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
@@ -198,3 +201,12 @@ class PretrainedModel:
             raise PretrainedError(f"Pretrained model failed to load: {self._error}")
         assert self.version is not None
         return self.version, self._output
+
+
+def start_loading(settings: Settings, load: Callable[[Path], dict]) -> PretrainedModel:
+    """Begin fetching and loading ``MODEL_URI`` in the background with the model's ``load`` (``load_pretrained``).
+
+    Each process holds its own copy; the fetched file is shared through MODEL_DIR (fetched once).
+    """
+    return PretrainedModel(settings.model_uri, PretrainedStore(settings.model_dir), load, settings.model_max_bytes,
+                           settings.model_sha256, settings.model_fetch_timeout_seconds, settings.s3_endpoint_url)

@@ -2,7 +2,7 @@
 
 A replica's ``request`` never trains: it enqueues an RQ job whose payload is
 the project id, and ``python -m lsbackend worker`` processes run it (each
-job in RQ's forked work horse, with a ``Backend`` built by ``app.py`` from
+job in RQ's forked work horse, with a ``Trainer`` built by ``app.py`` from
 the worker's own settings). The semantics of the thread queue hold across
 replicas and workers, kept in three Redis keys per project:
 
@@ -42,8 +42,8 @@ from rq.job import Job, JobStatus
 from .training import QueueUnavailable
 
 if TYPE_CHECKING:
-    from .service import Backend
     from .settings import Settings
+    from .trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,10 @@ class RedisTrainingQueue:
                            failure_ttl=7 * 24 * 3600, description=f"train project {project}")
 
     # --- workers ---------------------------------------------------------
-    def run(self, project: str, backend: Backend, job_id: str) -> dict:
+    def run(self, project: str, trainer: Trainer, job_id: str) -> dict:
         """Train ``project`` for job ``job_id``: after the debounce, under the store's training lock."""
         self._wait_for_quiet(project)  # before the lock: do not hold it through the debounce
-        return backend.train(project, when_locked=lambda: self._claim(project, job_id))
+        return trainer.train(project, when_locked=lambda: self._claim(project, job_id))
 
     def _wait_for_quiet(self, project: str) -> None:
         """Return once no request came for TRAIN_DEBOUNCE_SECONDS (the debounce key expired).
@@ -207,18 +207,17 @@ def lease_key(queue_name: str, job_id: str) -> str:
 
 
 def run_training(project: str) -> dict:
-    """The RQ job (in a work horse): build a backend from this worker's settings and train ``project``."""
-    from .app import build_backend
+    """The RQ job (in a work horse): build a trainer from this worker's settings and train ``project``."""
+    from .app import build_trainer
 
     job = get_current_job()
     lease = _Lease(job.connection, lease_key(job.origin, job.id))  # first: requests now know the job lives
     lease.start()
     try:
-        backend = build_backend()
-        queue = backend.queue
-        if not isinstance(queue, RedisTrainingQueue):  # the worker's REDIS_URL was removed under it
+        trainer = build_trainer()
+        if not trainer.settings.redis_url:  # the worker's REDIS_URL was removed under it
             raise QueueUnavailable("the worker runs without REDIS_URL; set it to the replicas' Redis")
-        return queue.run(project, backend, job.id)
+        return RedisTrainingQueue(trainer.settings).run(project, trainer, job.id)
     finally:
         lease.stop()
 
@@ -232,12 +231,12 @@ def run_worker(settings: Settings) -> int:
     jobs anew, without a restart. If RQ's loop ends while Redis answers (a bug, not an outage),
     it returns 1 so that a supervisor (Compose's restart policy, Kubernetes) starts a fresh worker.
     """
-    from .app import build_backend
+    from .app import build_trainer
 
-    backend = build_backend(settings)  # fails here, with the reason, on a bad MODEL_CLASS or MODEL_DIR
-    queue = backend.queue
-    if not isinstance(queue, RedisTrainingQueue):
+    build_trainer(settings)  # fails here, with the reason, on a bad MODEL_CLASS or MODEL_DIR
+    if not settings.redis_url:
         raise QueueUnavailable("the worker needs REDIS_URL, e.g. REDIS_URL=redis://redis:6379/0")
+    queue = RedisTrainingQueue(settings)
     queue.check()
     while True:
         worker = _Worker([queue.queue], connection=queue.redis, name=f"lsbackend-{uuid.uuid4().hex[:8]}",

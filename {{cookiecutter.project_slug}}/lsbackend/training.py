@@ -118,11 +118,11 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 def run_in_child(job: object, nice: int = 0) -> tuple[int, object]:
-    """Run ``job()`` in a new Python process and wait; return its exit code and what ``job()`` returned.
+    """Train ``job`` (a ``trainer.TrainingJob``) in a new Python process and wait; return its exit code and outcome.
 
-    The exit code is negative when a signal killed the child; the result is
-    None when the child did not get to return one. ``job`` must pickle (a
-    module-level class or function and plain data). The child gets this
+    The exit code is negative when a signal killed the child; the outcome is
+    None when the child did not get to send one. ``job`` must pickle (a
+    module-level model class and plain data). The child gets this
     process's ``sys.path`` before it unpickles the job, so it imports
     ``model.py`` (or a ``MODEL_CLASS`` module) from the same places. Its
     output goes where this process's goes (the server log); the result comes

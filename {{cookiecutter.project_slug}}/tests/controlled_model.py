@@ -7,7 +7,8 @@ the model talks through files in a ``fit-control`` folder of ``MODEL_DIR``
 - ``pids``: each fit appends its process id when it starts;
 - ``nice``: the niceness of each thread of the last fit's process (the BLAS pools' too), one per line;
 - ``fail``: while it exists, fit raises ``RuntimeError`` with its text;
-- ``hold``: while it exists, fit waits (at most two minutes) before fitting.
+- ``hold``: while it exists, fit waits (at most two minutes) before fitting;
+- ``started_from`` (``PretrainedStart`` only): what each fit started from, one line per fit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def fit_pids(model_dir: Path) -> list[int]:
     return [int(line) for line in pids.read_text().split()] if pids.exists() else []
 
 
+def started_from(model_dir: Path) -> list[str]:
+    """``<model_version> <what the pretrained file held>`` of each ``PretrainedStart`` fit so far, in order."""
+    path = control_dir(model_dir) / "started_from"
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def thread_niceness() -> list[int]:
     """The niceness of every thread of this process (Linux keeps one per thread)."""
     found = []
@@ -54,4 +61,23 @@ class ControlledModel(Base):
         deadline = time.monotonic() + 120
         while (control / "hold").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
+        return super().fit(annotations, **kwargs)
+
+
+class PretrainedStart(ControlledModel):
+    """Loads MODEL_URI slowly, like a large model, and notes what each fit started from.
+
+    A fit that does not wait for MODEL_URI starts from ``untrained`` with nothing in it.
+    """
+
+    LOAD_SECONDS = 2.0
+
+    @classmethod
+    def load_pretrained(cls, path: Path) -> dict:
+        time.sleep(cls.LOAD_SECONDS)
+        return {"pretrained_bytes": path.read_bytes().decode()}
+
+    def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
+        with (control_dir(self.settings.model_dir) / "started_from").open("a") as fh:
+            fh.write(f"{self.model_version} {self.train_output.get('pretrained_bytes')}\n")
         return super().fit(annotations, **kwargs)
