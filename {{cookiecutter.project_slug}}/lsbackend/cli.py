@@ -50,7 +50,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print("error: the worker needs REDIS_URL (the servers' Redis), e.g. REDIS_URL=redis://redis:6379/0; "
               "without it each server trains in a child process and needs no worker", file=sys.stderr)
         return 2
-    from .redis_queue import run_worker  # redis and rq: only installed with requirements-redis.txt
+    from .worker import run_worker  # redis and rq: only installed with requirements-redis.txt
 
     return run_worker(settings)
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from .errors import StorageError
+from .s3_client import error_code, from_the_client, s3_client
 from .storage import PretrainedStore
 
 if TYPE_CHECKING:
@@ -127,8 +129,6 @@ def _open(uri: str, max_bytes: int, timeout: float, s3_endpoint_url: str = "") -
 
 def _open_s3(uri: str, max_bytes: int, timeout: float, endpoint_url: str) -> BinaryIO:
     """``s3://bucket/key`` through the S3 store's client (boto3: requirements-s3.txt), with AWS credentials."""
-    from .storage_s3 import StorageError, error_code, from_the_client, s3_client
-
     parts = urllib.parse.urlsplit(uri)
     bucket, key = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
     if not bucket or not key:

@@ -2,7 +2,7 @@
 
 ``Backend`` is the only door to a project's data: the server, the CLI and the
 tests all drive this one object, and it reaches the data only through the
-store (``storage.open_store``), never by opening files itself. Training is its
+store (``app.open_store`` picks it), never by opening files itself. Training is its
 ``Trainer``'s (``trainer.py``), which training children and RQ workers build
 on their own, without a ``Backend``.
 """
@@ -18,15 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .base import INITIAL_VERSION, LabelStudioMLBase
+from .errors import QueueUnavailable, StorageError, StorageWriteError
 from .label_config import parse_label_config
 from .label_studio_api import normalize_annotation
 from .metrics import Metrics
-from .pretrained import PretrainedModel, start_loading
+from .pretrained import PretrainedModel
 from .project_model import build_model, project_config
 from .settings import Settings
-from .storage import ModelStore, ProjectStore, StorageError, StorageWriteError, open_store
+from .storage import LocalModelStore, ModelStore, ProjectStore
 from .trainer import Trainer
-from .training import QueueUnavailable, TrainingQueue, open_queue
+from .training import ThreadTrainingQueue, TrainingQueue
 from .webhook_auth import WebhookAuthorizer
 
 __all__ = ["Backend", "ModelClassError", "PredictionError", "QueueUnavailable", "StorageError", "StorageWriteError",
@@ -71,6 +72,22 @@ def load_model_class(spec: str = "model") -> type[LabelStudioMLBase]:
     return found[0]
 
 
+def _local_store(settings: Settings) -> ModelStore:
+    """The plain store: MODEL_DIR. Another one (MODEL_STORE) is the composition root's to open."""
+    if settings.model_store:
+        raise ValueError(f"MODEL_STORE={settings.model_store} needs the store lsbackend.app.open_store opens: "
+                         "build the backend with lsbackend.app.build_backend(settings)")
+    return LocalModelStore(settings.model_dir, settings.keep_versions)
+
+
+def _thread_queue(settings: Settings, trainer: Trainer) -> TrainingQueue:
+    """The plain queue: a thread of this process, each training in a child process. Redis is ``app``'s."""
+    if settings.redis_url:
+        raise ValueError("REDIS_URL needs the queue lsbackend.app.open_queue opens: build the backend with "
+                         "lsbackend.app.build_backend(settings)")
+    return ThreadTrainingQueue(trainer.train_in_child, settings.train_debounce_seconds)
+
+
 @dataclass
 class _Loaded:
     config: str
@@ -89,23 +106,24 @@ class Backend:
         queue: TrainingQueue | None = None,
         store: ModelStore | None = None,
         metrics: Metrics | None = None,
+        trainer: Trainer | None = None,
+        readiness: dict[str, Callable[[], object]] | None = None,
     ) -> None:
+        """The parts come from the composition root (``app.build_backend``). Left out, they are the
+        plain ones: the store under MODEL_DIR, trainings in a child process queued by a thread of this
+        process; settings that ask for S3 (MODEL_STORE) or Redis (REDIS_URL) need ``app``'s parts."""
         self.model_class = model_class
         self.settings = settings
-        self.stores = store or open_store(settings)  # raises StorageError at start-up, not at the first training
+        self.stores = store or _local_store(settings)  # raises StorageError at start-up, not at the first training
         self.metrics = metrics or Metrics(settings.metrics_dir)
+        self.trainer = trainer or Trainer(model_class, settings, self.stores, self.metrics)
+        # Serving loads MODEL_URI at once, in the background (each process holds its own copy).
+        self.pretrained: PretrainedModel | None = self.trainer.pretrained()
+        self.default_config = self.trainer.default_config
+        self.queue = queue or _thread_queue(settings, self.trainer)
         #: What /ready checks: name -> a callable that raises when that part cannot serve. Add your own
         #: (a queue, Redis) with ``backend.readiness_checks["name"] = check``.
-        self.readiness_checks: dict[str, Callable[[], object]] = {"model_store": self.stores.check}
-        # Serving loads MODEL_URI at once, in the background (each process holds its own copy).
-        self.pretrained: PretrainedModel | None = (
-            start_loading(settings, model_class.load_pretrained) if settings.model_uri else None
-        )
-        self.trainer = Trainer(model_class, settings, self.stores, self.metrics, self.pretrained)
-        self.default_config = self.trainer.default_config
-        self.queue = queue or open_queue(settings, self.trainer.train_in_child)
-        if settings.redis_url and hasattr(self.queue, "check"):
-            self.readiness_checks["redis"] = self.queue.check  # can trainings be queued?
+        self.readiness_checks = dict(readiness) if readiness is not None else {"model_store": self.stores.check}
         self._models: dict[str, _Loaded] = {}
         self.webhook_auth = WebhookAuthorizer(settings)
         self._lock = threading.Lock()

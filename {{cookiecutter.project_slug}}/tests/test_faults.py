@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from lsbackend.errors import StorageError
 from lsbackend.server import create_app
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
-from lsbackend.storage import StorageError
 
 import examples
 from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, SHAPE, captured, training_events

@@ -382,12 +382,12 @@ def redis_settings(settings, redis_server):
 
 def test_every_nth_annotation_queues_one_job_and_redis_down_answers_503_naming_redis_url(redis_settings,
                                                                                         redis_server):
+    from lsbackend.app import build_backend
     from lsbackend.server import create_app
-    from lsbackend.service import Backend
 
     from conftest import MODEL_CLASS
 
-    client = create_app(Backend(MODEL_CLASS, redis_settings)).test_client()
+    client = create_app(build_backend(redis_settings, MODEL_CLASS)).test_client()
     events = training_events(4)
     for event in events[:2]:
         assert client.post("/webhook", json=event).status_code == 200
