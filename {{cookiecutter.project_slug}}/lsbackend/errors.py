@@ -35,5 +35,13 @@ class StorageWriteError(StorageError):
         self.what = what
 
 
-class QueueUnavailable(RuntimeError):
+class Unavailable(RuntimeError):
+    """A part cannot answer now; the server answers 503 with the message, and ``Retry-After`` when set."""
+
+    retry_after: int | None = None
+
+
+class QueueUnavailable(Unavailable):
     """The training queue cannot take a request now (Redis unreachable); the message names the setting."""
+
+    retry_after = 10

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import StorageError
+from .errors import StorageError, Unavailable
 from .s3_client import error_code, from_the_client, s3_client
 from .storage import PretrainedStore
 
@@ -34,12 +34,14 @@ CHUNK_BYTES = 1 << 20
 KNOWN_SUFFIXES = {".onnx", ".joblib", ".pkl", ".pickle"}
 
 
-class PretrainedError(RuntimeError):
+class PretrainedError(Unavailable):
     """``MODEL_URI`` cannot be used; the message names the problem and the fix."""
 
 
-class ModelLoading(RuntimeError):
+class ModelLoading(Unavailable):
     """The pretrained model is still being fetched or loaded; ask again shortly."""
+
+    retry_after = 5
 
 
 def version_of(sha256: str) -> str:
