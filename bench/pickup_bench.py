@@ -110,9 +110,10 @@ def measure(store, ports: list[int], body: bytes, versions: list[str], rounds: i
 def run_store(name: str, repo: Path, tmp: Path, env: dict, settings, args, rng: random.Random) -> list[float]:
     """Train two versions into the store, start the replicas on it, time ``args.rounds`` pointer moves."""
     from harness import ServerProcess
-    from lsbackend.service import Backend, load_model_class
+    from lsbackend.app import build_backend
+    from lsbackend.service import load_model_class
 
-    backend = Backend(load_model_class("model"), settings)
+    backend = build_backend(settings, load_model_class("model"))
     versions = []
     for n in (40, 60):  # two versions, told apart by the version they answer with
         status = backend.train(PROJECT, [annotation(i) for i in range(n)])

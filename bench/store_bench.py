@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.path[:0] = [str(repo), str(repo / "tests")]
         from harness import S3_CREDENTIALS, MotoServer, wait_until
         from lsbackend import storage_s3
+        from lsbackend.app import open_store
         from lsbackend.settings import Settings
-        from lsbackend.storage import LocalModelStore, open_store
+        from lsbackend.storage import LocalModelStore
 
         os.environ.update(S3_CREDENTIALS)
         moto = MotoServer(tmp / "moto.log")

@@ -337,6 +337,17 @@ def test_image_serves_trains_and_keeps_its_model_across_restarts(baked, engine, 
     assert_predicted_by(answer, version, len(holdout["tasks"]))
 
 
+@pytest.mark.container
+def test_the_image_starts_from_bytecode_compiled_at_build(engine, image, containers):
+    """The server cannot write next to its code, so a start compiled lsbackend and model.py anew each time."""
+    ctr = containers()
+    probe = engine("exec", ctr.name, "python", "-v", "-c", "import lsbackend.app, model", check=False)
+    loaded = probe.stdout + probe.stderr
+    assert probe.returncode == 0, loaded[-3000:]
+    for cached in ("/app/lsbackend/__pycache__/app.", "/app/lsbackend/__pycache__/service.", "/app/__pycache__/model."):
+        assert f"# code object from '{cached}" in loaded, f"{cached} compiled at start, not read:\n{loaded[-2000:]}"
+
+
 # --- every Python version the template offers ----------------------------------------
 
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from .storage import StorageError
+from .errors import StorageError
 
 if TYPE_CHECKING:
     from .storage_s3 import S3ModelStore

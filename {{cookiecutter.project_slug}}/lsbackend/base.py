@@ -228,14 +228,15 @@ class LabelStudioMLBase:
         if not chosen:
             return self.prediction([], max(by_label.values(), default=0.0))
         score = min(by_label[label] for label in chosen)
-        return self.prediction([self.result_item({"choices": chosen}, score)], score)
+        stored = [self._stored.get(label, label) for label in chosen]  # aliases, as single-label stores them
+        return self.prediction([self.result_item({"choices": stored}, score)], score)
 
     def choice_result(self, label: str, score: float) -> dict:
         """A ``choices`` result item selecting ``label``."""
         return self.result_item({"choices": [self._stored.get(label, label)]}, score)
 
-    def span_result(self, start: int, end: int, text: str, label: str, score: float) -> dict:
-        """A ``labels`` result item marking ``text[start:end]`` with ``label``."""
+    def span_result(self, start: int, end: int, text: str, label: str, score: float | None = None) -> dict:
+        """A ``labels`` result item marking ``text[start:end]`` with ``label`` (a score only when given)."""
         stored = self._stored.get(label, label)  # the alias, when the label has one, as Label Studio stores it
         return self.result_item({"start": start, "end": end, "text": text, "labels": [stored]}, score)
 

@@ -33,6 +33,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     """The production server (gunicorn), as the Docker image runs it."""
     Settings.from_env()  # a bad setting stops here with its message, before gunicorn starts
+    if args.host:  # gunicorn_conf.py reads both from the environment, as the image sets them
+        os.environ["HOST"] = args.host
     if args.port:
         os.environ["PORT"] = str(args.port)
     # glibc gives each of the worker's threads its own heap arena; big batches leave every arena at its
@@ -50,7 +52,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print("error: the worker needs REDIS_URL (the servers' Redis), e.g. REDIS_URL=redis://redis:6379/0; "
               "without it each server trains in a child process and needs no worker", file=sys.stderr)
         return 2
-    from .redis_queue import run_worker  # redis and rq: only installed with requirements-redis.txt
+    from .worker import run_worker  # redis and rq: only installed with requirements-redis.txt
 
     return run_worker(settings)
 

@@ -42,7 +42,8 @@ control_socket_disable = True
 
 def on_starting(server):
     """Check the model store once in the master: a worker failing on it would be restarted forever."""
-    from lsbackend.storage import StorageError, open_store
+    from lsbackend.app import open_store
+    from lsbackend.errors import StorageError
 
     try:
         open_store(settings)

@@ -19,9 +19,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
+from .errors import StorageError, Unavailable
+from .s3_client import error_code, from_the_client, s3_client
 from .storage import PretrainedStore
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
@@ -29,12 +34,14 @@ CHUNK_BYTES = 1 << 20
 KNOWN_SUFFIXES = {".onnx", ".joblib", ".pkl", ".pickle"}
 
 
-class PretrainedError(RuntimeError):
+class PretrainedError(Unavailable):
     """``MODEL_URI`` cannot be used; the message names the problem and the fix."""
 
 
-class ModelLoading(RuntimeError):
+class ModelLoading(Unavailable):
     """The pretrained model is still being fetched or loaded; ask again shortly."""
+
+    retry_after = 5
 
 
 def version_of(sha256: str) -> str:
@@ -124,8 +131,6 @@ def _open(uri: str, max_bytes: int, timeout: float, s3_endpoint_url: str = "") -
 
 def _open_s3(uri: str, max_bytes: int, timeout: float, endpoint_url: str) -> BinaryIO:
     """``s3://bucket/key`` through the S3 store's client (boto3: requirements-s3.txt), with AWS credentials."""
-    from .storage_s3 import StorageError, error_code, from_the_client, s3_client
-
     parts = urllib.parse.urlsplit(uri)
     bucket, key = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
     if not bucket or not key:
@@ -198,3 +203,12 @@ class PretrainedModel:
             raise PretrainedError(f"Pretrained model failed to load: {self._error}")
         assert self.version is not None
         return self.version, self._output
+
+
+def start_loading(settings: Settings, load: Callable[[Path], dict]) -> PretrainedModel:
+    """Begin fetching and loading ``MODEL_URI`` in the background with the model's ``load`` (``load_pretrained``).
+
+    Each process holds its own copy; the fetched file is shared through MODEL_DIR (fetched once).
+    """
+    return PretrainedModel(settings.model_uri, PretrainedStore(settings.model_dir), load, settings.model_max_bytes,
+                           settings.model_sha256, settings.model_fetch_timeout_seconds, settings.s3_endpoint_url)

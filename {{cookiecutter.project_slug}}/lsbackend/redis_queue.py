@@ -2,8 +2,8 @@
 
 A replica's ``request`` never trains: it enqueues an RQ job whose payload is
 the project id, and ``python -m lsbackend worker`` processes run it (each
-job in RQ's forked work horse, with a ``Backend`` built by ``app.py`` from
-the worker's own settings). The semantics of the thread queue hold across
+job in RQ's forked work horse, with a ``Trainer`` built by ``app.py`` from
+the worker's own settings; the entry points are in ``worker.py``). The semantics of the thread queue hold across
 replicas and workers, kept in three Redis keys per project:
 
 - ``debounce``: set on every request with a time to live of
@@ -24,31 +24,27 @@ One training per project at a time stays the store's promise
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import redis
-from rq import Queue, Worker, get_current_job
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from .training import QueueUnavailable
+from .errors import QueueUnavailable
 
 if TYPE_CHECKING:
-    from .service import Backend
     from .settings import Settings
+    from .trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-#: The job function, by name: a replica enqueues it without importing the worker's code.
-JOB_FUNCTION = "lsbackend.redis_queue.run_training"
+#: The job function, by name: a replica enqueues it without importing the worker's code (``worker.py``).
+JOB_FUNCTION = "lsbackend.worker.run_training"
 LEASE_SECONDS = 15  # a job that stopped renewing its lease this long ago is gone
 ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 # Clear ``pending`` only if it still names this job (another request may have replaced a dead one).
@@ -148,10 +144,10 @@ class RedisTrainingQueue:
                            failure_ttl=7 * 24 * 3600, description=f"train project {project}")
 
     # --- workers ---------------------------------------------------------
-    def run(self, project: str, backend: Backend, job_id: str) -> dict:
+    def run(self, project: str, trainer: Trainer, job_id: str) -> dict:
         """Train ``project`` for job ``job_id``: after the debounce, under the store's training lock."""
         self._wait_for_quiet(project)  # before the lock: do not hold it through the debounce
-        return backend.train(project, when_locked=lambda: self._claim(project, job_id))
+        return trainer.train(project, when_locked=lambda: self._claim(project, job_id))
 
     def _wait_for_quiet(self, project: str) -> None:
         """Return once no request came for TRAIN_DEBOUNCE_SECONDS (the debounce key expired).
@@ -179,119 +175,5 @@ class RedisTrainingQueue:
             log.warning("project %s: cannot clear the pending job in Redis (%s); training anyway", project, exc)
 
 
-class _Lease(threading.Thread):
-    """Renews a key with a short time to live while the job runs; a killed job's key expires."""
-
-    def __init__(self, client: redis.Redis, key: str) -> None:
-        super().__init__(name="training-lease", daemon=True)
-        self.client, self.key = client, key
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                self.client.set(self.key, b"1", ex=LEASE_SECONDS)
-            except redis.RedisError as exc:  # Redis away for a moment: the training itself goes on
-                log.warning("cannot renew the training lease %s: %s", self.key, exc)
-            self._stop_event.wait(1.0)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
-        with contextlib.suppress(redis.RedisError):  # else it expires by itself
-            self.client.delete(self.key)
-
-
 def lease_key(queue_name: str, job_id: str) -> str:
     return f"{queue_name}:training:alive:{job_id}"
-
-
-def run_training(project: str) -> dict:
-    """The RQ job (in a work horse): build a backend from this worker's settings and train ``project``."""
-    from .app import build_backend
-
-    job = get_current_job()
-    lease = _Lease(job.connection, lease_key(job.origin, job.id))  # first: requests now know the job lives
-    lease.start()
-    try:
-        backend = build_backend()
-        queue = backend.queue
-        if not isinstance(queue, RedisTrainingQueue):  # the worker's REDIS_URL was removed under it
-            raise QueueUnavailable("the worker runs without REDIS_URL; set it to the replicas' Redis")
-        return queue.run(project, backend, job.id)
-    finally:
-        lease.stop()
-
-
-def run_worker(settings: Settings) -> int:
-    """``python -m lsbackend worker``: train queued jobs until SIGTERM/SIGINT (then return 0).
-
-    Redis unreachable at start: ``QueueUnavailable`` (exit 1), so a wrong REDIS_URL shows at once.
-    Redis lost later: RQ's loop ends; this process lets a training in progress finish (its model
-    is saved to the store, which does not need Redis), waits for Redis to answer again and takes
-    jobs anew, without a restart. If RQ's loop ends while Redis answers (a bug, not an outage),
-    it returns 1 so that a supervisor (Compose's restart policy, Kubernetes) starts a fresh worker.
-    """
-    from .app import build_backend
-
-    backend = build_backend(settings)  # fails here, with the reason, on a bad MODEL_CLASS or MODEL_DIR
-    queue = backend.queue
-    if not isinstance(queue, RedisTrainingQueue):
-        raise QueueUnavailable("the worker needs REDIS_URL, e.g. REDIS_URL=redis://redis:6379/0")
-    queue.check()
-    while True:
-        worker = _Worker([queue.queue], connection=queue.redis, name=f"lsbackend-{uuid.uuid4().hex[:8]}",
-                         job_monitoring_interval=MONITOR_SECONDS)
-        worker.max_connection_wait_time = RETRY_SECONDS
-        log.info("worker %s: training jobs of queue %r from %s", worker.name, settings.redis_queue, queue.url)
-        try:
-            worker.work(logging_level=settings.log_level)
-        except redis.RedisError as exc:  # e.g. while deregistering from a Redis that went away
-            log.warning("worker %s: %s", worker.name, exc)
-        if worker.stop_signalled:
-            return 0
-        if not _wait_out_outage(worker, queue):
-            log.error("worker %s: RQ's loop ended while Redis answers (see above); exiting with 1 so that a "
-                      "supervisor starts a new worker", worker.name)
-            return 1
-
-
-MONITOR_SECONDS = 10  # how often a busy worker heartbeats (and notices a lost Redis)
-RETRY_SECONDS = 5.0  # between attempts to reach Redis again, at most
-
-
-def _wait_out_outage(worker: _Worker, queue: RedisTrainingQueue) -> bool:
-    """After RQ's loop ended: if Redis is away, let the running training finish, wait for Redis, True."""
-    try:
-        queue.check()
-        return False
-    except QueueUnavailable as exc:
-        log.error("worker %s: lost Redis (%s); waiting for it to come back", worker.name, exc)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # RQ's handlers need Redis; now a signal just ends us
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    if worker.pubsub_thread is not None:
-        with contextlib.suppress(Exception):  # its reconnect loop would outlive this worker object
-            worker.pubsub_thread.stop()
-    if worker.horse_pid:
-        log.info("worker %s: the training in progress (pid %d) goes on; waiting for it", worker.name,
-                 worker.horse_pid)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(worker.horse_pid, 0)
-    while True:
-        try:
-            queue.check()
-        except QueueUnavailable:
-            time.sleep(RETRY_SECONDS)
-            continue
-        log.info("worker %s: Redis is back; taking jobs again", worker.name)
-        return True
-
-
-class _Worker(Worker):
-    """RQ's forking worker (one work horse per job), remembering whether a signal stopped it."""
-
-    stop_signalled = False
-
-    def request_stop(self, signum: int, frame: object) -> None:
-        self.stop_signalled = True
-        super().request_stop(signum, frame)

@@ -1,4 +1,8 @@
-"""The HTTP server that speaks Label Studio's ML backend protocol (a Flask app factory).
+"""The HTTP server that speaks Label Studio's ML backend protocol: a Flask Blueprint and its app factory.
+
+The views are plain module-level functions of the ``protocol`` Blueprint; each finds the app's
+``Backend`` in ``current_app.extensions``. Errors are answered by their class (``Unavailable``:
+503, ``ConfigError``: 422, ...), so a new error of a known kind needs no handler of its own.
 
 Label Studio shows its user only the HTTP reason phrase of an error, so every
 error answer carries a short, specific reason phrase; details go in the JSON
@@ -17,16 +21,16 @@ import time
 from pathlib import Path
 
 import orjson
-from flask import Flask, Response, abort, current_app, request
+from flask import Blueprint, Flask, Response, abort, current_app, request
 from flask.json.provider import DefaultJSONProvider
 
 from . import logs
 from .base import TaskDataError
+from .errors import QueueUnavailable, StorageWriteError, Unavailable
 from .ids import MAX_ID, annotation_id, project_key
 from .label_config import ConfigError
 from .predict_body import read_predict_body
-from .pretrained import ModelLoading, PretrainedError
-from .service import Backend, PredictionError, QueueUnavailable, StorageWriteError
+from .service import Backend, PredictionError
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = {"/health", "/", "/openapi.json", "/ready"}
@@ -157,227 +161,281 @@ def _extra_params(value: object) -> dict:
     return value
 
 
+def _json_type(value: object) -> str:
+    """The JSON name of a parsed value's type (for messages: users write JSON, not Python)."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _params(value: object) -> dict:
+    """``/predict``'s ``params``: an object or null, as the OpenAPI document says; anything else is refused."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(422, f"'params' must be a JSON object or null, not {_json_type(value)}; "
+                         'send e.g. {"context": null}, or leave it out',
+                         "Label Studio sends params as an object holding context, login and password.")
+    return value
+
+
+#: The protocol's views, hooks and error answers; ``create_app`` registers it on an app holding one ``Backend``.
+protocol = Blueprint("protocol", __name__)
+
+
 def create_app(backend: Backend) -> Flask:
     """Build the Flask app around one ``Backend``."""
     app = Flask(__name__)
     app.json = _JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = backend.settings.max_request_bytes
-    metrics = backend.metrics
-    settings = backend.settings
+    app.extensions["lsbackend"] = backend
+    app.register_blueprint(protocol)
+    return app
+
+
+def _backend() -> Backend:
+    """The ``Backend`` of the app serving this request."""
+    return current_app.extensions["lsbackend"]
+
+
+# --- every request: request id, auth, metrics -------------------------------------------------------
+@protocol.before_app_request
+def _start() -> None:
+    request.environ["lsb.start"] = time.perf_counter()
+    request.environ["lsb.request_id"] = logs.incoming_or_new(request.headers.get("X-Request-ID"))
+    request.environ["lsb.log_token"] = logs.request_id.set(request.environ["lsb.request_id"])
+    _backend().metrics.in_flight.inc()
+
+
+@protocol.teardown_app_request
+def _finish(_exc: BaseException | None) -> None:
+    _backend().metrics.in_flight.dec()
+    token = request.environ.pop("lsb.log_token", None)
+    if token is not None:
+        logs.request_id.reset(token)
+
+
+@protocol.before_app_request
+def _check_auth() -> Response | None:
+    settings = _backend().settings
+    if not settings.auth_enabled or request.path in OPEN_PATHS:
+        return None
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    given = b""
+    if scheme.lower() == "basic":  # RFC 7617: the scheme name is case-insensitive
+        try:
+            given = base64.b64decode(credentials.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            given = b""
     expected = f"{settings.basic_auth_user}:{settings.basic_auth_pass}".encode()
+    if hmac.compare_digest(given, expected):
+        return None
+    resp = answer({"error": "authentication required"}, 401, "Basic auth credentials required")
+    resp.headers["WWW-Authenticate"] = 'Basic realm="ml-backend"'
+    return resp
 
-    @app.before_request
-    def _start():
-        request.environ["lsb.start"] = time.perf_counter()
-        request.environ["lsb.request_id"] = logs.incoming_or_new(request.headers.get("X-Request-ID"))
-        request.environ["lsb.log_token"] = logs.request_id.set(request.environ["lsb.request_id"])
-        metrics.in_flight.inc()
 
-    @app.teardown_request
-    def _finish(_exc: BaseException | None) -> None:
-        metrics.in_flight.dec()
-        token = request.environ.pop("lsb.log_token", None)
-        if token is not None:
-            logs.request_id.reset(token)
+@protocol.after_app_request
+def _count(resp: Response) -> Response:
+    started = request.environ.get("lsb.start")
+    elapsed = time.perf_counter() - started if started else 0.0
+    endpoint = (request.endpoint or "unknown").removeprefix(f"{protocol.name}.")
+    _backend().metrics.request_done(endpoint, resp.status_code, elapsed)
+    resp.headers["X-Request-ID"] = request.environ.get("lsb.request_id", "")
+    return resp
 
-    @app.before_request
-    def _check_auth():
-        if not settings.auth_enabled or request.path in OPEN_PATHS:
-            return None
-        scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
-        given = b""
-        if scheme.lower() == "basic":  # RFC 7617: the scheme name is case-insensitive
-            try:
-                given = base64.b64decode(credentials.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                given = b""
-        if hmac.compare_digest(given, expected):
-            return None
-        resp = answer({"error": "authentication required"}, 401, "Basic auth credentials required")
-        resp.headers["WWW-Authenticate"] = 'Basic realm="ml-backend"'
-        return resp
 
-    @app.after_request
-    def _count(resp: Response) -> Response:
-        started = request.environ.get("lsb.start")
-        elapsed = time.perf_counter() - started if started else 0.0
-        metrics.request_done(request.endpoint or "unknown", resp.status_code, elapsed)
-        resp.headers["X-Request-ID"] = request.environ.get("lsb.request_id", "")
-        return resp
+# --- errors, by their base class -------------------------------------------------------------------
+@protocol.app_errorhandler(BadRequest)
+def _bad(exc: BadRequest) -> Response:
+    return answer({"error": exc.reason, "detail": exc.detail}, exc.status, exc.reason)
 
-    @app.errorhandler(BadRequest)
-    def _bad(exc: BadRequest):
-        return answer({"error": exc.reason, "detail": exc.detail}, exc.status, exc.reason)
 
-    @app.errorhandler(ConfigError)
-    def _config(exc: ConfigError):
-        return answer({"error": exc.reason, "detail": exc.detail, "example": exc.example}, 422, exc.reason)
+@protocol.app_errorhandler(ConfigError)
+def _config(exc: ConfigError) -> Response:
+    return answer({"error": exc.reason, "detail": exc.detail, "example": exc.example}, 422, exc.reason)
 
-    @app.errorhandler(TaskDataError)
-    def _task_data(exc: TaskDataError):
-        detail = "The labeling config reads this field; import tasks that carry it or change the config."
-        return answer({"error": exc.reason, "detail": detail}, 422, exc.reason)
 
-    @app.errorhandler(StorageWriteError)
-    def _storage(exc: StorageWriteError):
-        # 507 Insufficient Storage for a full disk; 503 when MODEL_DIR cannot be written at all
-        status = 507 if exc.kind == "full" else 503
-        detail = exc.fix or ("Free space on the disk that holds MODEL_DIR; the backend carries on by itself once "
-                             "there is room." if exc.kind == "full" else
-                             "Make MODEL_DIR writable for the backend's user.")
+@protocol.app_errorhandler(TaskDataError)
+def _task_data(exc: TaskDataError) -> Response:
+    detail = "The labeling config reads this field; import tasks that carry it or change the config."
+    return answer({"error": exc.reason, "detail": detail}, 422, exc.reason)
+
+
+@protocol.app_errorhandler(StorageWriteError)
+def _storage(exc: StorageWriteError) -> Response:
+    # 507 Insufficient Storage for a full disk; 503 when MODEL_DIR cannot be written at all
+    status = 507 if exc.kind == "full" else 503
+    detail = exc.fix or ("Free space on the disk that holds MODEL_DIR; the backend carries on by itself once "
+                         "there is room." if exc.kind == "full" else
+                         "Make MODEL_DIR writable for the backend's user.")
+    log.error("%s %s: %s", request.method, request.path, exc)
+    return answer({"error": str(exc), "detail": detail}, status, str(exc))
+
+
+@protocol.app_errorhandler(Unavailable)
+def _unavailable(exc: Unavailable) -> Response:
+    """A part that cannot answer now (the queue, MODEL_URI still loading or failed): 503, and when to retry."""
+    if isinstance(exc, QueueUnavailable):
         log.error("%s %s: %s", request.method, request.path, exc)
-        return answer({"error": str(exc), "detail": detail}, status, str(exc))
+    resp = answer({"error": str(exc)}, 503, str(exc))
+    if exc.retry_after is not None:
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
 
-    @app.errorhandler(QueueUnavailable)
-    def _queue(exc: QueueUnavailable):
-        log.error("%s %s: %s", request.method, request.path, exc)
-        resp = answer({"error": str(exc)}, 503, str(exc))
-        resp.headers["Retry-After"] = "10"
-        return resp
 
-    @app.errorhandler(ModelLoading)
-    def _loading(exc: ModelLoading):
-        resp = answer({"error": str(exc)}, 503, str(exc))
-        resp.headers["Retry-After"] = "5"
-        return resp
+@protocol.app_errorhandler(413)
+def _too_large(_exc: Exception) -> Response:
+    limit = _backend().settings.max_request_bytes // (1024 * 1024)
+    reason = f"Request larger than {limit} MB; raise MAX_REQUEST_MB or send fewer tasks"
+    return answer({"error": reason}, 413, reason)
 
-    @app.errorhandler(PretrainedError)
-    def _pretrained(exc: PretrainedError):
-        return answer({"error": str(exc)}, 503, str(exc))
 
-    @app.errorhandler(413)
-    def _too_large(_exc):
-        limit = settings.max_request_bytes // (1024 * 1024)
-        reason = f"Request larger than {limit} MB; raise MAX_REQUEST_MB or send fewer tasks"
-        return answer({"error": reason}, 413, reason)
+@protocol.app_errorhandler(404)
+def _not_found(_exc: Exception) -> Response:
+    return answer({"error": f"no endpoint {request.path}"}, 404, "Not Found")
 
-    @app.errorhandler(404)
-    def _not_found(_exc):
-        return answer({"error": f"no endpoint {request.path}"}, 404, "Not Found")
 
-    @app.errorhandler(405)
-    def _not_allowed(_exc):
-        return answer({"error": f"{request.method} not allowed on {request.path}"}, 405, "Method Not Allowed")
+@protocol.app_errorhandler(405)
+def _not_allowed(_exc: Exception) -> Response:
+    return answer({"error": f"{request.method} not allowed on {request.path}"}, 405, "Method Not Allowed")
 
-    @app.errorhandler(Exception)
-    def _crash(exc: Exception):
-        log.exception("%s %s failed", request.method, request.path)
-        reason = str(exc) if isinstance(exc, PredictionError) else f"Internal error: {type(exc).__name__}"
-        return answer({"error": reason}, 500, reason)
 
-    @app.get("/")
-    @app.get("/health")
-    def health():
-        body = {"status": "UP", "model_class": backend.model_class.__name__}
-        if backend.pretrained is not None:  # never waits: loading happens in the background
-            body["pretrained"] = backend.pretrained.state
-        return answer(body)
+@protocol.app_errorhandler(Exception)
+def _crash(exc: Exception) -> Response:
+    log.exception("%s %s failed", request.method, request.path)
+    reason = str(exc) if isinstance(exc, PredictionError) else f"Internal error: {type(exc).__name__}"
+    return answer({"error": reason}, 500, reason)
 
-    @app.get("/openapi.json")
-    def openapi():
-        return Response(OPENAPI, mimetype="application/json")
 
-    @app.post("/setup")
-    def setup():
-        body = _json_body(settings.max_json_depth)
-        schema = body.get("schema")
-        if not isinstance(schema, str) or not schema.strip():
-            raise BadRequest(400, "'schema' (the labeling config) is missing")
-        if "project" not in body:
-            raise BadRequest(400, "'project' is missing")
-        extra = _extra_params(body["extra_params"]) if "extra_params" in body else None  # absent: keep them
-        project = _project(body["project"])
-        version = backend.setup(project, schema, extra)
-        metrics.serving(project, version)
-        backend.authorize_webhook(project, request.host)
-        return answer({"model_version": version})
+# --- the protocol's endpoints ----------------------------------------------------------------------
+@protocol.get("/")
+@protocol.get("/health")
+def health() -> Response:
+    backend = _backend()
+    body = {"status": "UP", "model_class": backend.model_class.__name__}
+    if backend.pretrained is not None:  # never waits: loading happens in the background
+        body["pretrained"] = backend.pretrained.state
+    return answer(body)
 
-    @app.get("/versions")
-    def versions():
-        """Label Studio's model-version list. It names no project, so the latest /setup's project answers."""
-        asked = request.args.get("project")
-        project = backend.versions_project(_project(asked) if asked else None)
-        if project is None:
-            return answer({"versions": [], "current": None, "project": None})
-        return answer({**backend.versions(project), "project": project})
 
-    @app.post("/predict")
-    def predict():
-        read = None
-        if request.is_json and request.content_length is not None:  # chunked bodies: the general path checks them
-            read = read_predict_body(request.get_data(), settings.max_json_depth)
-        if read is None:  # anything the typed reading does not take: the general path and its errors
-            body = _json_body(settings.max_json_depth)
-            tasks = _tasks(body)
-        else:
-            body, tasks = read
-        given = body.get("project")
-        project = _project(given if given not in (None, "") else tasks[0].get("project"))  # project 0 is a project
-        config = body.get("label_config")
-        if config is not None and not isinstance(config, str):
-            raise BadRequest(400, "'label_config' must be a string")
-        params = body.get("params") if isinstance(body.get("params"), dict) else {}
-        results = backend.predict(project, config, tasks, params.get("context"))
-        metrics.predicted(results)
-        problem = backend.model_problem(project)
-        if problem:  # Label Studio shows the version; the log, /training and this phrase say why it is older
-            return answer({"results": results, "warning": problem}, 200, f"OK; {problem}")
-        return answer({"results": results})
+@protocol.get("/openapi.json")
+def openapi() -> Response:
+    return Response(OPENAPI, mimetype="application/json")
 
-    @app.post("/webhook")
-    def webhook():
-        body = _json_body(settings.max_json_depth)
-        action = body.get("action")
-        if not isinstance(action, str):
-            raise BadRequest(400, "'action' is missing")
-        project_obj = body.get("project")
-        if action in RECORDED | DELETED | {"START_TRAINING"} and project_obj is None:
-            raise BadRequest(400, f"{action} without 'project'")
-        project = _project(project_obj)
-        if isinstance(project_obj, dict) and isinstance(project_obj.get("label_config"), str):
-            backend.save_project_config(project, project_obj["label_config"])
-        if action in RECORDED:
-            return answer(_record(backend, project, body))
-        if action in DELETED:
-            return answer(_delete(backend, project, body))
-        if action == "START_TRAINING":
-            backend.request_training(project)
-            return answer({"status": "queued", "project": project}, 201)
-        return answer({"status": "ignored", "action": action})
 
-    @app.post("/train")
-    def train_legacy():
-        """Older Label Studio versions call /train instead of sending START_TRAINING."""
-        body = _json_body(settings.max_json_depth)
-        project = _project(body.get("project"))
-        config = body.get("label_config")
-        if config is not None and not isinstance(config, str):
-            raise BadRequest(400, "'label_config' must be a string")
-        if config:
-            backend.setup(project, config)
+@protocol.post("/setup")
+def setup() -> Response:
+    backend = _backend()
+    body = _json_body(backend.settings.max_json_depth)
+    schema = body.get("schema")
+    if not isinstance(schema, str) or not schema.strip():
+        raise BadRequest(400, "'schema' (the labeling config) is missing")
+    if "project" not in body:
+        raise BadRequest(400, "'project' is missing")
+    extra = _extra_params(body["extra_params"]) if "extra_params" in body else None  # absent: keep them
+    project = _project(body["project"])
+    version = backend.setup(project, schema, extra)
+    backend.metrics.serving(project, version)
+    backend.authorize_webhook(project, request.host)
+    return answer({"model_version": version})
+
+
+@protocol.get("/versions")
+def versions() -> Response:
+    """Label Studio's model-version list. It names no project, so the latest /setup's project answers."""
+    backend = _backend()
+    asked = request.args.get("project")
+    project = backend.versions_project(_project(asked) if asked else None)
+    if project is None:
+        return answer({"versions": [], "current": None, "project": None})
+    return answer({**backend.versions(project), "project": project})
+
+
+@protocol.post("/predict")
+def predict() -> Response:
+    backend = _backend()
+    max_depth = backend.settings.max_json_depth
+    read = None
+    if request.is_json and request.content_length is not None:  # chunked bodies: the general path checks them
+        read = read_predict_body(request.get_data(), max_depth)
+    if read is None:  # anything the typed reading does not take: the general path and its errors
+        body = _json_body(max_depth)
+        tasks = _tasks(body)
+    else:
+        body, tasks = read
+    given = body.get("project")
+    project = _project(given if given not in (None, "") else tasks[0].get("project"))  # project 0 is a project
+    config = body.get("label_config")
+    if config is not None and not isinstance(config, str):
+        raise BadRequest(400, "'label_config' must be a string")
+    params = _params(body.get("params"))
+    results = backend.predict(project, config, tasks, params.get("context"))
+    backend.metrics.predicted(results)
+    problem = backend.model_problem(project)
+    if problem:  # Label Studio shows the version; the log, /training and this phrase say why it is older
+        return answer({"results": results, "warning": problem}, 200, f"OK; {problem}")
+    return answer({"results": results})
+
+
+@protocol.post("/webhook")
+def webhook() -> Response:
+    backend = _backend()
+    body = _json_body(backend.settings.max_json_depth)
+    action = body.get("action")
+    if not isinstance(action, str):
+        raise BadRequest(400, "'action' is missing")
+    project_obj = body.get("project")
+    if action in RECORDED | DELETED | {"START_TRAINING"} and project_obj is None:
+        raise BadRequest(400, f"{action} without 'project'")
+    project = _project(project_obj)
+    if isinstance(project_obj, dict) and isinstance(project_obj.get("label_config"), str):
+        backend.save_project_config(project, project_obj["label_config"])
+    if action in RECORDED:
+        return answer(_record(backend, project, body))
+    if action in DELETED:
+        return answer(_delete(backend, project, body))
+    if action == "START_TRAINING":
         backend.request_training(project)
         return answer({"status": "queued", "project": project}, 201)
+    return answer({"status": "ignored", "action": action})
 
-    @app.get("/training/<project>")
-    def training_status(project: str):
-        return answer(backend.status(_project(project)))
 
-    @app.get("/metrics")
-    def metrics_endpoint():
-        return Response(metrics.render(), content_type=metrics.content_type)
+@protocol.post("/train")
+def train_legacy() -> Response:
+    """Older Label Studio versions call /train instead of sending START_TRAINING."""
+    backend = _backend()
+    body = _json_body(backend.settings.max_json_depth)
+    project = _project(body.get("project"))
+    config = body.get("label_config")
+    if config is not None and not isinstance(config, str):
+        raise BadRequest(400, "'label_config' must be a string")
+    if config:
+        backend.setup(project, config)
+    backend.request_training(project)
+    return answer({"status": "queued", "project": project}, 201)
 
-    @app.get("/ready")
-    def ready():
-        """Readiness, unlike /health: can this process serve? Each check is named with its problem."""
-        problems = backend.readiness()
-        checks = {name: problem or "ok" for name, problem in problems.items()}
-        failing = [f"{name}: {problem}" for name, problem in problems.items() if problem]
-        if failing:
-            reason = "Not ready: " + "; ".join(failing)
-            return answer({"status": "NOT READY", "checks": checks}, 503, reason)
-        return answer({"status": "READY", "checks": checks})
 
-    return app
+@protocol.get("/training/<project>")
+def training_status(project: str) -> Response:
+    return answer(_backend().status(_project(project)))
+
+
+@protocol.get("/metrics")
+def metrics_endpoint() -> Response:
+    metrics = _backend().metrics
+    return Response(metrics.render(), content_type=metrics.content_type)
+
+
+@protocol.get("/ready")
+def ready() -> Response:
+    """Readiness, unlike /health: can this process serve? Each check is named with its problem."""
+    problems = _backend().readiness()
+    checks = {name: problem or "ok" for name, problem in problems.items()}
+    failing = [f"{name}: {problem}" for name, problem in problems.items() if problem]
+    if failing:
+        reason = "Not ready: " + "; ".join(failing)
+        return answer({"status": "NOT READY", "checks": checks}, 503, reason)
+    return answer({"status": "READY", "checks": checks})
 
 
 def _record(backend: Backend, project: str, body: dict) -> dict:

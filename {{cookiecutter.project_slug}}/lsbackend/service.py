@@ -1,32 +1,35 @@
-"""The backend's work, apart from HTTP: models per project, predicting, recording, training.
+"""The backend's work, apart from HTTP: models per project, predicting, versions, recording.
 
 ``Backend`` is the only door to a project's data: the server, the CLI and the
 tests all drive this one object, and it reaches the data only through the
-store (``storage.open_store``), never by opening files itself.
+store (``app.open_store`` picks it), never by opening files itself. Training is its
+``Trainer``'s (``trainer.py``), which training children and RQ workers build
+on their own, without a ``Backend``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .base import INITIAL_VERSION, LabelStudioMLBase
-from .evaluation import Review, held_out_share, record_training, review, split, version_scores
-from .label_config import ConfigError, parse_label_config, read_config_file
-from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks, normalize_annotation
+from .errors import QueueUnavailable, StorageError, StorageWriteError
+from .evaluation import version_scores
+from .label_config import parse_label_config
+from .label_studio_api import normalize_annotation
 from .metrics import Metrics
 from .patterns import Patterns
-from .pretrained import ModelLoading, PretrainedError, PretrainedModel
+from .pretrained import PretrainedModel
+from .project_model import build_model, project_config
 from .settings import Settings
-from .storage import ModelStore, PretrainedStore, ProjectStore, StorageError, StorageWriteError, open_store
-from .training import QueueUnavailable, TrainingQueue, describe_exit, open_queue, run_in_child
+from .storage import LocalModelStore, ModelStore, ProjectStore
+from .trainer import Trainer
+from .training import ThreadTrainingQueue, TrainingQueue
 from .webhook_auth import WebhookAuthorizer
 
 __all__ = ["Backend", "ModelClassError", "PredictionError", "QueueUnavailable", "StorageError", "StorageWriteError",
@@ -71,6 +74,22 @@ def load_model_class(spec: str = "model") -> type[LabelStudioMLBase]:
     return found[0]
 
 
+def _local_store(settings: Settings) -> ModelStore:
+    """The plain store: MODEL_DIR. Another one (MODEL_STORE) is the composition root's to open."""
+    if settings.model_store:
+        raise ValueError(f"MODEL_STORE={settings.model_store} needs the store lsbackend.app.open_store opens: "
+                         "build the backend with lsbackend.app.build_backend(settings)")
+    return LocalModelStore(settings.model_dir, settings.keep_versions)
+
+
+def _thread_queue(settings: Settings, trainer: Trainer) -> TrainingQueue:
+    """The plain queue: a thread of this process, each training in a child process. Redis is ``app``'s."""
+    if settings.redis_url:
+        raise ValueError("REDIS_URL needs the queue lsbackend.app.open_queue opens: build the backend with "
+                         "lsbackend.app.build_backend(settings)")
+    return ThreadTrainingQueue(trainer.train_in_child, settings.train_debounce_seconds)
+
+
 @dataclass
 class _Loaded:
     config: str
@@ -89,50 +108,37 @@ class Backend:
         queue: TrainingQueue | None = None,
         store: ModelStore | None = None,
         metrics: Metrics | None = None,
+        trainer: Trainer | None = None,
+        readiness: dict[str, Callable[[], object]] | None = None,
     ) -> None:
+        """The parts come from the composition root (``app.build_backend``). Left out, they are the
+        plain ones: the store under MODEL_DIR, trainings in a child process queued by a thread of this
+        process; settings that ask for S3 (MODEL_STORE) or Redis (REDIS_URL) need ``app``'s parts."""
         self.model_class = model_class
         self.settings = settings
-        self.stores = store or open_store(settings)  # raises StorageError at start-up, not at the first training
+        self.stores = store or _local_store(settings)  # raises StorageError at start-up, not at the first training
         self.metrics = metrics or Metrics(settings.metrics_dir)
+        self.trainer = trainer or Trainer(model_class, settings, self.stores, self.metrics)
+        # Serving loads MODEL_URI at once, in the background (each process holds its own copy).
+        self.pretrained: PretrainedModel | None = self.trainer.pretrained()
+        self.default_config = self.trainer.default_config
+        self.queue = queue or _thread_queue(settings, self.trainer)
         #: What /ready checks: name -> a callable that raises when that part cannot serve. Add your own
         #: (a queue, Redis) with ``backend.readiness_checks["name"] = check``.
-        self.readiness_checks: dict[str, Callable[[], object]] = {"model_store": self.stores.check}
-        self.default_config = read_config_file(settings.label_config_path)
-        self.queue = queue or open_queue(settings, self.train_in_child)
-        if settings.redis_url and hasattr(self.queue, "check"):
-            self.readiness_checks["redis"] = self.queue.check  # can trainings be queued?
+        self.readiness_checks = dict(readiness) if readiness is not None else {"model_store": self.stores.check}
         self._models: dict[str, _Loaded] = {}
         self.webhook_auth = WebhookAuthorizer(settings)
-        self._unsaved_status: dict[str, dict] = {}  # statuses a full or read-only MODEL_DIR refused
         self._lock = threading.Lock()
-        self.pretrained = self._start_pretrained()
         self.patterns = Patterns.load(settings.patterns_file) if settings.patterns_file else None  # cold start
 
-    def _start_pretrained(self) -> PretrainedModel | None:
-        """Begin fetching and loading MODEL_URI in the background (each process holds its own copy)."""
-        settings = self.settings
-        if not settings.model_uri:
-            return None
-        return PretrainedModel(settings.model_uri, PretrainedStore(settings.model_dir),
-                               self.model_class.load_pretrained, settings.model_max_bytes,
-                               settings.model_sha256, settings.model_fetch_timeout_seconds, settings.s3_endpoint_url)
-
-    def _pretrained_start(self, wait: bool = True) -> tuple[str, dict]:
-        """Where a project without a saved model starts: the pretrained model, else nothing.
+    def _pretrained_start(self) -> tuple[str, dict]:
+        """Where serving starts for a project without a saved model: the pretrained model, else nothing.
 
         While MODEL_URI is loading (or after it failed) this raises ``ModelLoading`` /
-        ``PretrainedError`` (``/predict`` answers 503), unless ``wait`` is off: training then
-        waits for the load (at most MODEL_FETCH_TIMEOUT_SECONDS; a model such as a detector
-        whose thresholds training calibrates needs it) and else starts from nothing.
+        ``PretrainedError`` (``/predict`` answers 503).
         """
         if self.pretrained is not None:
-            if not wait:
-                self.pretrained.wait(self.settings.model_fetch_timeout_seconds)
-            try:
-                return self.pretrained.get()
-            except (ModelLoading, PretrainedError):
-                if wait:
-                    raise
+            return self.pretrained.get()
         return INITIAL_VERSION, {}
 
     def store(self, project: str) -> ProjectStore:
@@ -142,8 +148,8 @@ class Backend:
     def build_model(self, project: str, config: str, train_output: dict | None = None,
                     version: str = INITIAL_VERSION) -> LabelStudioMLBase:
         """A model object for a project, handed this backend's settings."""
-        return self.model_class(config, project, train_output=train_output, model_version=version,
-                                settings=self.settings, extra_params=self.store(project).extra_params())
+        return build_model(self.model_class, self.settings, project, self.store(project), config, train_output,
+                           version)
 
     def save_project_config(self, project: str, config: str) -> None:
         """Remember the labeling config Label Studio sent with a webhook (checked later, when used)."""
@@ -151,14 +157,7 @@ class Backend:
 
     def label_config(self, project: str, given: str | None = None) -> str:
         """The config to use: the one sent, else the project's last, else the repo's default."""
-        config = given or self.store(project).label_config() or self.default_config
-        if not config:
-            raise ConfigError(
-                "No labeling config for this project",
-                "Connect the project in Label Studio (its /setup sends the config), send label_config "
-                "with /predict, or create label_config.xml next to model.py.",
-            )
-        return config
+        return project_config(self.store(project), self.default_config, given)
 
     # --- setup and predict -------------------------------------------------
     def setup(self, project: str, config: str, extra_params: dict | None = None) -> str:
@@ -284,155 +283,15 @@ class Backend:
         store = self.store(project)
         return [i for i in annotation_ids if store.delete_annotation(i)]
 
-    # --- training ----------------------------------------------------------
+    # --- training (the trainer's work) ---------------------------------------
     def collect_annotations(self, project: str) -> list[dict]:
         """Annotations recorded from webhooks, plus the project's from Label Studio when configured."""
-        by_id = {a["id"]: a for a in self.store(project).annotations()}
-        if self.settings.label_studio_url and self.settings.label_studio_api_key and project != "default":
-            client = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key)
-            try:
-                fetched = annotations_from_tasks(client.labeled_tasks(project))
-            except LabelStudioError as exc:
-                log.warning("training project %s with recorded annotations only: %s", project, exc)
-                fetched = []
-            for ann in fetched:
-                mine = by_id.get(ann["id"])
-                if mine is None or ann["updated_at"] > mine.get("updated_at", ""):
-                    by_id[ann["id"]] = ann
-        return list(by_id.values())
+        return self.trainer.collect_annotations(project)
 
     def train(self, project: str, annotations: list[dict] | None = None,
               when_locked: Callable[[], object] | None = None) -> dict:
-        """Train synchronously; on success save and make the new model current.
-
-        A failure is recorded in the status and the previous model keeps serving. ``when_locked``
-        runs once the project's training lock is held, before anything is read (the Redis queue
-        takes the pending requests there).
-        """
-        store = self.store(project)
-        with contextlib.ExitStack() as held:
-            try:
-                held.enter_context(store.training_lock())  # one training per project across processes
-            except StorageError as exc:
-                return self._failed_before_start(project, exc)
-            if when_locked is not None:
-                when_locked()
-            return self._train_locked(project, store, annotations)
-
-    def _failed_before_start(self, project: str, exc: StorageError) -> dict:
-        log.error("training of project %s cannot start: %s", project, exc)
-        status = {"state": "failed", "error": str(exc), "started_at": time.time(), "finished_at": time.time()}
-        self._unsaved_status[project] = status
-        return status
-
-    def _save_status(self, project: str, store: ProjectStore, status: dict) -> bool:
-        """Record a training status; when MODEL_DIR refuses, keep it in memory so /training still tells."""
-        try:
-            store.save_status(status)
-        except StorageError as exc:
-            log.error("project %s: %s", project, exc)
-            self._unsaved_status[project] = dict(status)
-            return False
-        self._unsaved_status.pop(project, None)
-        return True
-
-    def _train_locked(self, project: str, store: ProjectStore, annotations: list[dict] | None) -> dict:
-        started = time.time()
-        status = {"state": "running", "started_at": started, "model_version": store.current_version()}
-        try:
-            store.save_status(status)
-        except StorageError as exc:  # a full or read-only disk: no training could be saved either
-            return self._failed_before_start(project, exc)
-        try:
-            if annotations is None:
-                annotations = self.collect_annotations(project)
-            usable = [a for a in annotations if a.get("result") and not a.get("was_cancelled")]
-            status["annotations"] = len(usable)
-            if not usable:
-                status.update(state="skipped", error="no usable annotations (all empty, skipped or cancelled)")
-                return status
-            saved = store.load_model()
-            version, output = saved or self._pretrained_start(wait=False)
-            model = self.build_model(project, self.label_config(project), output, version)
-            fraction = held_out_share(model, len(usable), self.settings)
-            train_on, held_out = split(usable, fraction)
-            try:
-                result = model.fit(train_on)
-            finally:
-                self._note_skipped(project, status, getattr(model, "skipped", []))
-            if not isinstance(result, dict):
-                raise TypeError(f"fit must return a dict, returned {type(result).__name__}")
-            verdict = self._review(project, result, held_out, version, output)
-            made = store.save_model(result, current=verdict.promote)
-            status.update(state="succeeded", model_version=made, held_out=len(held_out), **verdict.status(made))
-            record_training(store, made, fraction, len(train_on), verdict)
-            if not verdict.promote:
-                log.warning("project %s: %s not served: %s", project, made, verdict.reason)
-            log.info("project %s trained on %d annotations: %s", project, len(usable), status["model_version"])
-        except Exception as exc:
-            log.error("training of project %s failed:\n%s", project, traceback.format_exc())
-            status.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:500])
-        finally:
-            status["finished_at"] = time.time()
-            self.metrics.training_done(project, status)  # first: whoever sees the status finds it counted
-            self._save_status(project, store, status)
-        return status
-
-    def _review(self, project: str, result: dict, held_out: list[dict], version: str, output: dict) -> Review:
-        """Score a new model on the held-out slice against the version it would replace (``evaluation.review``)."""
-        pretrained = self.pretrained.version if self.pretrained is not None else None
-        fraction = 1.0 if version == pretrained else self.store(project).evaluations().get(version, {}).get("held_out")
-        previous = None if version == INITIAL_VERSION else (version, output, fraction or 0.0)
-        config = self.label_config(project)
-        try:
-            return review(lambda out, ver: self.build_model(project, config, out, ver), result, held_out, previous,
-                          self.settings.promote_rule, self.settings.promote_margin)
-        except Exception as exc:  # a model that cannot be scored is still served: scoring is advice
-            log.exception("project %s: the new version could not be scored", project)
-            return Review(True, f"could not score it ({type(exc).__name__}: {exc})"[:300])
-
-    @staticmethod
-    def _note_skipped(project: str, status: dict, skipped: list[str]) -> None:
-        """Count what ``fit`` left out and name the first few: the user fixes those annotations."""
-        if skipped:
-            status["skipped"] = {"count": len(skipped), "examples": skipped[:5]}
-            log.warning("training of project %s skipped %d items, first: %s", project, len(skipped), skipped[0])
-
-    def train_in_child(self, project: str) -> None:
-        """Train in a child process and wait (what the queue runs); record the outcome even if the child dies.
-
-        The child records its own outcome; when it cannot (killed, crashed,
-        never started, or MODEL_DIR refused the status), the status would say
-        "queued" or "running" forever, so this process records, or remembers,
-        why instead. The last good model keeps serving either way.
-        """
-        try:
-            code, outcome = run_in_child(TrainingJob(self.model_class, self.settings, project),
-                                         nice=self.settings.training_nice)
-        except Exception as exc:  # e.g. a model class defined inside a function cannot be sent to a child
-            log.error("could not start the training process of project %s: %s", project, exc)
-            self._record_lost_training(project, "failed", f"could not start a training process: "
-                                       f"{type(exc).__name__}: {exc}")
-            return
-        if isinstance(outcome, TrainingOutcome):
-            self.metrics.training_done(project, outcome.status)  # counted here: /metrics is this process's
-            if not outcome.saved:  # a full or read-only MODEL_DIR: keep the child's last word here
-                self._unsaved_status[project] = outcome.status
-            else:
-                self._unsaved_status.pop(project, None)
-        elif code != 0:
-            state = "interrupted" if code < 0 else "failed"
-            self._record_lost_training(project, state, f"the training process {describe_exit(code)} before it "
-                                       "finished; see the backend's log")
-
-    def _record_lost_training(self, project: str, state: str, why: str) -> None:
-        store = self.store(project)
-        if store.status().get("state") in ("queued", "running") and not store.training_running():
-            now = time.time()
-            status = {"state": state, "started_at": now, "finished_at": now,
-                      "error": f"{why}; the previous model keeps serving; train again"}
-            self.metrics.training_done(project, status)
-            self._save_status(project, store, status)
+        """Train synchronously in this process (the CLI's ``train``, tests); see ``Trainer.train``."""
+        return self.trainer.train(project, annotations, when_locked)
 
     def request_training(self, project: str) -> None:
         """Queue a background training; the status says "queued" until it starts.
@@ -452,7 +311,7 @@ class Backend:
     def status(self, project: str) -> dict:
         store = self.store(project)
         status = store.status()
-        unsaved = self._unsaved_status.get(project)
+        unsaved = self.trainer.unsaved_status.get(project)
         if unsaved and unsaved.get("started_at", 0) >= status.get("started_at", status.get("requested_at", 0)):
             status = dict(unsaved)  # this process's last word, which MODEL_DIR would not take
         if status.get("state") == "running" and not store.training_running():
@@ -469,25 +328,3 @@ class Backend:
         if problem:
             status["warning"] = problem
         return status
-
-
-@dataclass(frozen=True)
-class TrainingOutcome:
-    """What a training child sends back: its final status, and whether MODEL_DIR took it."""
-
-    status: dict
-    saved: bool
-
-
-@dataclass(frozen=True)
-class TrainingJob:
-    """One training, as sent to a child process (``training.run_in_child``): it must pickle."""
-
-    model_class: type[LabelStudioMLBase]
-    settings: Settings
-    project: str
-
-    def __call__(self) -> TrainingOutcome:
-        backend = Backend(self.model_class, self.settings, metrics=Metrics())  # the parent counts the outcome
-        status = backend.train(self.project)
-        return TrainingOutcome(status, saved=self.project not in backend._unsaved_status)

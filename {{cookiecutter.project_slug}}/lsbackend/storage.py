@@ -1,7 +1,7 @@
 """Per-project storage: trained models, annotations, label configs, training status and locks.
 
 The rest of the runtime sees only two small interfaces: ``ModelStore`` (all
-projects; ``open_store(settings)`` picks the implementation) and
+projects; ``app.open_store(settings)`` picks the implementation) and
 ``ProjectStore`` (one project). The store owns every file, pointer and lock,
 so a shared object store can later replace the local disk without touching
 ``service.py`` or ``model.py``.
@@ -16,7 +16,6 @@ processes read that pointer, so they agree on the model version.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -28,46 +27,18 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from .errors import StorageError, StorageWriteError
 from .ids import MAX_ID, PROJECT_ID, annotation_id, project_key
 from .versions import UnknownVersion, VersionFallback, version_number
 
-if TYPE_CHECKING:
-    from .settings import Settings
-
 __all__ = [
     "MAX_ID", "PROJECT_ID", "LocalModelStore", "LocalProjectStore", "ModelStore", "ProjectStore", "StorageError",
-    "StorageWriteError", "annotation_id", "atomic_write", "check_writable", "open_store", "project_key",
+    "StorageWriteError", "annotation_id", "atomic_write", "check_writable", "project_key",
     "UnknownVersion", "version_number", "writing",
 ]
 log = logging.getLogger(__name__)
-
-
-class StorageError(RuntimeError):
-    """MODEL_DIR cannot be used; the message names the directory and the fix."""
-
-
-FULL = (errno.ENOSPC, errno.EDQUOT)
-READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-class StorageWriteError(StorageError):
-    """A write under MODEL_DIR failed. ``kind`` is "full", "read-only" or "failed"; the message
-    says which, what could not be written and why, in one line (it becomes a reason phrase).
-    ``fix``, when set, is what the user should do (the object store's errors set it)."""
-
-    fix: str | None = None
-
-    def __init__(self, what: str, exc: OSError) -> None:
-        self.kind = "full" if exc.errno in FULL else "read-only" if exc.errno in READ_ONLY else "failed"
-        why = exc.strerror or type(exc).__name__
-        if self.kind == "failed":
-            message = f"MODEL_DIR: cannot write {what} ({why})"
-        else:
-            message = f"MODEL_DIR is {self.kind}: cannot write {what} ({why})"
-        super().__init__(message)
-        self.what = what
 
 
 @contextlib.contextmanager
@@ -168,19 +139,6 @@ class ModelStore(Protocol):
     def last_setup(self) -> str | None: ...
 
 
-def open_store(settings: Settings) -> ModelStore:
-    """The store the settings ask for: S3-compatible object storage when ``MODEL_STORE`` is set, else the
-    local/shared filesystem under MODEL_DIR. The S3 module (and boto3) is imported only then.
-
-    Raises ``StorageError`` naming the problem and the fix when it cannot be used.
-    """
-    if settings.model_store:
-        from .storage_s3 import S3ModelStore
-
-        return S3ModelStore(settings)
-    return LocalModelStore(settings.model_dir, settings.keep_versions)
-
-
 class LocalModelStore:
     """All projects under one directory (a local disk or a shared filesystem mount)."""
 
@@ -201,6 +159,10 @@ class LocalModelStore:
 
     def last_setup(self) -> str | None:
         return StoreRoot(self.root).last_setup()
+
+
+#: Model files whose checksum this process verified, as (path, size, mtime_ns, inode): see ``_may_load``.
+_verified: set[tuple[str, int, int, int]] = set()
 
 
 def _looks_complete(path: Path) -> bool:
@@ -280,8 +242,26 @@ class LocalProjectStore(VersionFallback):
         return data
 
     def _may_load(self, version: str, kept: list[str]) -> bool:
-        """Whether the version's file is there and complete (a truncated pickle lacks its last byte)."""
-        return _looks_complete(self.dir / "models" / f"{version}.pkl")
+        """Whether the version's file is there, complete and unchanged since it was saved.
+
+        A truncated pickle lacks its last byte; a file damaged in place (same size) only fails its
+        checksum. The checksum is read once per process for each state of the file (``_verified``),
+        so ``/setup`` names the version ``/predict`` will serve and stays quick after the first call.
+        """
+        path = self.dir / "models" / f"{version}.pkl"
+        if not _looks_complete(path):
+            return False
+        try:
+            stat = path.stat()
+            state = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            if state not in _verified:
+                self._verified_bytes(version)
+                _verified.add(state)
+        except (OSError, ValueError) as exc:  # gone meanwhile, or its checksum fails: note why
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            self._save_broken({**self._broken(), version: self._note(version, f"{type(exc).__name__}: {why}"[:300])})
+            return False
+        return True
 
     # broken versions: {version: {"error", "size", "mtime_ns"}}; an entry counts only while the file
     # is unchanged, so a restored file is tried again

@@ -50,8 +50,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .annotations import AnnotationLog
+from .errors import StorageError, StorageWriteError
 from .ids import MAX_ID, PROJECT_ID, annotation_id
-from .storage import StorageError, StorageWriteError
+from .s3_client import error_code, error_message, from_the_client, is_conflict, is_missing, s3_client, status_code
 from .versions import VersionFallback, version_number
 
 if TYPE_CHECKING:
@@ -75,11 +76,11 @@ class StoreUnavailable(StorageWriteError):
 
     def __init__(self, store: S3ModelStore, what: str, exc: BaseException) -> None:  # noqa: D107
         code = error_code(exc)
-        why = f"{code}: {_error_message(exc)}" if code else f"{type(exc).__name__}: {exc}"
-        denied = code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or _status(exc) == 403
+        why = f"{code}: {error_message(exc)}" if code else f"{type(exc).__name__}: {exc}"
+        denied = code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status_code(exc) == 403
         # a missing object is answered as None before this: a 404 here is the bucket's
-        missing = code == "NoSuchBucket" or _status(exc) == 404
-        self.kind = "denied" if denied else "missing" if missing else "failing" if _status(exc) else "unreachable"
+        missing = code == "NoSuchBucket" or status_code(exc) == 404
+        self.kind = "denied" if denied else "missing" if missing else "failing" if status_code(exc) else "unreachable"
         self.what = what
         self.fix = {
             "denied": "Give the backend's AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
@@ -93,54 +94,6 @@ class StoreUnavailable(StorageWriteError):
         state = "answering with an error" if self.kind == "failing" else self.kind
         RuntimeError.__init__(self, f"MODEL_STORE {store.uri} ({store.where}) is {state}: cannot {what} "
                                     f"({why[:200]})")
-
-
-def error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
-def _error_message(exc: BaseException) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Message", "")) or str(exc)
-
-
-def from_the_client(exc: BaseException) -> bool:
-    """Whether boto3 raised this (the store refused or is unreachable), not our own code."""
-    return type(exc).__module__.split(".")[0] in ("botocore", "boto3", "urllib3", "s3transfer")
-
-
-def _status(exc: BaseException) -> int:
-    response = getattr(exc, "response", None) or {}
-    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-def _is_missing(exc: BaseException) -> bool:
-    return error_code(exc) in ("NoSuchKey", "404", "NotFound") or _status(exc) == 404
-
-
-def _is_conflict(exc: BaseException) -> bool:
-    """A conditional write lost (412 PreconditionFailed, or AWS's 409 ConditionalRequestConflict: retry)."""
-    return _status(exc) in (409, 412) or error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict")
-
-
-def s3_client(endpoint_url: str, connect_timeout: float, read_timeout: float, attempts: int, needed_by: str) -> Any:
-    """A boto3 S3 client; credentials and region come from the standard AWS chain.
-
-    ``StorageError`` naming ``needed_by`` and the install command when boto3 is not installed.
-    """
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError:
-        raise StorageError(f"{needed_by} needs boto3, which is not installed: pip install -r requirements-s3.txt "
-                           "(or build the image with --build-arg EXTRAS=s3)") from None
-    config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout, max_pool_connections=FETCH_THREADS,
-                    retries={"total_max_attempts": attempts, "mode": "standard"},
-                    s3={"addressing_style": "path"} if endpoint_url else None)
-    session = boto3.session.Session()
-    return session.client("s3", endpoint_url=endpoint_url or None, config=config,
-                          region_name=session.region_name or "us-east-1")
 
 
 def retrying(call: Callable[[], T], seconds: float | None = None) -> T:
@@ -172,10 +125,10 @@ class S3ModelStore:
         # read_timeout bounds each socket read, not a whole (large) model download
         needed_by = f"MODEL_STORE={self.uri}"
         self.client = s3_client(settings.s3_endpoint_url, connect_timeout=3, read_timeout=10, attempts=2,
-                                needed_by=needed_by)
+                                needed_by=needed_by, pool_connections=FETCH_THREADS)
         # checks on the request path (stamp, readiness) give up fast: serving goes on without them
         self.quick = s3_client(settings.s3_endpoint_url, connect_timeout=1, read_timeout=3, attempts=1,
-                               needed_by=needed_by)
+                               needed_by=needed_by, pool_connections=FETCH_THREADS)
         self._stamps: dict[str, tuple[float, tuple[int, int]]] = {}  # project -> (checked at, stamp)
         self._refreshing: set[str] = set()
         self.unreachable = False  # the last look at the store failed
@@ -224,7 +177,7 @@ class S3ModelStore:
             try:
                 return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             except Exception as exc:
-                if _is_missing(exc):
+                if is_missing(exc):
                     return None
                 raise
 
@@ -237,7 +190,7 @@ class S3ModelStore:
         try:
             return (client or self.client).head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if _is_missing(exc):
+            if is_missing(exc):
                 return None
             raise
 
@@ -402,7 +355,7 @@ class S3ProjectStore(VersionFallback):
             try:
                 answer = self.s.client.get_object(Bucket=self.s.bucket, Key=self.key(f"models/{version}.pkl"))
             except Exception as exc:
-                if _is_missing(exc):
+                if is_missing(exc):
                     raise FileNotFoundError(f"model {version} is not in the store") from None
                 raise
             data = answer["Body"].read()
@@ -577,7 +530,7 @@ class Lease:
                                                      IfNoneMatch="*")["ETag"]
                 return True
             except Exception as exc:
-                if not _is_conflict(exc):
+                if not is_conflict(exc):
                     raise
             head = self.s.head(self.key)
             if head is None or not self._expired(head):
@@ -586,7 +539,7 @@ class Lease:
                 self.etag = self.s.client.put_object(Bucket=self.s.bucket, Key=self.key, Body=self.body,
                                                      IfMatch=head["ETag"])["ETag"]
             except Exception as exc:
-                if _is_conflict(exc) or _is_missing(exc):
+                if is_conflict(exc) or is_missing(exc):
                     return False
                 raise
             log.warning("project %s: took over a training lock whose holder stopped renewing it", self.project)
@@ -607,7 +560,7 @@ class Lease:
                 self.etag = self.s.client.put_object(Bucket=self.s.bucket, Key=self.key, Body=self.body,
                                                      IfMatch=self.etag)["ETag"]
             except Exception as exc:  # noqa: BLE001
-                if _is_conflict(exc) or _is_missing(exc):
+                if is_conflict(exc) or is_missing(exc):
                     self.lost = True
                     log.error("project %s: lost the training lock (it expired and another process took it)",
                               self.project)
@@ -623,7 +576,7 @@ class Lease:
         try:  # only our own lease: another holder's (after ours expired) has another ETag
             self.s.client.delete_object(Bucket=self.s.bucket, Key=self.key, IfMatch=self.etag)
         except Exception as exc:  # noqa: BLE001 (unreachable: the lease expires by itself)
-            if not (_is_conflict(exc) or _is_missing(exc)):
+            if not (is_conflict(exc) or is_missing(exc)):
                 log.warning("project %s: cannot release the training lock (%s); it expires in %.0f s",
                             self.project, exc, self.s.lease_seconds)
 

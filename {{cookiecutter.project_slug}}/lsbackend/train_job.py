@@ -2,9 +2,10 @@
 
 Reads two pickles from stdin: the parent's ``sys.path`` with the file
 descriptor to answer on and the niceness to run at, then the job (a
-``service.TrainingJob``); runs it and sends back what it returned. Its exit
-code is 0 whenever the job returned; anything else means it stopped before
-(the parent records that).
+``trainer.TrainingJob``); builds a ``Trainer`` for it (not a ``Backend``: no
+queue, no MODEL_URI loaded unless this training starts from it), trains and
+sends back the ``TrainingOutcome``. Its exit code is 0 whenever the training
+returned; anything else means it stopped before (the parent records that).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ def main() -> int:
     # only to threads started afterwards.
     os.nice(nice)
     job = pickle.load(stdin)
-    from lsbackend.app import configure_logging  # after sys.path is the parent's
+    from lsbackend.app import build_trainer  # after sys.path is the parent's
+    from lsbackend.metrics import Metrics
 
-    configure_logging(job.settings)
-    result = job()
+    trainer = build_trainer(job.settings, job.model_class, Metrics())  # the parent counts the outcome
+    result = trainer.run_job(job)
     with os.fdopen(result_fd, "wb") as out:
         out.write(pickle.dumps(result, protocol=5))
     return 0

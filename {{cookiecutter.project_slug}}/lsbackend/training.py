@@ -4,9 +4,9 @@ Label Studio sends ``START_TRAINING`` *before* the webhook that carries the
 annotation which caused it, so a job waits ``TRAIN_DEBOUNCE_SECONDS`` after
 the last request before it starts; requests arriving while a job runs make
 it run once more afterwards, never twice at once. The queue sits behind a
-tiny interface (``request``); ``open_queue`` picks this process's thread queue
-or, with ``REDIS_URL`` set, the Redis + RQ queue of ``redis_queue`` (training
-then runs in ``python -m lsbackend worker`` processes, not here).
+tiny interface (``request``); ``app.open_queue`` picks this process's thread
+queue or, with ``REDIS_URL`` set, the Redis + RQ queue of ``redis_queue``
+(training then runs in ``python -m lsbackend worker`` processes, not here).
 
 The fit itself never runs in a serving process: a CPU-bound fit holds the
 GIL and its allocations grow the worker for good, so every training runs in
@@ -31,36 +31,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .settings import Settings
+from .errors import QueueUnavailable
 
+__all__ = ["CHILD_MODULE", "QueueUnavailable", "ThreadTrainingQueue", "TrainingQueue", "describe_exit", "run_in_child"]
 log = logging.getLogger(__name__)
-
-
-class QueueUnavailable(RuntimeError):
-    """The training queue cannot take a request now (Redis unreachable); the message names the setting."""
 
 
 class TrainingQueue(Protocol):
     def request(self, project: str) -> None:
         """Ask for a training of ``project`` soon; returns at once. Raises ``QueueUnavailable``."""
-
-
-def open_queue(settings: Settings, train: Callable[[str], object]) -> TrainingQueue:
-    """The queue the settings ask for: Redis + RQ with ``REDIS_URL``, else a thread of this process
-    that runs ``train(project)``. redis and rq are imported only when asked for."""
-    if settings.redis_url:
-        try:
-            from .redis_queue import RedisTrainingQueue
-        except ModuleNotFoundError as exc:
-            from .settings import SettingsError
-
-            raise SettingsError(f"REDIS_URL is set but {exc.name!r} is not installed; pip install -r "
-                                "requirements-redis.txt (or build the image with EXTRAS=redis)") from None
-        return RedisTrainingQueue(settings)
-    return ThreadTrainingQueue(train, settings.train_debounce_seconds)
 
 
 @dataclass
@@ -118,11 +99,11 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 def run_in_child(job: object, nice: int = 0) -> tuple[int, object]:
-    """Run ``job()`` in a new Python process and wait; return its exit code and what ``job()`` returned.
+    """Train ``job`` (a ``trainer.TrainingJob``) in a new Python process and wait; return its exit code and outcome.
 
-    The exit code is negative when a signal killed the child; the result is
-    None when the child did not get to return one. ``job`` must pickle (a
-    module-level class or function and plain data). The child gets this
+    The exit code is negative when a signal killed the child; the outcome is
+    None when the child did not get to send one. ``job`` must pickle (a
+    module-level model class and plain data). The child gets this
     process's ``sys.path`` before it unpickles the job, so it imports
     ``model.py`` (or a ``MODEL_CLASS`` module) from the same places. Its
     output goes where this process's goes (the server log); the result comes

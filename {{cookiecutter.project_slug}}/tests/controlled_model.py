@@ -10,6 +10,7 @@ the model talks through files in a ``fit-control`` folder of ``MODEL_DIR``
 - ``hold``: while it exists, fit waits (at most two minutes) before fitting;
 - ``rotate``: while it exists, fit learns every label as the next one of the config (a deliberately
   worse model, for the promotion rule).
+- ``started_from`` (``PretrainedStart`` only): what each fit started from, one line per fit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def fit_pids(model_dir: Path) -> list[int]:
     """The process ids of the fits started so far, in order."""
     pids = control_dir(model_dir) / "pids"
     return [int(line) for line in pids.read_text().split()] if pids.exists() else []
+
+
+def started_from(model_dir: Path) -> list[str]:
+    """``<model_version> <what the pretrained file held>`` of each ``PretrainedStart`` fit so far, in order."""
+    path = control_dir(model_dir) / "started_from"
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def thread_niceness() -> list[int]:
@@ -72,3 +79,22 @@ class ControlledModel(Base):
                     value[key] = [shift.get(self.label_of(v), v) for v in value[key]]
             result.append({**item, "value": value})
         return {**annotation, "result": result}
+
+
+class PretrainedStart(ControlledModel):
+    """Loads MODEL_URI slowly, like a large model, and notes what each fit started from.
+
+    A fit that does not wait for MODEL_URI starts from ``untrained`` with nothing in it.
+    """
+
+    LOAD_SECONDS = 2.0
+
+    @classmethod
+    def load_pretrained(cls, path: Path) -> dict:
+        time.sleep(cls.LOAD_SECONDS)
+        return {"pretrained_bytes": path.read_bytes().decode()}
+
+    def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
+        with (control_dir(self.settings.model_dir) / "started_from").open("a") as fh:
+            fh.write(f"{self.model_version} {self.train_output.get('pretrained_bytes')}\n")
+        return super().fit(annotations, **kwargs)

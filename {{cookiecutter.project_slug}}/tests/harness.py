@@ -59,7 +59,8 @@ class ServerProcess:
     """A server command run from the repo root on a free loopback port, its output in ``log``.
 
     ``PORT`` and ``HOST`` are set here; the constructor returns once ``/health`` answers 200
-    and fails at once, with the log, if the process exits first.
+    and fails at once, with the log, if the process exits first. ``address`` is where requests
+    go (the loopback address a ``--host`` flag names, when the command has one).
     """
 
     def __init__(
@@ -69,8 +70,10 @@ class ServerProcess:
         env: Mapping[str, str],
         headers: Mapping[str, str] | None = None,
         startup_timeout: float = 60.0,
+        address: str = "127.0.0.1",
     ) -> None:
         self.port = free_port()
+        self.address = address
         self.log = log
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self._out = log.open("ab")
@@ -92,7 +95,7 @@ class ServerProcess:
 
     def call(self, method: str, path: str, body: object = None) -> tuple[int, str, object]:
         """One request on a new connection: status, reason phrase (what Label Studio shows) and JSON body."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn = http.client.HTTPConnection(self.address, self.port, timeout=60)
         try:
             conn.request(method, path, None if body is None else json.dumps(body), self.headers)
             resp = conn.getresponse()

@@ -8,6 +8,7 @@ survives.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,15 @@ def test_start_up_fails_at_once_when_model_dir_is_unusable(tmp_path):
     assert proc.returncode != 0
     assert f"MODEL_DIR {str(blocker / 'models')!r} is not writable" in proc.stderr
     assert "Set MODEL_DIR to a writable directory" in proc.stderr
+
+
+def test_start_listens_on_the_host_given_on_the_command_line(model_dir, tmp_path):
+    """``start --host`` was parsed and ignored: gunicorn bound HOST from the environment."""
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "LABEL_CONFIG": str(EXAMPLES_CONFIG)}
+    server = ServerProcess([sys.executable, "-m", "lsbackend", "start", "--host", "127.0.0.2"],
+                           tmp_path / "server.log", env, startup_timeout=30, address="127.0.0.2")  # HOST=127.0.0.1
+    try:
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", server.port), timeout=5):
+            pass
+    finally:
+        server.stop()

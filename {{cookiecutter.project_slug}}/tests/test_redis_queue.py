@@ -8,6 +8,7 @@ process through ``controlled_model`` (hold a fit, count the fits by process id).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ import redis
 from rq import Queue
 
 from conftest import EXAMPLES_CONFIG, ROOT, SHAPE, captured, holdout_request, training_events
-from controlled_model import control_dir, fit_pids
+from controlled_model import control_dir, fit_pids, started_from
 from harness import MotoServer, RedisServer, ServerProcess, WorkerProcess, free_port, wait_for_training, wait_until
 
 pytestmark = pytest.mark.slow
@@ -132,6 +133,26 @@ def test_replica_a_queues_a_worker_trains_and_replica_b_serves_it_and_reports_th
     assert len(pids) == 1 and pids[0] not in server_pids, pids  # fit ran in the worker's work horse
     assert "Job OK" in worker.output()
     assert "trained on" not in a.log.read_text() + b.log.read_text()  # no replica trained
+
+
+def test_the_first_training_on_a_worker_fine_tunes_from_the_model_uri_model(tmp_path, redis_server):
+    """Each job built a whole Backend, whose MODEL_URI loader had just begun: fit started from nothing."""
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"weights")
+    cluster = Cluster(tmp_path, redis_server, debounce=0.5, MODEL_CLASS="controlled_model:PretrainedStart",
+                      MODEL_URI=str(weights))
+    try:
+        a = cluster.replica()
+        worker = cluster.worker()
+        cluster.record(a, training_events())
+        cluster.start_training(a)
+        status = cluster.trained(a)
+        assert status["state"] == "succeeded", status
+        pretrained = "pretrained-" + hashlib.sha256(b"weights").hexdigest()[:12]
+        assert started_from(cluster.model_dir) == [f"{pretrained} weights"], cluster.logs()
+        assert fit_pids(cluster.model_dir)[0] not in {a.proc.pid, worker.proc.pid}  # in the work horse
+    finally:
+        cluster.stop()
 
 
 def test_debounce_waits_for_the_last_request_across_replicas(tmp_path, redis_server):
@@ -361,12 +382,12 @@ def redis_settings(settings, redis_server):
 
 def test_every_nth_annotation_queues_one_job_and_redis_down_answers_503_naming_redis_url(redis_settings,
                                                                                         redis_server):
+    from lsbackend.app import build_backend
     from lsbackend.server import create_app
-    from lsbackend.service import Backend
 
     from conftest import MODEL_CLASS
 
-    client = create_app(Backend(MODEL_CLASS, redis_settings)).test_client()
+    client = create_app(build_backend(redis_settings, MODEL_CLASS)).test_client()
     events = training_events(4)
     for event in events[:2]:
         assert client.post("/webhook", json=event).status_code == 200

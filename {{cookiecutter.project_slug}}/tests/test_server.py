@@ -9,6 +9,7 @@ import base64
 
 import pytest
 
+from lsbackend.errors import Unavailable
 from lsbackend.server import create_app
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
@@ -192,6 +193,35 @@ def test_malformed_predict_requests_get_a_clear_4xx(client, body, content_type, 
     assert response.status_code == status
     assert response.status.split(" ", 1)[1] == reason
     assert response.get_json()["error"] == reason
+
+
+@pytest.mark.parametrize("params, kind", [([], "an array"), ("context", "a string"), (1, "a number")])
+def test_params_that_are_not_an_object_are_refused_with_the_fix(client, params, kind):
+    """The OpenAPI document says params is an object (or null); anything else was silently dropped."""
+    body = {**captured(f"predict_{SHAPE}"), "params": params}
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422
+    reason = response.status.split(" ", 1)[1]
+    assert reason == (f"'params' must be a JSON object or null, not {kind}; "
+                      'send e.g. {"context": null}, or leave it out')
+    assert response.get_json()["error"] == reason
+    assert client.post("/predict", json={**body, "params": None}).status_code == 200
+
+
+def test_any_part_that_cannot_answer_now_gets_a_503_saying_when_to_retry(client, backend, monkeypatch):
+    """Errors are answered by their base class: a new kind of "not now" needs no handler of its own."""
+
+    class Warming(Unavailable):
+        retry_after = 7
+
+    def predict(*args, **kwargs):
+        raise Warming("GPU is warming up; retry in a few seconds")
+
+    monkeypatch.setattr(backend, "predict", predict)
+    response = client.post("/predict", json=captured(f"predict_{SHAPE}"))
+    assert response.status == "503 GPU is warming up; retry in a few seconds"
+    assert response.headers["Retry-After"] == "7"
+    assert response.get_json() == {"error": "GPU is warming up; retry in a few seconds"}
 
 
 def test_a_task_missing_the_configured_field_is_named(client):

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from lsbackend import storage_s3
+from lsbackend.app import build_backend, open_store
+from lsbackend.errors import StorageError
 from lsbackend.server import create_app
-from lsbackend.service import Backend
 from lsbackend.settings import Settings
-from lsbackend.storage import LocalModelStore, StorageError, UnknownVersion, open_store
+from lsbackend.storage import LocalModelStore, UnknownVersion
 
 from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, holdout_request, training_events
 from harness import S3_CREDENTIALS, MotoServer, wait_for_training, wait_until
@@ -359,7 +360,7 @@ def test_a_missing_bucket_or_store_stops_the_backend_at_start_up_naming_the_fix(
 def test_an_unreachable_store_keeps_predictions_serving_and_answers_writes_with_503(s3_settings, moto):
     """The store goes away for a while: the loaded model keeps serving, readiness and writes say why,
     nothing trained is lost, and everything recovers without a restart."""
-    backend = Backend(MODEL_CLASS, s3_settings)
+    backend = build_backend(s3_settings, MODEL_CLASS)
     client = create_app(backend).test_client()
     trained = backend.train(PROJECT, annotations())
     assert trained["state"] == "succeeded", trained
@@ -390,7 +391,7 @@ def test_an_unreachable_store_keeps_predictions_serving_and_answers_writes_with_
         moto.resume()
     wait_until(lambda: client.get("/ready").status_code == 200, "readiness after the store came back", timeout=60)
     assert client.post("/webhook", json=event).status_code in (200, 201)
-    again = Backend(MODEL_CLASS, s3_settings)  # a fresh process finds the trained model in the store
+    again = build_backend(s3_settings, MODEL_CLASS)  # a fresh process finds the trained model in the store
     assert again.store(PROJECT).current_version() == version
     assert again.store(PROJECT).count_annotations() == 1
 
@@ -404,7 +405,7 @@ def test_a_stopped_store_restarted_on_the_same_port_is_picked_up_without_a_resta
     try:
         settings = Settings(model_dir=tmp_path / "models", label_config_path=EXAMPLES_CONFIG,
                             model_store=moto.bucket("restarted"), s3_endpoint_url=moto.url)
-        backend = Backend(MODEL_CLASS, settings)
+        backend = build_backend(settings, MODEL_CLASS)
         client = create_app(backend).test_client()
         version = backend.train(PROJECT, annotations())["model_version"]
         body = {**holdout_request(), "project": PROJECT}
@@ -453,7 +454,8 @@ KILL_AT_SAVE = """
 import json, os, signal, sys
 from pathlib import Path
 from lsbackend import storage_s3
-from lsbackend.service import Backend, load_model_class
+from lsbackend.app import build_backend
+from lsbackend.service import load_model_class
 from lsbackend.settings import Settings
 
 store, endpoint, kill_before, annotations, config = sys.argv[1:6]
@@ -467,7 +469,7 @@ def put(self, key, data, what, **extra):
 
 storage_s3.S3ModelStore.put = put
 settings = Settings(model_store=store, s3_endpoint_url=endpoint, label_config_path=Path(config))
-Backend(load_model_class("model"), settings).train("7", json.loads(Path(annotations).read_text()))
+build_backend(settings, load_model_class("model")).train("7", json.loads(Path(annotations).read_text()))
 sys.exit("the save step was never reached")
 """
 
@@ -476,7 +478,7 @@ sys.exit("the save step was never reached")
 def test_killed_while_saving_to_s3_the_pointer_never_moves_to_a_partial_model(s3_settings, moto, tmp_path,
                                                                               kill_before, monkeypatch):
     monkeypatch.setattr(storage_s3, "LEASE_SECONDS", 2.0)
-    good = Backend(MODEL_CLASS, s3_settings).train(PROJECT, annotations())["model_version"]
+    good = build_backend(s3_settings, MODEL_CLASS).train(PROJECT, annotations())["model_version"]
     data = tmp_path / "annotations.json"
     data.write_text(json.dumps(annotations()), encoding="utf-8")
     args = [s3_settings.model_store, moto.url, kill_before, str(data), str(EXAMPLES_CONFIG)]
@@ -484,7 +486,7 @@ def test_killed_while_saving_to_s3_the_pointer_never_moves_to_a_partial_model(s3
                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -signal.SIGKILL, child.stderr
 
-    restarted = Backend(MODEL_CLASS, s3_settings)
+    restarted = build_backend(s3_settings, MODEL_CLASS)
     store = restarted.store(PROJECT)
     assert store.current_version() == good
     wait_until(lambda: restarted.status(PROJECT)["state"] == "interrupted", "the killed training's lease to expire",

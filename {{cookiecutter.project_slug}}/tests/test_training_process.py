@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -12,7 +14,7 @@ from lsbackend.server import create_app
 from lsbackend.service import Backend
 
 from conftest import MODEL_CLASS, SHAPE, captured, holdout_request, training_events, wait_for_training
-from controlled_model import ControlledModel, control_dir, fit_pids
+from controlled_model import ControlledModel, PretrainedStart, control_dir, fit_pids, started_from
 
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
 START = captured(f"webhook_start_training_{SHAPE}")
@@ -55,6 +57,21 @@ def test_training_runs_in_a_child_process_and_the_server_serves_its_model(client
     pids = fit_pids(settings.model_dir)
     assert len(pids) == 1 and pids[0] != os.getpid(), pids  # fit ran, and not in the serving process
     assert served_versions(client) == {status["model_version"]}
+
+
+def test_the_first_training_after_start_fine_tunes_from_the_model_uri_model(settings, tmp_path):
+    """The child built a whole Backend, whose MODEL_URI loader had just begun: fit started from nothing."""
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"weights")
+    backend = Backend(PretrainedStart, replace(settings, model_uri=str(weights)))
+    client = create_app(backend).test_client()
+    record_examples(client)
+    assert client.post("/webhook", json=START).status_code == 201  # while this process still loads MODEL_URI
+    status = wait_for_training(client, PROJECT)
+    assert status["state"] == "succeeded", status
+    pretrained = "pretrained-" + hashlib.sha256(b"weights").hexdigest()[:12]
+    assert started_from(settings.model_dir) == [f"{pretrained} weights"]
+    assert fit_pids(settings.model_dir)[0] != os.getpid()  # in the child, which loaded MODEL_URI itself
 
 
 def test_training_runs_below_the_serving_priority(client, settings, control):
