@@ -44,7 +44,7 @@ def test_bakes_a_complete_repo_with_nothing_left_over(cookies, model_type):
                  "requirements-redis.txt", "lsbackend/redis_queue.py"):
         assert (repo / name).is_file(), name
     assert not (repo / "_variants").exists()
-    assert (repo / "lsbackend" / "media.py").exists() == (model_type == "image_classification")
+    assert (repo / "lsbackend" / "media.py").is_file()  # every variant reads media (and <Text valueType="url">)
     assert (repo / "lsbackend" / "onnx_model.py").exists() == (model_type == "image_classification")
     assert (repo / "requirements-onnx.txt").exists() == (model_type == "image_classification")
     for path, text in text_files(repo):
@@ -114,9 +114,6 @@ BAD_CONFIGS = {
     "wrong control": (
         "<View><Text name='t' value='$t'/><Labels name='l' toName='t'><Label value='PER'/></Labels></View>",
         "needs Choices over Text, found Labels over Text"),
-    "text by URL": (("<View><Text name='t' value='$t' valueType='url'/><Choices name='c' toName='t'>"
-                     "<Choice value='a'/><Choice value='b'/></Choices></View>"),
-                    "Text 't' has valueType=\"url\": this model reads the text itself, not a URL to it"),
     "entities": ("<!DOCTYPE v [<!ENTITY a 'aaaa'>]><View>&a;</View>", "must not contain a DOCTYPE or entities"),
     "missing file": ("no/such/config.xml", "is neither XML nor an existing file"),
 }

@@ -283,7 +283,8 @@ def test_connect_label_studio_flow(baked):
 
 
 ENV_READ = re.compile(r"""(?:environ\.get|getenv|env|_number|_env\w*)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
-SETTINGS_FIELD = re.compile(r"""^\s*(\w+)=.*?["']([A-Z][A-Z0-9_]+)["']""", re.MULTILINE)
+SETTINGS_FIELD = re.compile(r"""^\s*(\w+)=(.*)$""", re.MULTILINE)
+QUOTED_NAME = re.compile(r"""["']([A-Z][A-Z0-9_]+)["']""")  # a field may read several names (an alias)
 #: Read by the code but not settings of ours: Python's own search path, extended for the training child.
 NOT_SETTINGS = {"PYTHONPATH"}
 
@@ -299,9 +300,9 @@ def settings_read_by_code(repo: Path) -> set[str]:
     settings_py = repo / "lsbackend" / "settings.py"
     others = "\n".join(text for path, text in code.items() if path != settings_py)
     names = set(ENV_READ.findall(others)) - NOT_SETTINGS
-    for field, name in SETTINGS_FIELD.findall(code[settings_py]):
+    for field, line in SETTINGS_FIELD.findall(code[settings_py]):
         if re.search(rf"\.{field}\b", others) or re.search(rf"self\.{field}\b", code[settings_py]):
-            names.add(name)
+            names.update(QUOTED_NAME.findall(line))
     return names
 
 

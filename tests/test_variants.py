@@ -109,7 +109,7 @@ def test_a_fourth_variant_is_one_folder_with_its_manifest(tmp_path):
     assert (repo / "model.py").read_text(encoding="utf-8").startswith("# the sentiment variant\n")
     assert json.loads((repo / "tests" / "variant.json").read_text(encoding="utf-8")) == manifest
     assert (repo / "requirements.txt").read_text(encoding="utf-8").endswith("\npillow==13.0.0\n")
-    assert not (repo / "lsbackend" / "media.py").exists()  # optional: only the image variant keeps it
+    assert not (repo / "lsbackend" / "onnx_model.py").exists()  # optional: only the image variant keeps it
     assert not (repo / "_variants").exists()
     assert json.loads((repo / ".cookiecutter.json").read_text(encoding="utf-8"))["model_type"] == "sentiment"
     # The baked repo's own tests run against the new variant, through its captures.

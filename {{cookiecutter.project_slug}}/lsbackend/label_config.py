@@ -349,14 +349,6 @@ def _check_usable(req: Requirement, control: ControlTag, obj: ObjectTag) -> None
             f'Add <{child} value="..."/> tags inside <{control.type} name="{control.name}">.',
             req.example,
         )
-    if req.object == "Text" and obj.value_type.strip().lower() == "url":
-        # Label Studio would hand the model the URL string, and it would classify the URL, not the text.
-        raise ConfigError(
-            f'Text {obj.name!r} has valueType="url": this model reads the text itself, not a URL to it',
-            "Import the text into the task (drop valueType, so the field holds the text), or "
-            "download it yourself in model.py before predicting and training.",
-            req.example,
-        )
     if obj.data_key is None:
         raise ConfigError(
             f"{obj.type} {obj.name!r} has value={obj.value!r}; it must read a task field "

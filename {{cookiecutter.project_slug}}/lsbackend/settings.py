@@ -155,7 +155,8 @@ class Settings:
             port=_number("PORT", cls.port),
             model_dir=Path(env("MODEL_DIR", str(cls.model_dir))),
             label_config_path=Path(env("LABEL_CONFIG", str(cls.label_config_path))),
-            label_studio_url=env("LABEL_STUDIO_URL", "").rstrip("/"),
+            # LABEL_STUDIO_HOST: the name upstream's examples also use; LABEL_STUDIO_URL wins when both are set
+            label_studio_url=(env("LABEL_STUDIO_URL", "").strip() or env("LABEL_STUDIO_HOST", "").strip()).rstrip("/"),
             label_studio_api_key=env("LABEL_STUDIO_API_KEY", ""),
             basic_auth_user=env("BASIC_AUTH_USER", ""),
             basic_auth_pass=env("BASIC_AUTH_PASS", ""),

@@ -45,6 +45,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from lsbackend import LabelStudioMLBase, TaskDataError
+from lsbackend.media import MediaError, failed_prediction
 
 log = logging.getLogger(__name__)
 
@@ -206,13 +207,15 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         self.transitions = allowed_transitions(tags) if tags else None
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
-        texts = [self._text(task) for task in tasks]
         if self.pipeline is None or not (self.tag_allowed & (self.pipeline.classes_ != OUTSIDE)).any():
+            self.task_texts(tasks, fetch=False)  # a missing or non-text field still fails the request, by name
             # Not trained yet: an empty result rather than made-up entities.
             return [self.prediction([]) for _ in tasks]
+        texts = self.task_texts(tasks)  # with <Text valueType="url">, the text the link points to
         limit = self.settings.max_text_chars
         predictions: list[dict | None] = [
-            self.text_too_long(task, len(text), limit) if len(text) > limit else None
+            failed_prediction(task, text, self.model_version) if isinstance(text, MediaError)
+            else self.text_too_long(task, len(text), limit) if len(text) > limit else None
             for task, text in zip(tasks, texts, strict=True)
         ]
         todo = [(i, text) for i, text in enumerate(texts) if predictions[i] is None]
@@ -267,11 +270,13 @@ class NamedEntityRecognizer(LabelStudioMLBase):
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
         annotations = self._within_text_limit(annotations)
         features, tags = [], []
-        for annotation in annotations:
-            try:
-                text = self._text(annotation["task"])
-            except TaskDataError as exc:  # one odd task costs its own annotation, never the training
-                self.skip(annotation, exc.reason)
+        texts = self.task_texts([annotation["task"] for annotation in annotations], per_task_errors=True)
+        for annotation, text in zip(annotations, texts, strict=True):
+            if isinstance(text, TaskDataError | MediaError):  # one odd task costs its own annotation only
+                self.skip(annotation, str(text))
+                continue
+            if len(text) > self.settings.max_text_chars:  # a linked text, read only now
+                self.skip(annotation, f"its text is {len(text)} characters, over MAX_TEXT_CHARS")
                 continue
             spans = self.annotated_spans(annotation, text)
             if not spans:  # its result has only unusable spans: training it as "no entities" would teach wrong
@@ -349,9 +354,3 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         low, high = max(0, start - 2), min(len(tokens), end + 2)
         features = token_features([text[s:e] for s, e in tokens[low:high]])
         return features[start - low : start - low + (end - start)]
-
-    def _text(self, task: dict) -> str:
-        text = self.task_value(task)
-        if not isinstance(text, str):
-            raise TaskDataError(task, self.object_tag.data_key or "", "has non-text data in")
-        return text
