@@ -8,10 +8,12 @@ runtime swaps it in only when ``fit`` succeeded and its output was saved.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .interaction import Interaction, TaskCache, parse_interaction
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
 from .media import MediaError, MediaResolver, decode_text, failed_prediction, resolver_for
 from .settings import Settings
@@ -53,6 +55,8 @@ class LabelStudioMLBase:
     """
 
     model_type: ClassVar[str | None] = None
+    #: Entries ``task_cache`` keeps (decoded images, features, predictions of the tasks being annotated).
+    task_cache_size: ClassVar[int] = 16
 
     def __init__(
         self,
@@ -147,6 +151,25 @@ class LabelStudioMLBase:
         if not isinstance(data, dict) or key not in data:
             raise TaskDataError(task if isinstance(task, dict) else {}, key)
         return data[key]
+
+    # --- interactive pre-annotation (lsbackend/interaction.py) ---------------
+    def interaction(self, context: dict | None) -> Interaction | None:
+        """What the annotator just did, from ``predict``'s ``context``, or None when there is none.
+
+        None, no ``result`` and an empty ``result`` (what Label Studio sends on opening a task) all
+        give None: predict as usual. Otherwise the regions, each with ``kind`` ("point", "box",
+        "span", "prompt", "shape"), ``label``, percent and pixel coordinates (``pixel_box()``),
+        ``positive`` (False for an alt-click keypoint), span ``start``/``end``/``text``, and the
+        prompt text (``interaction.prompt``). A malformed context raises ``InteractionError`` (422).
+        Label Studio sends one task and shows only the first prediction's items, as suggestions.
+        """
+        return parse_interaction(context)
+
+    @functools.cached_property
+    def task_cache(self) -> TaskCache:
+        """A bounded LRU (``task_cache_size``) for what interactive calls recompute per click: key it by
+        task id and data reference; a new model version builds a new object, so a new cache."""
+        return TaskCache(self.task_cache_size)
 
     # --- media: what a task's object tag points at (lsbackend/media.py) -----
     @property

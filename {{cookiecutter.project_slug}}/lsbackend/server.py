@@ -23,6 +23,7 @@ from flask.json.provider import DefaultJSONProvider
 from . import logs
 from .base import TaskDataError
 from .ids import MAX_ID, annotation_id, project_key
+from .interaction import InteractionError
 from .label_config import ConfigError
 from .predict_body import read_predict_body
 from .pretrained import ModelLoading, PretrainedError
@@ -217,6 +218,11 @@ def create_app(backend: Backend) -> Flask:
     def _task_data(exc: TaskDataError):
         detail = "The labeling config reads this field; import tasks that carry it or change the config."
         return answer({"error": exc.reason, "detail": detail}, 422, exc.reason)
+
+    @app.errorhandler(InteractionError)
+    def _interaction(exc: InteractionError):
+        detail = "params.context must be what Label Studio's interactive pre-annotation sends: {\"result\": [regions]}."
+        return answer({"error": str(exc), "detail": detail}, 422, str(exc)[:200])
 
     @app.errorhandler(StorageWriteError)
     def _storage(exc: StorageWriteError):

@@ -21,6 +21,10 @@ for embeddings of a pretrained network and keep the rest.
 Images are loaded by ``lsbackend.media`` through ``self.media_resolver`` (URLs, Label Studio paths, cloud
 URIs, data URIs, local files). A task whose image cannot be loaded gets an
 empty prediction with an ``error`` field; the other tasks are predicted.
+
+Interactive pre-annotation: a classification has one answer per image, so an
+interactive call (opening a task, a box or keypoint drawn with a smart tool)
+gets the same prediction as "Retrieve predictions"; the regions do not change it.
 """
 
 from __future__ import annotations

@@ -254,3 +254,42 @@ def test_a_text_given_by_url_is_fetched_from_label_studio_and_predicted(tmp_path
         assert f"Token {LEGACY_TOKEN}" in label_studio.auth_seen
     finally:
         label_studio.close()
+
+
+# --- interactive: "label every other occurrence" -------------------------------------------------------------
+def interactive_request() -> tuple[list[dict], dict]:
+    request = captured("predict_interactive_span_ner")
+    return request["tasks"], request["params"]["context"]
+
+
+def test_the_labeled_span_is_proposed_at_its_other_whole_word_occurrences_even_untrained():
+    tasks, context = interactive_request()
+    [prediction] = NamedEntityRecognizer(CONFIG).predict(tasks, context=context)
+    text = tasks[0]["data"]["text"]
+    second = text.index("Acme Corp", 1)
+    assert [(r["value"]["start"], r["value"]["text"], r["value"]["labels"]) for r in prediction["result"]] == [
+        (second, "Acme Corp", ["ORG"])]  # not the span itself, not "ACME CORP"
+    assert prediction["result"][0]["from_name"] == "label" and prediction["model_version"] == "untrained"
+
+
+def test_match_case_false_also_proposes_other_capitalisations():
+    tasks, context = interactive_request()
+    model = NamedEntityRecognizer(CONFIG, extra_params={"match_case": False})
+    found = [r["value"]["text"] for r in model.predict(tasks, context=context)[0]["result"]]
+    assert found == ["Acme Corp", "ACME CORP"]
+
+
+def test_a_trained_model_adds_its_entities_of_that_label_only():
+    tasks, context = interactive_request()
+    model = NamedEntityRecognizer(CONFIG, train_output=trained().train_output, model_version="v1")
+    found = {(r["value"]["text"], r["value"]["labels"][0]) for r in model.predict(tasks, context=context)[0]["result"]}
+    assert ("Globex", "ORG") in found and {label for _, label in found} == {"ORG"}
+    assert len(model.task_cache) == 1  # the model's entities are kept for the next click on this task
+    model.predict(tasks, context=context)
+    assert model.task_cache.hits == 1
+
+
+def test_match_case_must_be_a_boolean(client):
+    body = {**captured("setup_ner"), "extra_params": {"match_case": "no"}}
+    response = client.post("/setup", json=body)
+    assert response.status_code == 422 and "match_case must be true or false" in response.status

@@ -15,6 +15,10 @@ project's ``score_threshold`` extra param).
 With ``<Text valueType="url">`` the task field holds a link to the text, which
 ``self.task_texts`` fetches (see ``LabelStudioMLBase.media``); a link that cannot be
 fetched gives that task an empty prediction with the reason.
+
+Interactive pre-annotation: a classification has one answer per text, so an
+interactive call (opening a task, or a ``TextArea`` prompt) gets the same
+prediction as "Retrieve predictions"; a prompt's text does not change it.
 """
 
 from __future__ import annotations
