@@ -158,8 +158,25 @@ class ImageClassifier(LabelStudioMLBase):
         if self.pipeline is None or not self.allowed.any():
             # Not trained yet: an empty result rather than a made-up label, and no downloads.
             return [self.prediction([]) for _ in tasks]
+        if context is not None and len(tasks) == 1:  # interactive: the annotator waits, and clicks again
+            loaded = [self._kept_image(tasks[0], references[0])]
+        else:
+            loaded = self._load_images(tasks, references)
         # One task's broken image must not cost the others their predictions.
-        return self.predictions_for(tasks, self._load_images(tasks, references), self._classify)
+        return self.predictions_for(tasks, loaded, self._classify)
+
+    def _kept_image(self, task: dict, reference: str) -> Image.Image | MediaError:
+        """The task's decoded image, kept in ``task_cache`` for the next interactive call on it (a failure is not)."""
+        def load() -> Image.Image:
+            [item] = self._load_images([task], [reference])
+            if isinstance(item, MediaError):
+                raise item
+            return item
+
+        try:
+            return self.task_cache.get_or_compute(("image", reference, self.decode_side), load)
+        except MediaError as exc:
+            return exc
 
     def _reference(self, task: dict) -> str:
         reference = self.task_value(task)
