@@ -355,7 +355,7 @@ def is_smart(control: ControlTag) -> bool:
 
 def interaction_role(control: ControlTag, output: ControlTag) -> str:
     """What a prompt control's regions are to the model, in the words the check prints."""
-    if control is output:
+    if control is output and control.type == "Labels":
         return "spans the annotator labels"
     return "prompt text" if control.type == "TextArea" else "smart tool"
 
@@ -365,13 +365,14 @@ def prompt_controls(config: LabelConfig, control: ControlTag, obj: ObjectTag,
     """The controls whose regions reach the model as interactions, beside ``control`` (the one it fills).
 
     Smart tools and ``TextArea`` prompts over ``obj``, and ``control`` itself when it marks text
-    spans (Labels over Text: the span just labeled is the interaction). A smart tool over another
+    spans (Labels over Text: the span just labeled is the interaction) or is a smart tool (a
+    detection model's smart RectangleLabels: the box just drawn is the interaction). A smart tool over another
     object would send the model prompts about data it does not read: ``ConfigError`` says so.
     """
     found = []
     for other in config.controls:
-        if other is control:
-            if control.type == "Labels" and obj.type == "Text":
+        if other is control:  # the output control's own regions: labeled spans, or a smart tool's boxes
+            if (control.type == "Labels" and obj.type == "Text") or is_smart(control):
                 found.append(control)
             continue
         if obj.name in other.to_name and (is_smart(other) or other.type == "TextArea"):

@@ -168,3 +168,12 @@ def test_interactive_calls_have_their_own_latency_metric(client):
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'lsbackend_interactive_duration_seconds_count{kind="open"} 1.0' in metrics
     assert 'lsbackend_interactive_duration_seconds_count{kind="region"}' not in metrics  # batch calls not counted
+
+
+def test_a_smart_output_control_is_its_own_interaction():
+    """A detection-style config: the smart RectangleLabels the model fills also sends the boxes drawn with it."""
+    config = parse_label_config(SMART_IMAGE)
+    box = next(c for c in config.controls if c.name == "box")
+    assert [c.name for c in prompt_controls(config, box, config.objects["image"])] == ["point", "box"]
+    assert describe_fit(config, box, config.objects["image"]).endswith(
+        "interactions: KeyPointLabels 'point' (smart tool), RectangleLabels 'box' (smart tool)")
