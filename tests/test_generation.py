@@ -117,9 +117,6 @@ BAD_CONFIGS = {
     "wrong control": (
         "<View><Text name='t' value='$t'/><Labels name='l' toName='t'><Label value='PER'/></Labels></View>",
         "needs Choices over Text, found Labels over Text"),
-    "text by URL": (("<View><Text name='t' value='$t' valueType='url'/><Choices name='c' toName='t'>"
-                     "<Choice value='a'/><Choice value='b'/></Choices></View>"),
-                    "Text 't' has valueType=\"url\": this model reads the text itself, not a URL to it"),
     "entities": ("<!DOCTYPE v [<!ENTITY a 'aaaa'>]><View>&a;</View>", "must not contain a DOCTYPE or entities"),
     "missing file": ("no/such/config.xml", "is neither XML nor an existing file"),
 }

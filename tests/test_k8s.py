@@ -121,7 +121,7 @@ def test_api_probes_the_servers_health_and_readiness_and_runs_as_the_images_user
         for probe in probes.values():
             assert probe["port"] == "http"
             # a probe must reach a route the server has and that basic auth leaves open
-            assert f'@app.get("{probe["path"]}")' in server, probe
+            assert f'@protocol.get("{probe["path"]}")' in server, probe
             assert re.search(rf'OPEN_PATHS = {{[^}}]*"{probe["path"]}"', server), probe
         assert api["resources"]["requests"]["cpu"] and api["resources"]["limits"]["memory"]
         assert api["securityContext"]["allowPrivilegeEscalation"] is False

@@ -339,17 +339,26 @@ class LabelStudioClient:
     # -- ML backends --------------------------------------------------------
 
     def connect_ml_backend(
-        self, project_id: int, url: str, title: str, basic_auth: tuple[str, str] | None = None
+        self, project_id: int, url: str, title: str, basic_auth: tuple[str, str] | None = None,
+        interactive: bool = False,
     ) -> dict:
         """Connect a backend (Label Studio calls its /health and /setup before answering).
 
         Connecting also creates a project webhook to ``<url>/webhook`` that sends
-        every action. ``basic_auth`` is the Connect dialog's Basic Authentication.
+        every action. ``basic_auth`` is the Connect dialog's Basic Authentication;
+        ``interactive`` its "Interactive preannotations" switch.
         """
-        body: dict[str, Any] = {"url": url, "project": project_id, "title": title}
+        body: dict[str, Any] = {"url": url, "project": project_id, "title": title, "is_interactive": interactive}
         if basic_auth:
             body.update(auth_method="BASIC_AUTH", basic_auth_user=basic_auth[0], basic_auth_pass=basic_auth[1])
         return self._call("POST", "/api/ml", json=body)
+
+    def interactive_annotating(self, ml_backend_id: int, task_id: int, context: dict) -> dict:
+        """What the labeling editor calls when the annotator makes a region with interactive pre-annotation
+        on: Label Studio sends the task and ``context`` to the backend's /predict and answers
+        ``{"data": <the first prediction>}``, or ``{"errors": [...]}``."""
+        return self._call("POST", f"/api/ml/{ml_backend_id}/interactive-annotating",
+                          json={"task": task_id, "context": context})
 
     def get_ml_backend(self, ml_backend_id: int) -> dict:
         """The backend as Label Studio sees it: ``state`` (CO/ER/TR...), ``model_version``, ``error_message``."""

@@ -8,12 +8,15 @@ runtime swaps it in only when ``fit`` succeeded and its output was saved.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .box_units import to_percent
+from .interaction import Interaction, TaskCache, parse_interaction
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
+from .media import MediaError, MediaResolver, decode_text, failed_prediction, resolver_for
 from .settings import Settings
 
 INITIAL_VERSION = "untrained"
@@ -53,6 +56,8 @@ class LabelStudioMLBase:
     """
 
     model_type: ClassVar[str | None] = None
+    #: Entries ``task_cache`` keeps (decoded images, features, predictions of the tasks being annotated).
+    task_cache_size: ClassVar[int] = 16
 
     def __init__(
         self,
@@ -149,6 +154,110 @@ class LabelStudioMLBase:
         if not isinstance(data, dict) or key not in data:
             raise TaskDataError(task if isinstance(task, dict) else {}, key)
         return data[key]
+
+    # --- interactive pre-annotation (lsbackend/interaction.py) ---------------
+    def interaction(self, context: dict | None) -> Interaction | None:
+        """What the annotator just did, from ``predict``'s ``context``, or None when there is none.
+
+        None, no ``result`` and an empty ``result`` (what Label Studio sends on opening a task) all
+        give None: predict as usual. Otherwise the regions, each with ``kind`` ("point", "box",
+        "span", "prompt", "shape"), ``label``, percent and pixel coordinates (``pixel_box()``),
+        ``positive`` (False for an alt-click keypoint), span ``start``/``end``/``text``, and the
+        prompt text (``interaction.prompt``). A malformed context raises ``InteractionError`` (422).
+        Label Studio sends one task and shows only the first prediction's items, as suggestions.
+        """
+        return parse_interaction(context)
+
+    @functools.cached_property
+    def task_cache(self) -> TaskCache:
+        """A bounded LRU (``task_cache_size``) for what interactive calls recompute per click: key it by
+        task id and data reference; a new model version builds a new object, so a new cache."""
+        return TaskCache(self.task_cache_size)
+
+    # --- media: what a task's object tag points at (lsbackend/media.py) -----
+    @property
+    def media_resolver(self) -> MediaResolver:
+        """The backend's one resolver for these settings (shared download cache, limits, Label Studio key)."""
+        return resolver_for(self.settings)
+
+    def media(self, task: dict) -> bytes:
+        """The bytes of what this task's object tag points at (an image, audio, a PDF, a text file ...).
+
+        The reference is the task field the object tag reads (``<Image value="$image"/>`` reads
+        ``data["image"]``); it may be an http(s) URL, a Label Studio path (fetched with
+        ``LABEL_STUDIO_API_KEY``, legacy or personal access token), a cloud URI (``s3://``, ``gs://``,
+        ``azure-blob://``, through Label Studio's resolve endpoint for this task), a ``data:`` URI, or a
+        file under ``LOCAL_FILES_ROOT``. Downloads are SSRF-guarded and limited by ``MEDIA_MAX_MB`` and
+        ``MEDIA_TIMEOUT_SECONDS``. Raises ``TaskDataError`` when the task lacks the field and
+        ``MediaError`` (its message names the setting to fix) when it cannot be loaded: catch it per
+        task (``predictions_for`` does), or load many tasks at once with ``media_many``.
+        """
+        return self.media_resolver.fetch(self.task_value(task), task.get("id"))
+
+    def media_many(self, tasks: list[dict]) -> list[bytes | MediaError]:
+        """``media`` for each task, ``MEDIA_FETCH_THREADS`` at a time; a failure is that task's ``MediaError``."""
+        references = [(self.task_value(task), task.get("id")) for task in tasks]
+        return self.media_resolver.fetch_many(references)
+
+    def local_path(self, url: str, task_id: object = None) -> Path:
+        """A file on this machine with what ``url`` refers to, for libraries that want a path.
+
+        The upstream SDK's ``get_local_path(url, task_id=...)`` idea, with ``media``'s guarantees:
+        ``url`` is any reference ``media`` takes; ``task_id`` is needed for cloud URIs (Label Studio
+        resolves them per task). A file under ``LOCAL_FILES_ROOT`` is returned where it is; anything
+        else is downloaded once into a private cache directory (bounded by ``MEDIA_CACHE_MB``) and keeps
+        its suffix. Raises ``MediaError`` naming the fix.
+        """
+        return self.media_resolver.local_path(url, task_id)
+
+    def task_texts(self, tasks: list[dict], per_task_errors: bool = False, fetch: bool = True) -> list[Any]:
+        """Each task's text: the field itself, or with ``<Text valueType="url">`` the UTF-8 text it links to.
+
+        Links are fetched like ``media`` (in parallel, cached); one that cannot be fetched or is not
+        UTF-8 is that task's ``MediaError``. A missing or non-string field raises ``TaskDataError``
+        (the request is wrong), or with ``per_task_errors`` stands in that task's place (training
+        skips such annotations). ``fetch=False`` checks the fields and downloads nothing.
+        """
+        key = self.object_tag.data_key or ""
+        values: list[Any] = []
+        for task in tasks:
+            try:
+                value = self.task_value(task)
+                if not isinstance(value, str):
+                    raise TaskDataError(task, key, "has non-text data in")
+            except TaskDataError as exc:
+                if not per_task_errors:
+                    raise
+                value = exc
+            values.append(value)
+        if not fetch or self.object_tag.value_type.strip().lower() != "url":
+            return values
+        wanted = [i for i, value in enumerate(values) if isinstance(value, str)]
+        fetched = self.media_resolver.fetch_many((values[i], tasks[i].get("id")) for i in wanted)
+        for i, item in zip(wanted, fetched, strict=True):
+            try:
+                values[i] = item if isinstance(item, MediaError) else decode_text(item, values[i])
+            except MediaError as exc:
+                values[i] = exc
+        return values
+
+    def predictions_for(self, tasks: list[dict], loaded: list[Any],
+                        predict: Callable[[list[Any]], list[dict]]) -> list[dict]:
+        """One prediction per task from inputs loaded per task, where a ``MediaError`` marks one that failed.
+
+        ``predict`` gets the loaded inputs only, in task order, and returns one prediction each; a
+        failed task gets an empty prediction carrying the reason (``media.failed_prediction``), so one
+        broken link never costs the other tasks theirs.
+        """
+        predictions: list[dict | None] = [
+            failed_prediction(task, item, self.model_version) if isinstance(item, MediaError) else None
+            for task, item in zip(tasks, loaded, strict=True)
+        ]
+        good = [i for i, item in enumerate(loaded) if not isinstance(item, MediaError)]
+        if good:
+            for i, prediction in zip(good, predict([loaded[i] for i in good]), strict=True):
+                predictions[i] = prediction
+        return predictions  # type: ignore[return-value]
 
     def annotation_values(self, annotation: dict) -> list[dict]:
         """The ``value`` dicts of an annotation's result items for this model's control.

@@ -12,7 +12,7 @@ from .app import STARTUP_ERRORS, build_app, build_backend, model_class
 from .base import TaskDataError
 from .bulk import push_predictions
 from .ids import project_key
-from .label_config import ConfigError, parse_label_config
+from .label_config import ConfigError, describe_fit, parse_label_config
 from .label_studio_api import LabelStudioClient, LabelStudioError, annotations_from_tasks
 from .quality import curve_table, evaluate, evaluation_table, plot_curve, train_curve
 from .scoring import EvaluationError
@@ -63,14 +63,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     path = Path(args.config or settings.label_config_path)
     model = model_class(settings)
     try:
-        control, obj = model.check_config(parse_label_config(path.read_text(encoding="utf-8")))
+        config = parse_label_config(path.read_text(encoding="utf-8"))
+        control, obj = model.check_config(config)
     except FileNotFoundError:
         print(f"error: no labeling config at {path}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         print(f"{path}: {exc.explain()}", file=sys.stderr)
         return 1
-    print(f"{path}: fits {model.__name__}: {control.type} {control.name!r} over {obj.type} {obj.name!r}")
+    print(f"{path}: fits {model.__name__}: {describe_fit(config, control, obj)}")
     return 0
 
 

@@ -36,6 +36,12 @@ OBJECT_TAGS = {
     ).split()
 }
 LABEL_TAGS = {"choice", "label"}
+#: Tools whose regions Label Studio sends to the model as an interaction when ``smart="true"`` (or
+#: ``smartOnly="true"``) is set on them and "Interactive preannotations" is on.
+SMART_TOOLS = frozenset(
+    "Rectangle RectangleLabels Ellipse EllipseLabels KeyPoint KeyPointLabels Polygon PolygonLabels "
+    "Brush BrushLabels".split()
+)
 
 
 class ConfigError(ValueError):
@@ -362,8 +368,61 @@ def check_fit(config: str | LabelConfig, model_type: str) -> tuple[ControlTag, O
             if obj.type != req.object:
                 continue
             _check_usable(req, control, obj)
+            prompt_controls(config, control, obj, req.example)  # a smart tool must point at this object
             return control, obj
     raise _mismatch(req, config)
+
+
+def is_smart(control: ControlTag) -> bool:
+    """Whether the editor sends this control's regions to the model as they are made."""
+    return control.type in SMART_TOOLS and any(
+        str(control.attrs.get(flag, "")).lower() == "true" for flag in ("smart", "smartOnly"))
+
+
+def interaction_role(control: ControlTag, output: ControlTag) -> str:
+    """What a prompt control's regions are to the model, in the words the check prints."""
+    if control is output and control.type == "Labels":
+        return "spans the annotator labels"
+    return "prompt text" if control.type == "TextArea" else "smart tool"
+
+
+def prompt_controls(config: LabelConfig, control: ControlTag, obj: ObjectTag,
+                    example: str = "") -> tuple[ControlTag, ...]:
+    """The controls whose regions reach the model as interactions, beside ``control`` (the one it fills).
+
+    Smart tools and ``TextArea`` prompts over ``obj``, and ``control`` itself when it marks text
+    spans (Labels over Text: the span just labeled is the interaction) or is a smart tool (a
+    detection model's smart RectangleLabels: the box just drawn is the interaction). A smart tool over another
+    object would send the model prompts about data it does not read: ``ConfigError`` says so.
+    """
+    found = []
+    for other in config.controls:
+        if other is control:  # the output control's own regions: labeled spans, or a smart tool's boxes
+            if (control.type == "Labels" and obj.type == "Text") or is_smart(control):
+                found.append(control)
+            continue
+        if obj.name in other.to_name and (is_smart(other) or other.type == "TextArea"):
+            found.append(other)
+        elif is_smart(other):
+            targets = ", ".join(f"{config.objects[n].type} {n!r}" for n in other.to_name if n in config.objects)
+            raise ConfigError(
+                f"{other.type} {other.name!r} is a smart tool over {targets}, not over {obj.type} {obj.name!r}",
+                f"Label Studio sends what the annotator draws with a smart tool to the model as a prompt, and "
+                f"the model reads {obj.type} {obj.name!r}: set toName=\"{obj.name}\" on {other.name!r}, or drop "
+                'smart="true" to make it an ordinary tool.',
+                example,
+            )
+    return tuple(found)
+
+
+def describe_fit(config: LabelConfig, control: ControlTag, obj: ObjectTag) -> str:
+    """Which control is which: the one the model fills, the object it reads, and its interactions."""
+    text = f"{control.type} {control.name!r} over {obj.type} {obj.name!r} (${obj.data_key})"
+    prompts = prompt_controls(config, control, obj)
+    if prompts:
+        text += "; interactions: " + ", ".join(
+            f"{p.type} {p.name!r} ({interaction_role(p, control)})" for p in prompts)
+    return text
 
 
 def _check_usable(req: Requirement, control: ControlTag, obj: ObjectTag) -> None:
@@ -380,14 +439,6 @@ def _check_usable(req: Requirement, control: ControlTag, obj: ObjectTag) -> None
             f"{control.type} {control.name!r} needs at least {req.min_labels} "
             f"{child} values, has {len(set(control.labels))}",
             f'Add <{child} value="..."/> tags inside <{control.type} name="{control.name}">.',
-            req.example,
-        )
-    if req.object == "Text" and obj.value_type.strip().lower() == "url":
-        # Label Studio would hand the model the URL string, and it would classify the URL, not the text.
-        raise ConfigError(
-            f'Text {obj.name!r} has valueType="url": this model reads the text itself, not a URL to it',
-            "Import the text into the task (drop valueType, so the field holds the text), or "
-            "download it yourself in model.py before predicting and training.",
             req.example,
         )
     if obj.data_key is None:
@@ -408,11 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     with open(args[0], encoding="utf-8") as fh:
         text = fh.read()
     try:
-        control, obj = check_fit(text, args[1])
+        config = parse_label_config(text)
+        control, obj = check_fit(config, args[1])
     except ConfigError as exc:
         print(exc.explain(), file=sys.stderr)
         return 1
-    print(f"OK: {control.type} {control.name!r} over {obj.type} {obj.name!r} (${obj.data_key})")
+    print(f"OK: {describe_fit(config, control, obj)}")
     return 0
 
 

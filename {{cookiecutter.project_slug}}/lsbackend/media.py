@@ -1,4 +1,4 @@
-"""Turn the media reference in a task (an image URL, path or data URI) into bytes.
+"""Turn the media reference in a task (a URL, path or data URI to an image, a text, any file) into bytes.
 
 Label Studio hands tasks over with their media exactly as imported, so one
 resolver has to understand every kind:
@@ -20,6 +20,11 @@ one deadline however slowly the bytes arrive (``_Deadline``).
 
 Every failure is a ``MediaError`` whose message names the task's reference and
 the setting to fix, so a model can report it per task and go on with the others.
+
+Every variant ships this module (text models fetch ``<Text valueType="url">``
+through it); it imports nothing beyond the standard library and the runtime, so
+a text backend stays lean. Models reach it through ``LabelStudioMLBase.media``,
+``media_many``, ``task_texts`` and ``local_path``.
 """
 
 from __future__ import annotations
@@ -28,10 +33,14 @@ import base64
 import binascii
 import contextlib
 import functools
+import hashlib
 import http.client
 import ipaddress
 import logging
+import os
+import re
 import socket
+import tempfile
 import threading
 import time
 import urllib.error
@@ -341,6 +350,61 @@ class _ByteCache:
         return len(self._items)
 
 
+class _FileCache:
+    """Downloaded media kept as files for code that wants a path (``MediaResolver.local_path``).
+
+    Files live in a private directory made on first use (``mkdtemp``: mode 0700, so no other
+    user can plant or read one), named by a hash of the reference, and the oldest are deleted
+    once their total passes ``capacity`` bytes (``MEDIA_CACHE_MB``).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._dir: Path | None = None
+        self._sizes: OrderedDict[Path, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def path_for(self, key: str, suffix: str) -> Path:
+        with self._lock:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="lsbackend-media-"))
+            return self._dir / (hashlib.sha256(key.encode()).hexdigest()[:32] + suffix)
+
+    def get(self, path: Path) -> Path | None:
+        with self._lock:
+            if path in self._sizes and path.is_file():
+                self._sizes.move_to_end(path)
+                return path
+            self._sizes.pop(path, None)
+            return None
+
+    def put(self, path: Path, data: bytes) -> Path:
+        partial = path.with_name(f".{path.name}.{threading.get_ident()}.part")
+        partial.write_bytes(data)
+        os.replace(partial, path)  # a reader never sees half a file
+        with self._lock:
+            self._sizes[path] = len(data)
+            self._sizes.move_to_end(path)
+            while sum(self._sizes.values()) > self.capacity and len(self._sizes) > 1:
+                old, _ = self._sizes.popitem(last=False)
+                old.unlink(missing_ok=True)
+        return path
+
+
+#: A file suffix worth keeping on a cached copy (libraries pick decoders by it): ".jpg", ".tar.gz" no.
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+
+
+def _suffix_of(uri: str) -> str:
+    if uri[:5].lower() == "data:":
+        return ""
+    path = urllib.parse.unquote(urllib.parse.urlsplit(uri).path)
+    if "fileuri=" in uri:  # Label Studio's resolve URL carries the cloud URI in base64
+        return ""
+    found = _SUFFIX.search(Path(path).name)
+    return found.group(0).lower() if found else ""
+
+
 class MediaResolver:
     """Loads task media as bytes, with limits, a bounded cache and clear errors."""
 
@@ -352,6 +416,7 @@ class MediaResolver:
         self.max_pixels = settings.media_max_pixels
         self.root = Path(settings.local_files_root).resolve() if settings.local_files_root else None
         self.cache = _ByteCache(settings.media_cache_bytes)
+        self.files = _FileCache(settings.media_cache_bytes)
         self.fetch_threads = max(1, settings.media_fetch_threads)
         self._client = LabelStudioClient(self.label_studio_url, self.api_key) if self.label_studio_url else None
         self.guard = _AddressGuard(self.label_studio_url, settings.media_allowed_hosts)
@@ -373,6 +438,36 @@ class MediaResolver:
             # is this task's problem, never the batch's
             log.info("task %s: cannot load its media", task_id, exc_info=True)
             raise MediaError(f"cannot load {_short(uri)!r}: {type(exc).__name__}: {exc}"[:300]) from None
+
+    def local_path(self, uri: object, task_id: object = None) -> Path:
+        """A file on this machine holding what ``uri`` refers to, or ``MediaError`` saying why not.
+
+        For libraries that want a path rather than bytes. A file under ``LOCAL_FILES_ROOT`` is
+        returned where it is (after the same confinement check as ``fetch``); anything else is
+        fetched with ``fetch``'s guarantees and kept in a private cache directory, bounded by
+        ``MEDIA_CACHE_MB``, keeping the reference's suffix (``.jpg``, ``.wav``, ``.pdf``).
+        Treat the file as read-only and open it soon: old copies are deleted as new ones arrive.
+        """
+        if isinstance(uri, str) and uri.strip() and uri.strip()[:5].lower() != "data:":
+            reference = uri.strip()
+            try:
+                local = self._local_path(reference, urllib.parse.urlsplit(reference).scheme.lower())
+            except ValueError as exc:
+                raise MediaError(f"cannot load {_short(reference)!r}: {exc}"[:300]) from None
+            if local is not None:
+                self._read_check(local, reference)
+                return local
+        key = f"{task_id}|{uri}" if isinstance(uri, str) and urllib.parse.urlsplit(uri).scheme in CLOUD_SCHEMES \
+            else str(uri)
+        path = self.files.path_for(key, _suffix_of(uri) if isinstance(uri, str) else "")
+        cached = self.files.get(path)
+        if cached is not None:
+            return cached
+        data = self.fetch(uri, task_id)
+        try:
+            return self.files.put(path, data)
+        except OSError as exc:
+            raise MediaError(f"cannot keep a local copy of {_short(str(uri))!r}: {exc.strerror or exc}") from None
 
     def fetch_many(self, items: Iterable[tuple[object, object]]) -> list[bytes | MediaError]:
         """Fetch ``(uri, task_id)`` pairs, ``MEDIA_FETCH_THREADS`` at a time; each entry is bytes or its ``MediaError``.
@@ -472,11 +567,18 @@ class MediaResolver:
 
     def _read_file(self, path: Path, uri: str) -> bytes:
         try:
+            self._read_check(path, uri)
+            return path.read_bytes()
+        except OSError as exc:
+            raise MediaError(f"cannot read {_short(uri)!r}: {exc.strerror or exc}") from None
+
+    def _read_check(self, path: Path, uri: str) -> None:
+        """A local file may be read: a regular file within MEDIA_MAX_MB."""
+        try:
             if not path.is_file():
                 raise MediaError(f"{_short(uri)!r} is not a regular file")
             if path.stat().st_size > self.max_bytes:
                 raise MediaError(f"{_short(uri)!r} is larger than {self._limit_text()}; raise MEDIA_MAX_MB")
-            return path.read_bytes()
         except OSError as exc:
             raise MediaError(f"cannot read {_short(uri)!r}: {exc.strerror or exc}") from None
 
@@ -587,6 +689,15 @@ def resolver_for(settings: Settings) -> MediaResolver:
         resolver = MediaResolver(settings)
         _resolvers[id(settings)] = (settings, resolver)
         return resolver
+
+
+def decode_text(data: bytes, uri: object) -> str:
+    """The text a fetched file holds (UTF-8, a byte-order mark dropped), or ``MediaError`` saying it is not."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MediaError(f"{_short(str(uri))!r} is not UTF-8 text (byte {exc.start} is not valid); "
+                         "save the file as UTF-8") from None
 
 
 def failed_prediction(task: dict, error: MediaError, model_version: str) -> dict:

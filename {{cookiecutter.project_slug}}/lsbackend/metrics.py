@@ -39,6 +39,10 @@ class Metrics:
                                  ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.in_flight = Gauge("lsbackend_requests_in_flight", "Requests being answered now.",
                                multiprocess_mode="livesum", registry=r)
+        self.interactive_latency = Histogram(
+            "lsbackend_interactive_duration_seconds", "Time the model took for an interactive call (the annotator "
+            "waits on it): kind=open (a task opened) or region (the annotator made a region).", ["kind"],
+            buckets=LATENCY_BUCKETS, registry=r)
         self.tasks_predicted = Counter("lsbackend_tasks_predicted", "Tasks predicted.", registry=r)
         self.media_errors = Counter("lsbackend_media_errors", "Tasks answered without a prediction because "
                                     "their media could not be loaded.", registry=r)
@@ -64,6 +68,9 @@ class Metrics:
     def request_done(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
+
+    def interactive_done(self, kind: str, seconds: float) -> None:
+        self.interactive_latency.labels(kind).observe(seconds)
 
     def predicted(self, predictions: list[dict]) -> None:
         self.tasks_predicted.inc(len(predictions))

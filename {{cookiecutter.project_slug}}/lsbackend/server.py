@@ -28,6 +28,7 @@ from . import logs
 from .base import TaskDataError
 from .errors import QueueUnavailable, StorageWriteError, Unavailable
 from .ids import MAX_ID, annotation_id, project_key
+from .interaction import InteractionError
 from .label_config import ConfigError
 from .predict_body import read_predict_body
 from .service import Backend, PredictionError
@@ -259,6 +260,12 @@ def _config(exc: ConfigError) -> Response:
 def _task_data(exc: TaskDataError) -> Response:
     detail = "The labeling config reads this field; import tasks that carry it or change the config."
     return answer({"error": exc.reason, "detail": detail}, 422, exc.reason)
+
+
+@protocol.app_errorhandler(InteractionError)
+def _interaction(exc: InteractionError) -> Response:
+    detail = "params.context must be what Label Studio's interactive pre-annotation sends: {\"result\": [regions]}."
+    return answer({"error": str(exc), "detail": detail}, 422, str(exc)[:200])
 
 
 @protocol.app_errorhandler(StorageWriteError)

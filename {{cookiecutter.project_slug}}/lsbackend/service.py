@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from .base import INITIAL_VERSION, LabelStudioMLBase
 from .errors import QueueUnavailable, StorageError, StorageWriteError
 from .evaluation import version_scores
+from .interaction import interactive_kind, parse_interaction
 from .label_config import parse_label_config
 from .label_studio_api import normalize_annotation
 from .metrics import Metrics
@@ -248,8 +249,13 @@ class Backend:
 
     def predict(self, project: str, config: str | None, tasks: list[dict], context: dict | None = None) -> list[dict]:
         """One prediction per task; ``config`` None means the project's (see ``label_config``)."""
+        kind = interactive_kind(context)
+        parse_interaction(context)  # a malformed interaction is the request's error, whatever the model reads
         model = self.model(project, self.label_config(project, config))
+        started = time.perf_counter()
         predictions = model.predict(tasks, context=context)
+        if kind is not None:  # the annotator waits on these: their own latency figure
+            self.metrics.interactive_done(kind, time.perf_counter() - started)
         if not isinstance(predictions, list) or len(predictions) != len(tasks):
             got = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
             raise PredictionError(f"model.predict returned {got} predictions for {len(tasks)} tasks")

@@ -53,6 +53,7 @@ class FakeLabelStudio:
     ``fail_import_at``: the n-th prediction import (1-based) answers 500, as a lost connection would.
     ``drop_tasks``: predictions for these tasks are not created, as Label Studio drops one that does
     not fit the labeling config while still answering 201 with the smaller count.
+    ``uploads``: files served at their ``/data/upload/<project>/<name>`` path, to a valid key only.
     """
 
     def __init__(self, export: list[dict] | None = None, tasks: list[dict] | None = None, project: str = "7",
@@ -69,6 +70,7 @@ class FakeLabelStudio:
         self.ml_backends: list[dict] = []
         self.webhooks: list[dict] = []
         self.patches: list[tuple[str, dict]] = []
+        self.uploads: dict[str, bytes] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -115,7 +117,16 @@ class FakeLabelStudio:
                     return self.reply(200, list(fake.ml_backends))
                 if self.path.startswith("/api/webhooks/?project="):
                     return self.reply(200, list(fake.webhooks))
+                if url.path in fake.uploads:
+                    return self.send_file(fake.uploads[url.path])
                 self.reply(404, {"detail": "not found"})
+
+            def send_file(self, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_PATCH(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

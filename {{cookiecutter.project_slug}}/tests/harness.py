@@ -103,6 +103,17 @@ class ServerProcess:
         finally:
             conn.close()
 
+    def call_text(self, method: str, path: str) -> str:
+        """The body of a non-JSON answer (``/metrics``), which must be a 200."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request(method, path, None, self.headers)
+            resp = conn.getresponse()
+            assert resp.status == 200, f"{method} {path}: {resp.status} {resp.reason}"
+            return resp.read().decode()
+        finally:
+            conn.close()
+
     def request(self, method: str, path: str, body: object = None) -> tuple[int, object]:
         """Like ``call`` without the reason phrase: status and JSON body."""
         status, _, answer = self.call(method, path, body)

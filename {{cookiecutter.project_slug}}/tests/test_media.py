@@ -497,3 +497,45 @@ def test_an_https_download_connects(label_studio):
     port = label_studio.url.rsplit(":", 1)[1]
     with pytest.raises(MediaError, match="cannot download|SSL|ssl|wrong version"):  # plain HTTP there: TLS fails
         resolver().fetch(f"https://127.0.0.1:{port}/public/red.png", 5)
+
+
+# --- local_path: a file for libraries that want one ------------------------------
+def test_local_path_keeps_a_download_as_a_file_with_its_suffix_once(label_studio):
+    media = resolver(label_studio.url, LEGACY)
+    path = media.local_path("/data/upload/1/red.png", 1)
+    assert path.read_bytes() == IMAGE and path.suffix == ".png"
+    assert media.local_path("/data/upload/1/red.png", 1) == path
+    assert [p for p, _ in label_studio.seen] == ["/data/upload/1/red.png"]
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"  # no other user can plant or read a copy
+
+
+def test_local_path_of_a_cloud_uri_goes_through_label_studio_for_that_task(label_studio, bucket):
+    path = resolver(label_studio.url, LEGACY).local_path("s3://bucket/x.png", 30)
+    assert path.read_bytes() == IMAGE
+
+
+def test_local_path_names_a_local_file_where_it_is_and_never_outside_the_root(root):
+    media = resolver(local_files_root=str(root))
+    assert media.local_path("sub/a.png") == root / "sub" / "a.png"
+    with pytest.raises(MediaError, match="outside LOCAL_FILES_ROOT"):
+        media.local_path("../secret.png")
+
+
+def test_local_path_copies_stay_within_the_cache_budget(label_studio):
+    media = resolver(media_cache_bytes=2 * len(IMAGE))
+    paths = [media.local_path(f"{label_studio.url}/public/red.png?v={i}") for i in range(4)]
+    assert [p.exists() for p in paths] == [False, False, True, True]
+    assert media.local_path(f"{label_studio.url}/public/red.png?v=0").read_bytes() == IMAGE
+
+
+def test_local_path_reports_what_fetch_reports(label_studio):
+    with pytest.raises(MediaError, match="answered 404"):
+        resolver(label_studio.url, LEGACY).local_path("/data/upload/1/none.png", 1)
+
+
+def test_label_studio_host_is_read_as_label_studio_url(monkeypatch):
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.setenv("LABEL_STUDIO_HOST", "http://ls.example:8080/")
+    assert Settings.from_env().label_studio_url == "http://ls.example:8080"
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://label-studio:8080")
+    assert Settings.from_env().label_studio_url == "http://label-studio:8080"

@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_label_studio import LEGACY_TOKEN, FakeLabelStudio
 
-from conftest import EXAMPLES_CONFIG, ROOT, SHAPE, captured, holdout_request, training_events
+import examples
+from conftest import EXAMPLES_CONFIG, PROTOCOL, ROOT, SHAPE, captured, holdout_request, training_events
 from harness import ServerProcess, free_port, wait_for_training
 
 pytestmark = pytest.mark.slow
@@ -25,9 +27,9 @@ PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
 class Server(ServerProcess):
     """``python -m lsbackend start``, as the Docker image runs it, on ``model_dir``."""
 
-    def __init__(self, model_dir: Path, log: Path) -> None:
+    def __init__(self, model_dir: Path, log: Path, **env: str) -> None:
         env = {**os.environ, "MODEL_DIR": str(model_dir), "TRAIN_DEBOUNCE_SECONDS": "0.3",
-               "LABEL_CONFIG": str(EXAMPLES_CONFIG)}
+               "LABEL_CONFIG": str(EXAMPLES_CONFIG), **env}
         super().__init__([sys.executable, "-m", "lsbackend", "start"], log, env)
 
 
@@ -96,3 +98,37 @@ def test_start_listens_on_the_host_given_on_the_command_line(model_dir, tmp_path
             pass
     finally:
         server.stop()
+
+
+def test_each_captured_interactive_request_gets_its_suggestion_through_the_production_server(model_dir, tmp_path):
+    """Label Studio's interactive calls (a span, a smart rectangle or keypoint, a TextArea prompt; shapes in
+    tests/protocol/README.md) after a training, media fetched from Label Studio with its key; each answer is
+    the variant's suggestion (examples.check_interactive), compared with the batch call for the same task."""
+    names = sorted(p.stem for p in PROTOCOL.glob(f"predict_interactive_*_{SHAPE}.json"))
+    assert names, f"no interactive capture of {SHAPE}"
+    label_studio = FakeLabelStudio()
+    label_studio.uploads.update(examples.uploads())
+    server = Server(model_dir, tmp_path / "server.log", LABEL_STUDIO_URL=label_studio.url,
+                    LABEL_STUDIO_API_KEY=LEGACY_TOKEN)
+    try:
+        for event in training_events():
+            assert server.call("POST", "/webhook", event)[0] == 200
+        assert server.call("POST", "/webhook", captured(f"webhook_start_training_{SHAPE}"))[0] == 201
+        trained = wait_for_training(lambda: server.call("GET", f"/training/{PROJECT}")[2],
+                                    context=server.log.read_text)
+        assert trained["state"] == "succeeded", trained
+        for name in names:
+            interactive = captured(name)
+            interactive["project"] = PROJECT  # the project trained here
+            status, reason, body = server.call("POST", "/predict", interactive)
+            assert status == 200, (name, reason, body)
+            batch = {**interactive, "params": {**interactive["params"], "context": None}}
+            [expected] = server.call("POST", "/predict", batch)[2]["results"]
+            [suggestion] = body["results"]
+            assert suggestion["model_version"] == trained["model_version"], suggestion
+            examples.check_interactive(name, suggestion, expected)
+        metrics = server.call_text("GET", "/metrics")
+        assert f'lsbackend_interactive_duration_seconds_count{{kind="region"}} {len(names)}.0' in metrics
+    finally:
+        server.stop()
+        label_studio.close()

@@ -93,3 +93,13 @@ def predicted_label(prediction: dict) -> str | None:
     """The label a prediction chose, or None for an empty result."""
     result = prediction["result"]
     return result[0]["value"]["choices"][0] if result else None
+
+
+def uploads() -> dict[str, bytes]:
+    """Files the interactive captures (tests/protocol/predict_interactive_*) name on Label Studio."""
+    return {"/data/upload/7/red.png": png_bytes(colour_image(RED[0], 950))}
+
+
+def check_interactive(name: str, interactive: dict, batch: dict) -> None:
+    """A classification has one answer per task: an interactive call gets the batch call's prediction."""
+    assert interactive["result"] and interactive["result"] == batch["result"], (name, interactive, batch)

@@ -18,9 +18,13 @@ histograms, a tiny colour thumbnail and histograms of gradient orientations
 few dozen annotations. For photos of cats and dogs, swap ``image_features``
 for embeddings of a pretrained network and keep the rest.
 
-Images are loaded by ``lsbackend.media`` (URLs, Label Studio paths, cloud
+Images are loaded by ``lsbackend.media`` through ``self.media_resolver`` (URLs, Label Studio paths, cloud
 URIs, data URIs, local files). A task whose image cannot be loaded gets an
 empty prediction with an ``error`` field; the other tasks are predicted.
+
+Interactive pre-annotation: a classification has one answer per image, so an
+interactive call (opening a task, a box or keypoint drawn with a smart tool)
+gets the same prediction as "Retrieve predictions"; the regions do not change it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lsbackend import LabelStudioMLBase, TaskDataError
-from lsbackend.media import MediaError, failed_prediction, resolver_for
+from lsbackend.media import MediaError
 from lsbackend.onnx_model import OnnxClassifier
 
 log = logging.getLogger(__name__)
@@ -118,9 +122,8 @@ class ImageClassifier(LabelStudioMLBase):
     model_type = "image_classification"
 
     def setup(self) -> None:
-        self.media = resolver_for(self.settings)  # LABEL_STUDIO_URL, its key, LOCAL_FILES_ROOT, limits
         # Pillow's own decompression-bomb limit (refusal at twice it) follows ours, for any decode path.
-        Image.MAX_IMAGE_PIXELS = self.media.max_pixels
+        Image.MAX_IMAGE_PIXELS = self.media_resolver.max_pixels
         self.pipeline: Pipeline | None = self.train_output.get("pipeline")
         self.decode_side = SIDE
         if isinstance(self.pipeline, OnnxClassifier):  # a pretrained network (MODEL_URI=...onnx)
@@ -155,17 +158,25 @@ class ImageClassifier(LabelStudioMLBase):
         if self.pipeline is None or not self.allowed.any():
             # Not trained yet: an empty result rather than a made-up label, and no downloads.
             return [self.prediction([]) for _ in tasks]
-        loaded = self._load_images(tasks, references)
+        if context is not None and len(tasks) == 1:  # interactive: the annotator waits, and clicks again
+            loaded = [self._kept_image(tasks[0], references[0])]
+        else:
+            loaded = self._load_images(tasks, references)
         # One task's broken image must not cost the others their predictions.
-        predictions = [
-            failed_prediction(task, item, self.model_version) if isinstance(item, MediaError) else {}
-            for task, item in zip(tasks, loaded, strict=True)
-        ]
-        good = [i for i, item in enumerate(loaded) if not isinstance(item, MediaError)]
-        if good:
-            for i, prediction in zip(good, self._classify([loaded[i] for i in good]), strict=True):
-                predictions[i] = prediction
-        return predictions
+        return self.predictions_for(tasks, loaded, self._classify)
+
+    def _kept_image(self, task: dict, reference: str) -> Image.Image | MediaError:
+        """The task's decoded image, kept in ``task_cache`` for the next interactive call on it (a failure is not)."""
+        def load() -> Image.Image:
+            [item] = self._load_images([task], [reference])
+            if isinstance(item, MediaError):
+                raise item
+            return item
+
+        try:
+            return self.task_cache.get_or_compute(("image", reference, self.decode_side), load)
+        except MediaError as exc:
+            return exc
 
     def _reference(self, task: dict) -> str:
         reference = self.task_value(task)
@@ -222,14 +233,15 @@ class ImageClassifier(LabelStudioMLBase):
 
     def _load_images(self, tasks: list[dict], references: list[Any]) -> list[Image.Image | MediaError]:
         """Each task's decoded image, or the ``MediaError`` that says why it could not be loaded."""
-        fetched = self.media.fetch_many((ref, task.get("id")) for ref, task in zip(references, tasks, strict=True))
+        resolver = self.media_resolver  # LABEL_STUDIO_URL, its key, LOCAL_FILES_ROOT, limits
+        fetched = resolver.fetch_many((ref, task.get("id")) for ref, task in zip(references, tasks, strict=True))
         loaded: list[Image.Image | MediaError] = []
         for item in fetched:
             if isinstance(item, MediaError):
                 loaded.append(item)
                 continue
             try:
-                loaded.append(decode_image(item, self.media.max_pixels, self.decode_side))
+                loaded.append(decode_image(item, resolver.max_pixels, self.decode_side))
             except MediaError as exc:
                 loaded.append(exc)
         return loaded

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+import model as model_module
 from lsbackend.ids import project_key
 from lsbackend.label_config import ConfigError, check_fit
 from lsbackend.label_studio_api import normalize_annotation
@@ -376,3 +377,21 @@ def test_an_onnx_model_without_an_image_input_is_refused_with_the_reason(tmp_pat
     response = create_app(backend).test_client().post("/predict", json=holdout_request())
     assert response.status_code == 503
     assert "the ONNX model needs an image input [batch, 3, height, width]" in response.status
+
+
+def test_an_interactive_call_decodes_the_image_once_and_a_failure_is_not_kept(monkeypatch):
+    """Each click of the annotator is a new call for the same task: the decoded image is kept (bounded),
+    while a batch call and a failed load keep nothing."""
+    model = trained()
+    decoded, real_decode = [], model_module.decode_image
+    monkeypatch.setattr(model_module, "decode_image", lambda *a: decoded.append(1) or real_decode(*a))
+    (data, label), *_ = examples.holdout()
+    task = {"id": 1, "data": data}
+    answers = [model.predict([task], context={"result": []})[0] for _ in range(3)]
+    assert len(decoded) == 1 and {examples.predicted_label(a) for a in answers} == {label}
+    model.predict([task])
+    assert len(decoded) == 2  # batch calls do not use the cache
+    broken = {"id": 2, "data": {"image": "data:image/png;base64,AAAA"}}
+    for _ in range(2):
+        assert "not an image" in model.predict([broken], context={"result": []})[0]["error"]
+    assert len(decoded) == 4 and len(model.task_cache) == 1

@@ -89,3 +89,17 @@ def predicted_label(prediction: dict) -> tuple[tuple[str, str], ...]:
     """The ``(text, label)`` entities a prediction marked, in text order (empty for no entities)."""
     items = sorted(prediction["result"], key=lambda item: item["value"]["start"])
     return tuple((item["value"]["text"], item["value"]["labels"][0]) for item in items)
+
+
+def uploads() -> dict[str, bytes]:
+    """Files the interactive captures (tests/protocol/predict_interactive_*) name on Label Studio."""
+    return {}  # texts are inline
+
+
+def check_interactive(name: str, interactive: dict, batch: dict) -> None:
+    """After the annotator labeled "Acme Corp" as ORG: its other whole-word occurrence is proposed (not
+    the differently cased "ACME CORP"), with the model's other ORG entities, and no other label."""
+    found = predicted_label(interactive)
+    assert [entity for entity in found if entity[0] == "Acme Corp"] == [("Acme Corp", "ORG")], (name, found)
+    assert ("Globex", "ORG") in found and {label for _, label in found} == {"ORG"}, (name, found)
+    assert ("Alice Smith", "PER") in predicted_label(batch), batch  # the batch call marks every label

@@ -26,6 +26,11 @@ How spans become training data and back (the rules Label Studio users see):
   so a span cut inside a word covers the whole word.
 - Overlapping annotated spans: the longer span wins (ties: the one starting
   first); a span sharing any token with a span already kept is dropped whole.
+- Interactive pre-annotation (Label Studio's "Interactive preannotations"): when
+  the annotator labels a span, the same text is proposed at every other
+  whole-word occurrence in the task (case-sensitive; the ``match_case`` extra
+  param set to false also finds other capitalisations), with the trained
+  model's own entities of that label; nothing overlapping what is marked.
 - Predictions are decoded with the BIO constraints (an ``I-X`` only after
   ``B-X`` or ``I-X``), and each predicted entity is ``text[start:end]`` of its
   first token's start and last token's end, so Label Studio highlights exactly it.
@@ -45,6 +50,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from lsbackend import LabelStudioMLBase, TaskDataError
+from lsbackend.interaction import Interaction, find_occurrences
+from lsbackend.label_config import ConfigError
+from lsbackend.media import MediaError, failed_prediction
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +200,10 @@ def viterbi(log_probs: np.ndarray, allowed: np.ndarray, can_start: np.ndarray) -
     return path[::-1]
 
 
+def _overlaps(start: int, end: int, taken: list[tuple[int, int]]) -> bool:
+    return any(s < end and start < e for s, e in taken)
+
+
 class NamedEntityRecognizer(LabelStudioMLBase):
     """Marks the entities of each task's text with the config's labels."""
 
@@ -205,20 +217,72 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         self.can_start = self.tag_allowed & np.array([not t.startswith("I-") for t in tags], dtype=bool)
         self.transitions = allowed_transitions(tags) if tags else None
 
+    @classmethod
+    def check_extra_params(cls, params: dict) -> None:
+        super().check_extra_params(params)
+        if "match_case" in params and not isinstance(params["match_case"], bool):
+            raise ConfigError("Extra params: match_case must be true or false",
+                              f"got {params['match_case']!r}; e.g. {{\"match_case\": false}} also proposes "
+                              "ACME CORP where the annotator labeled Acme Corp")
+
+    @property
+    def trained(self) -> bool:
+        return self.pipeline is not None and bool((self.tag_allowed & (self.pipeline.classes_ != OUTSIDE)).any())
+
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
-        texts = [self._text(task) for task in tasks]
-        if self.pipeline is None or not (self.tag_allowed & (self.pipeline.classes_ != OUTSIDE)).any():
+        interaction = self.interaction(context)
+        if interaction is not None and interaction.spans:  # the annotator just labeled a span (one task)
+            return [self.propose_spans(task, interaction) for task in tasks]
+        if not self.trained:
+            self.task_texts(tasks, fetch=False)  # a missing or non-text field still fails the request, by name
             # Not trained yet: an empty result rather than made-up entities.
             return [self.prediction([]) for _ in tasks]
+        texts = self.task_texts(tasks)  # with <Text valueType="url">, the text the link points to
         limit = self.settings.max_text_chars
         predictions: list[dict | None] = [
-            self.text_too_long(task, len(text), limit) if len(text) > limit else None
+            failed_prediction(task, text, self.model_version) if isinstance(text, MediaError)
+            else self.text_too_long(task, len(text), limit) if len(text) > limit else None
             for task, text in zip(tasks, texts, strict=True)
         ]
         todo = [(i, text) for i, text in enumerate(texts) if predictions[i] is None]
         for i, prediction in self._predict_texts(todo):
             predictions[i] = prediction
         return predictions
+
+    # --- interactive: "label every other occurrence" ---------------------------------------------------
+    def propose_spans(self, task: dict, interaction: Interaction) -> dict:
+        """Suggestions after the annotator labeled spans: each span's text at every other whole-word
+        occurrence (case-sensitive unless the ``match_case`` extra param is false), then the model's
+        own entities with those labels; nothing overlapping a span already marked or proposed."""
+        text = self.task_texts([task])[0]
+        if isinstance(text, MediaError):
+            return failed_prediction(task, text, self.model_version)
+        marked = [(r.start, r.end) for r in interaction.spans]
+        labeled = [(r, self.label_of(r.label)) for r in interaction.spans if r.from_name in ("", self.control.name)]
+        labels = {label for _, label in labeled if label is not None}
+        match_case = self.extra_params.get("match_case", True)
+        results = []
+        for region, label in labeled:
+            if label is None:  # a label this config does not have
+                continue
+            phrase = region.text if region.text is not None else text[region.start : region.end]
+            for start, end in find_occurrences(text, phrase, match_case):
+                if not _overlaps(start, end, marked):
+                    marked.append((start, end))
+                    results.append(self.span_result(start, end, text[start:end], label, 1.0))
+        for item in self._entities(task, text):
+            value = item["value"]
+            if self.label_of(value["labels"][0]) in labels and not _overlaps(value["start"], value["end"], marked):
+                marked.append((value["start"], value["end"]))
+                results.append(item)
+        return self.prediction(results, float(np.mean([r["score"] for r in results])) if results else 0.0)
+
+    def _entities(self, task: dict, text: str) -> list[dict]:
+        """The model's entities in ``text``, computed once per task while the annotator clicks on it."""
+        if not self.trained or len(text) > self.settings.max_text_chars:
+            return []
+        key = ("entities", task.get("id"), hash(text))
+        return self.task_cache.get_or_compute(key, lambda: next(self._predict_texts([(0, text)]))[1]["result"])
 
     def text_too_long(self, task: dict, length: int, limit: int) -> dict:
         """The prediction of a task whose text is over MAX_TEXT_CHARS: empty, with the reason."""
@@ -267,11 +331,13 @@ class NamedEntityRecognizer(LabelStudioMLBase):
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
         annotations = self._within_text_limit(annotations)
         features, tags = [], []
-        for annotation in annotations:
-            try:
-                text = self._text(annotation["task"])
-            except TaskDataError as exc:  # one odd task costs its own annotation, never the training
-                self.skip(annotation, exc.reason)
+        texts = self.task_texts([annotation["task"] for annotation in annotations], per_task_errors=True)
+        for annotation, text in zip(annotations, texts, strict=True):
+            if isinstance(text, TaskDataError | MediaError):  # one odd task costs its own annotation only
+                self.skip(annotation, str(text))
+                continue
+            if len(text) > self.settings.max_text_chars:  # a linked text, read only now
+                self.skip(annotation, f"its text is {len(text)} characters, over MAX_TEXT_CHARS")
                 continue
             spans = self.annotated_spans(annotation, text)
             if not spans:  # its result has only unusable spans: training it as "no entities" would teach wrong
@@ -349,9 +415,3 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         low, high = max(0, start - 2), min(len(tokens), end + 2)
         features = token_features([text[s:e] for s, e in tokens[low:high]])
         return features[start - low : start - low + (end - start)]
-
-    def _text(self, task: dict) -> str:
-        text = self.task_value(task)
-        if not isinstance(text, str):
-            raise TaskDataError(task, self.object_tag.data_key or "", "has non-text data in")
-        return text

@@ -6,17 +6,20 @@ import functools
 
 import numpy as np
 import pytest
+from fake_label_studio import LEGACY_TOKEN, FakeLabelStudio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import model
 from lsbackend import TaskDataError
 from lsbackend.label_studio_api import normalize_annotation
+from lsbackend.server import create_app
+from lsbackend.service import Backend
 from lsbackend.settings import Settings
 from model import NamedEntityRecognizer, align_span, allowed_transitions, bio_tags, tag_spans, tokenize, viterbi
 
 import examples
-from conftest import captured
+from conftest import EXAMPLES_CONFIG, captured
 
 CONFIG = captured("setup_ner")["schema"]
 
@@ -226,13 +229,67 @@ def test_memory_while_predicting_a_long_text_stays_bounded():
     assert peak < 25 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
 
 
-def test_a_text_given_by_url_is_refused_at_setup_and_at_predict(client):
-    """With valueType="url" Label Studio hands over the URL string; classifying it would be nonsense."""
-    body = captured("setup_ner")
-    body["schema"] = body["schema"].replace('value="$text"', 'value="$text" valueType="url"')
-    assert 'valueType="url"' in body["schema"]
+def test_a_text_given_by_url_is_fetched_from_label_studio_and_predicted(tmp_path):
+    """<Text valueType="url">: the task holds a link to the text (an upload on Label Studio here), which the
+    model reads with the API key and predicts exactly as the same text given inline; a link that cannot be
+    fetched costs only its own task, with the reason."""
+    label_studio = FakeLabelStudio()
+    try:
+        (data, _), *_ = examples.holdout()
+        label_studio.uploads["/data/upload/5/doc.txt"] = "\ufeff".encode() + data["text"].encode()
+        settings = Settings(model_dir=tmp_path / "models", label_config_path=EXAMPLES_CONFIG,
+                            label_studio_url=label_studio.url, label_studio_api_key=LEGACY_TOKEN)
+        by_url = captured("setup_ner")["schema"].replace('value="$text"', 'value="$text" valueType="url"')
+        client = create_app(Backend(NamedEntityRecognizer, settings)).test_client()
+        assert client.post("/setup", json={**captured("setup_ner"), "schema": by_url}).status_code == 200
+        inline = trained().predict([{"id": 1, "data": data}])[0]
+        output = trained().train_output
+        Backend(NamedEntityRecognizer, settings).store("5").save_model(output)
+        tasks = [{"id": 1, "data": {"text": "/data/upload/5/doc.txt"}},
+                 {"id": 2, "data": {"text": "/data/upload/5/missing.txt"}}]
+        response = client.post("/predict", json={"tasks": tasks, "project": "5", "label_config": by_url})
+        first, second = response.get_json()["results"]
+        assert first["result"] == inline["result"] and first["result"], first
+        assert second["result"] == [] and "404" in second["error"] and "missing.txt" in second["error"]
+        assert f"Token {LEGACY_TOKEN}" in label_studio.auth_seen
+    finally:
+        label_studio.close()
+
+
+# --- interactive: "label every other occurrence" -------------------------------------------------------------
+def interactive_request() -> tuple[list[dict], dict]:
+    request = captured("predict_interactive_span_ner")
+    return request["tasks"], request["params"]["context"]
+
+
+def test_the_labeled_span_is_proposed_at_its_other_whole_word_occurrences_even_untrained():
+    tasks, context = interactive_request()
+    [prediction] = NamedEntityRecognizer(CONFIG).predict(tasks, context=context)
+    text = tasks[0]["data"]["text"]
+    second = text.index("Acme Corp", 1)
+    assert [(r["value"]["start"], r["value"]["text"], r["value"]["labels"]) for r in prediction["result"]] == [
+        (second, "Acme Corp", ["ORG"])]  # not the span itself, not "ACME CORP"
+    assert prediction["result"][0]["from_name"] == "label" and prediction["model_version"] == "untrained"
+
+
+def test_match_case_false_also_proposes_other_capitalisations():
+    tasks, context = interactive_request()
+    model = NamedEntityRecognizer(CONFIG, extra_params={"match_case": False})
+    found = [r["value"]["text"] for r in model.predict(tasks, context=context)[0]["result"]]
+    assert found == ["Acme Corp", "ACME CORP"]
+
+
+def test_a_trained_model_adds_its_entities_of_that_label_only():
+    tasks, context = interactive_request()
+    model = NamedEntityRecognizer(CONFIG, train_output=trained().train_output, model_version="v1")
+    found = {(r["value"]["text"], r["value"]["labels"][0]) for r in model.predict(tasks, context=context)[0]["result"]}
+    assert ("Globex", "ORG") in found and {label for _, label in found} == {"ORG"}
+    assert len(model.task_cache) == 1  # the model's entities are kept for the next click on this task
+    model.predict(tasks, context=context)
+    assert model.task_cache.hits == 1
+
+
+def test_match_case_must_be_a_boolean(client):
+    body = {**captured("setup_ner"), "extra_params": {"match_case": "no"}}
     response = client.post("/setup", json=body)
-    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
-    tasks = [{"id": 1, "data": {"text": "https://example.com/review.txt"}}]
-    response = client.post("/predict", json={"tasks": tasks, "project": "5", "label_config": body["schema"]})
-    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
+    assert response.status_code == 422 and "match_case must be true or false" in response.status

@@ -103,3 +103,13 @@ def quadrant_of(item: dict) -> str:
 def predicted_label(prediction: dict) -> tuple[tuple[str, str], ...]:
     """What a prediction found: the sorted ``(label, quadrant)`` of its boxes (empty for none)."""
     return tuple(sorted((item["value"]["rectanglelabels"][0], quadrant_of(item)) for item in prediction["result"]))
+
+
+def uploads() -> dict[str, bytes]:
+    """Files the interactive capture (tests/protocol/predict_interactive_rectangle_detection.json) names."""
+    return {"/data/upload/7/shapes.png": png_bytes(scene(900)[0])}
+
+
+def check_interactive(name: str, interactive: dict, batch: dict) -> None:
+    """The detector has no interactive tool yet: a drawn smart box gets the batch call's boxes."""
+    assert interactive["result"] and interactive["result"] == batch["result"], (name, interactive, batch)

@@ -11,6 +11,14 @@ of the project's labeling config; ``self.labels`` are its choices. With
 ``<Choices choice="multiple">`` the model learns one yes/no classifier per label
 (one-vs-rest) and predicts every label whose probability reaches 0.5 (or the
 project's ``score_threshold`` extra param).
+
+With ``<Text valueType="url">`` the task field holds a link to the text, which
+``self.task_texts`` fetches (see ``LabelStudioMLBase.media``); a link that cannot be
+fetched gives that task an empty prediction with the reason.
+
+Interactive pre-annotation: a classification has one answer per text, so an
+interactive call (opening a task, or a ``TextArea`` prompt) gets the same
+prediction as "Retrieve predictions"; a prompt's text does not change it.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from lsbackend import LabelStudioMLBase, TaskDataError
+from lsbackend.media import MediaError
 
 
 class TextClassifier(LabelStudioMLBase):
@@ -53,10 +62,14 @@ class TextClassifier(LabelStudioMLBase):
         return {"pipeline": pipeline}
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
-        texts = [self._text(task) for task in tasks]
         if self.pipeline is None or not self.allowed.any():
-            # Not trained yet: an empty result rather than a made-up label.
+            self.task_texts(tasks, fetch=False)  # a missing or non-text field still fails the request, by name
+            # Not trained yet: an empty result rather than a made-up label, and no downloads.
             return [self.prediction([]) for _ in tasks]
+        # The text, or with <Text valueType="url"> the text it links to; a link that fails costs only its task.
+        return self.predictions_for(tasks, self.task_texts(tasks), self._classify)
+
+    def _classify(self, texts: list[str]) -> list[dict]:
         probabilities = self.pipeline.predict_proba(texts)
         if self.multi_label:
             return [self.multi_label_prediction(self.classes, row) for row in probabilities.tolist()]
@@ -70,17 +83,20 @@ class TextClassifier(LabelStudioMLBase):
         ]
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
-        texts, chosen = [], []
+        labelled = []
         for annotation in annotations:
             found = self.annotation_labels(annotation)  # only this config's labels, aliases mapped back
             if not found:
                 self.skip(annotation, f"chooses nothing of <Choices name={self.control.name!r}>")
+            else:
+                labelled.append((annotation, found))
+        texts, chosen = [], []
+        loaded = self.task_texts([annotation["task"] for annotation, _ in labelled], per_task_errors=True)
+        for (annotation, found), text in zip(labelled, loaded, strict=True):
+            if isinstance(text, TaskDataError | MediaError):  # one odd task costs its own annotation only
+                self.skip(annotation, str(text))
                 continue
-            try:
-                texts.append(self._text(annotation["task"]))
-            except TaskDataError as exc:  # one odd task costs its own annotation, never the training
-                self.skip(annotation, exc.reason)
-                continue
+            texts.append(text)
             chosen.append(found)
         if self.multi_label:
             return self._fit_multi_label(texts, chosen)
@@ -106,9 +122,3 @@ class TextClassifier(LabelStudioMLBase):
     @staticmethod
     def _features() -> TfidfVectorizer:
         return TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-
-    def _text(self, task: dict) -> str:
-        text = self.task_value(task)
-        if not isinstance(text, str):
-            raise TaskDataError(task, self.object_tag.data_key or "", "has non-text data in")
-        return text

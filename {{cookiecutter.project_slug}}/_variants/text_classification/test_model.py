@@ -8,15 +8,17 @@ from dataclasses import replace
 
 import joblib
 import pytest
+from fake_label_studio import LEGACY_TOKEN, FakeLabelStudio
 
 from lsbackend import TaskDataError
 from lsbackend.label_studio_api import normalize_annotation
 from lsbackend.server import create_app
 from lsbackend.service import Backend
+from lsbackend.settings import Settings
 from model import TextClassifier
 
 import examples
-from conftest import captured, holdout_request
+from conftest import EXAMPLES_CONFIG, captured, holdout_request
 
 CONFIG = captured("setup_text")["schema"]
 
@@ -115,16 +117,32 @@ def test_multiple_choice_threshold_comes_from_extra_params():
     assert prediction["result"] == [] and 0.0 < prediction["score"] < 0.999
 
 
-def test_a_text_given_by_url_is_refused_at_setup_and_at_predict(client):
-    """With valueType="url" Label Studio hands over the URL string; classifying it would be nonsense."""
-    body = captured("setup_text")
-    body["schema"] = body["schema"].replace('value="$text"', 'value="$text" valueType="url"')
-    assert 'valueType="url"' in body["schema"]
-    response = client.post("/setup", json=body)
-    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
-    tasks = [{"id": 1, "data": {"text": "https://example.com/review.txt"}}]
-    response = client.post("/predict", json={"tasks": tasks, "project": "5", "label_config": body["schema"]})
-    assert response.status_code == 422 and 'has valueType="url"' in response.status, response.status
+def test_a_text_given_by_url_is_fetched_from_label_studio_and_predicted(tmp_path):
+    """<Text valueType="url">: the task holds a link to the text (an upload on Label Studio here), which the
+    model reads with the API key and predicts exactly as the same text given inline; a link that cannot be
+    fetched costs only its own task, with the reason."""
+    label_studio = FakeLabelStudio()
+    try:
+        (data, _), *_ = examples.holdout()
+        label_studio.uploads["/data/upload/5/doc.txt"] = "\ufeff".encode() + data["text"].encode()
+        settings = Settings(model_dir=tmp_path / "models", label_config_path=EXAMPLES_CONFIG,
+                            label_studio_url=label_studio.url, label_studio_api_key=LEGACY_TOKEN)
+        by_url = captured("setup_text")["schema"].replace('value="$text"', 'value="$text" valueType="url"')
+        client = create_app(Backend(TextClassifier, settings)).test_client()
+        assert client.post("/setup", json={**captured("setup_text"), "schema": by_url}).status_code == 200
+        inline = trained().predict([{"id": 1, "data": data}])[0]
+        output = trained().train_output
+        Backend(TextClassifier, settings).store("5").save_model(output)
+        tasks = [{"id": 1, "data": {"text": "/data/upload/5/doc.txt"}},
+                 {"id": 2, "data": {"text": "/data/upload/5/missing.txt"}}]
+        response = client.post("/predict", json={"tasks": tasks, "project": "5", "label_config": by_url})
+        first, second = response.get_json()["results"]
+        assert first["result"] == inline["result"] and first["result"], first
+        assert second["result"] == [] and "404" in second["error"] and "missing.txt" in second["error"]
+        assert f"Token {LEGACY_TOKEN}" in label_studio.auth_seen
+    finally:
+        label_studio.close()
+
 
 
 # --- starting from existing weights: MODEL_URI ---------------------------------------------------------------
