@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,9 +95,22 @@ def problem(status: int, data: bytes, expected: list[list[tuple]], labels: set[s
     return None
 
 
-def run(cfg: dict, results_dir: Path, seed: int) -> dict:
-    t_begin = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="detection-bench-"))
+@dataclass
+class Trained:
+    """The trained model and what both sides of the comparison use: the pictures, encoded and decoded."""
+
+    repo: Path
+    template: dict  # Label Studio's captured detection /predict body
+    model: object  # the baked model object, loaded from the saved version
+    version: str
+    annotated: int
+    pngs: list[bytes]
+    pictures: list  # decoded as the model decodes them (``UprightImage``)
+    expected: list[list[tuple]]  # each picture's boxes from the model's own predict, in-process
+
+
+def prepare(cfg: dict, seed: int, work: Path) -> Trained:
+    """Bake, train on annotated pictures, decode the held-out ones and note the model's own answers."""
     log(f"baking into {work}")
     repo = bake(work, "object_detection")
     template = json.loads((repo / "tests" / "protocol" / "predict_detection.json").read_text())["json"]
@@ -104,50 +118,50 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
     pool, test = load_dataset("object_detection").make(cfg["train"], cfg["batch"], seed)
     log(f"training on {len(pool)} annotated pictures")
     backend, version = train(repo, work / "models", config, project, pool)
-    from lsbackend.images import decode_upright
+    from lsbackend.images import decode_upright  # the baked runtime, importable once train() put it on the path
     from model import WORK_SIDE
 
     model = backend.model(project, config)
+    pngs = [decoded_png(data["image"]) for data, _ in test]
+    pictures = [decode_upright(png, model.media.max_pixels, WORK_SIDE) for png in pngs]
+    answers = backend.predict(project, config, [{"id": k, "data": data} for k, (data, _) in enumerate(test)])
+    return Trained(repo, template, model, version, len(pool), pngs, pictures, [boxes_of(a) for a in answers])
+
+
+def measure(trained: Trained, rounds: int, work: Path) -> dict:
+    """Alternate, round by round, one /predict batch of the pictures' URLs and the detector in-process."""
     folder = work / "images"
     folder.mkdir()
-    pngs = [decoded_png(data["image"]) for data, _ in test]
-    for k, png in enumerate(pngs):
+    for k, png in enumerate(trained.pngs):
         (folder / f"{k}.png").write_bytes(png)
-    pictures = [decode_upright(png, model.media.max_pixels, WORK_SIDE) for png in pngs]
-    expected = [boxes_of(p) for p in backend.predict(project, config, [{"id": k, "data": data}
-                                                                        for k, (data, _) in enumerate(test)])]
-
     image_port = free_port()
     images = subprocess.Popen([sys.executable, __file__, "--serve-images", str(image_port), str(folder)])
     os.environ["MEDIA_ALLOWED_HOSTS"] = "127.0.0.1"  # downloads refuse loopback unless allowed
-    server = Server(repo, work / "models", work / "server.log")
+    server = Server(trained.repo, work / "models", work / "server.log")
     server.start()
+    errors: list[str] = []
     try:
         wait_port(image_port)
         wait_port(server.port)
         client = Client(server.port)
-        errors: list[str] = []
-        checked = 0
 
         def post(tag: int) -> float:
-            nonlocal checked
-            tasks = [{**template["tasks"][0], "id": tag * 1000 + k,
-                      "data": {"image": f"http://127.0.0.1:{image_port}/r{tag}/{k}.png"}} for k in range(len(pngs))]
-            status, data, elapsed = client.post("/predict", json.dumps({**template, "tasks": tasks}).encode())
-            checked += 1
-            found = problem(status, data, expected, set(model.labels), version)
-            if found:
-                errors.append(found)
+            tasks = [{**trained.template["tasks"][0], "id": tag * 1000 + k,
+                      "data": {"image": f"http://127.0.0.1:{image_port}/r{tag}/{k}.png"}}  # new URL: no cache
+                     for k in range(len(trained.pngs))]
+            status, data, elapsed = client.post("/predict", json.dumps({**trained.template, "tasks": tasks}).encode())
+            found = problem(status, data, trained.expected, set(trained.model.labels), trained.version)
+            errors.extend([found] if found else [])
             return elapsed
 
         post(0)  # warm-up: the worker loads the model
         served, in_process = [], []
-        for r in range(1, cfg["rounds"] + 1):
-            log(f"round {r}/{cfg['rounds']}")
+        for r in range(1, rounds + 1):
+            log(f"round {r}/{rounds}")
             served.append(post(r))
             t0 = time.perf_counter()
-            for picture in pictures:
-                model.detector.detect(picture)
+            for picture in trained.pictures:
+                trained.model.detector.detect(picture)
             in_process.append(time.perf_counter() - t0)
         (worker,) = children(server.proc.pid)
         peak = vm(worker)
@@ -156,19 +170,24 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
         server.stop()
         images.terminate()
         images.wait(10)
+    return {"served_s": served, "in_process_s": in_process, "worker_memory_mib": peak,
+            "errors": {"count": len(errors), "checked": rounds + 1, "examples": errors[:5]}}
 
-    batch = len(pngs)
-    s, raw = statistics.median(served), statistics.median(in_process)
+
+def run(cfg: dict, results_dir: Path, seed: int) -> dict:
+    t_begin = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="detection-bench-"))
+    trained = prepare(cfg, seed, work)
+    timed = measure(trained, cfg["rounds"], work)
+    batch = len(trained.pngs)
+    s, raw = statistics.median(timed["served_s"]), statistics.median(timed["in_process_s"])
     report = {
-        "quick": cfg is QUICK, "settings": cfg, "seed": seed, "annotated_pictures": len(pool),
-        "picture_sizes": [[p.width, p.height] for p in pictures][:5],
-        "boxes_per_picture": statistics.fmean(len(e) for e in expected),
+        "quick": cfg is QUICK, "settings": cfg, "seed": seed, "annotated_pictures": trained.annotated,
+        "picture_sizes": [[p.width, p.height] for p in trained.pictures][:5],
+        "boxes_per_picture": statistics.fmean(len(e) for e in trained.expected),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg": os.getloadavg()},
-        "server": {"command": "python -m lsbackend start", "workers": 1, "threads": 8},
-        "served_s": served, "in_process_s": in_process,
+        "server": {"command": "python -m lsbackend start", "workers": 1, "threads": 8}, **timed,
         "figures": {"served_images_per_s": batch / s, "in_process_images_per_s": batch / raw, "ratio": s / raw},
-        "worker_memory_mib": peak,
-        "errors": {"count": len(errors), "checked": checked, "examples": errors[:5]},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": time.perf_counter() - t_begin,
     }
     results_dir.mkdir(parents=True, exist_ok=True)

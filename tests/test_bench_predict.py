@@ -96,6 +96,7 @@ def test_quick_detection_benchmark_validates_every_answer(tmp_path: Path) -> Non
 def _detection_bench():
     spec = importlib.util.spec_from_file_location("detection_bench", ROOT / "bench" / "detection_bench.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
