@@ -46,15 +46,19 @@ QUICK = {"threads": [4, 16], "rounds": {1: 2, 50: 1, 200: 1}, "images": 8, "side
 
 # --- the slow image server (a separate process, so it never competes with the client for the GIL) ---------
 def serve_images(port: int, folder: Path, latency: float) -> None:
-    """Serve ``<folder>/<n>.jpg`` for any path ending in ``/<n>.jpg``, each after ``latency`` seconds."""
-    images = {p.stem: p.read_bytes() for p in folder.glob("*.jpg")}
+    """Serve ``<folder>/<name>`` for any path ending in ``/<name>``, each after ``latency`` seconds.
+
+    ``bench/detection_bench.py`` reuses it, with PNGs and no latency.
+    """
+    images = {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix in (".jpg", ".png")}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             time.sleep(latency)
-            body = images.get(self.path.rsplit("/", 1)[-1].removesuffix(".jpg"))
+            name = self.path.rsplit("/", 1)[-1]
+            body = images.get(name)
             self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Type", "image/png" if name.endswith(".png") else "image/jpeg")
             self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
             self.wfile.write(body or b"")

@@ -7,6 +7,7 @@ invalid responses.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -78,3 +79,40 @@ def test_quick_image_benchmark_reports_every_batch(tmp_path: Path) -> None:
     for n in threads:
         assert report["peak_memory_mib"][n]["peak"] > 0, n
     assert "MEDIA_FETCH_THREADS=" in run.stdout
+
+
+def test_quick_detection_benchmark_validates_every_answer(tmp_path: Path) -> None:
+    run = _run("detection_bench.py", tmp_path)
+    report = json.loads((tmp_path / "detection_bench.json").read_text())
+    assert report["errors"]["count"] == 0, report["errors"]["examples"]
+    assert report["errors"]["checked"] == report["settings"]["rounds"] + 1  # the warm-up batch is checked too
+    assert report["boxes_per_picture"] > 0  # the trained detector finds boxes, so the box checks had work to do
+    for name, value in report["figures"].items():
+        assert value > 0, name
+    assert report["worker_memory_mib"]["peak"] > 0
+    assert "images/s" in run.stdout
+
+
+def _detection_bench():
+    spec = importlib.util.spec_from_file_location("detection_bench", ROOT / "bench" / "detection_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"x": 90.0}, "outside 0..100"), ({"y": -1.0}, "outside 0..100"), ({"rectanglelabels": ["Cat"]}, "labels"),
+    ({"width": 10.5}, "differ from the in-process"),
+])
+def test_detection_benchmark_refuses_a_wrong_box(change: dict, reason: str) -> None:
+    bench = _detection_bench()
+    box = {"type": "rectanglelabels",
+           "value": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0, "rectanglelabels": ["Square"]}}
+    answer = {"results": [{"model_version": "v1", "result": [box]}]}
+    expected = [bench.boxes_of(answer["results"][0])]
+    labels = {"Square", "Circle"}
+    assert bench.problem(200, json.dumps(answer).encode(), expected, labels, "v1") is None
+    box["value"].update(change)
+    assert reason in bench.problem(200, json.dumps(answer).encode(), expected, labels, "v1")
+    assert "1 predictions for 2 tasks" in bench.problem(200, json.dumps(answer).encode(), expected * 2, labels, "v1")
