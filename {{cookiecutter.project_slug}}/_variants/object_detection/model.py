@@ -248,26 +248,39 @@ class ObjectDetector(LabelStudioMLBase):
         if isinstance(picture, MediaError):
             return failed_prediction(task, picture, self.model_version)
         pixels = np.asarray(picture.image, dtype=np.float64) / 255.0
-        found: list[tuple[np.ndarray, str, float]] = []
-        for region in self._prompts(interaction, "box"):
-            box = self._working_box(region, picture)
-            labeled = self._label_box(task, picture, pixels, box, region.label)
-            if labeled is not None:  # the drawn box, labeled, and every region like it
-                found.append((box, *labeled))
-                found += [(other, labeled[0], float(likeness)) for other, likeness in zip(*similar_regions(pixels, box),
-                                                                                          strict=True)]
-        points = self._prompts(interaction, "point")
-        if any(point.positive for point in points):
-            mask = ndimage.binary_opening(contrast_map(pixels) > BLOB_CONTRAST)
-            hint = next((point.label for point in points if point.positive and point.label), None)
-            for box in blob_boxes(mask, [self._working_point(p, picture) for p in points if p.positive],
-                                  [self._working_point(p, picture) for p in points if not p.positive]):
-                labeled = self._label_box(task, picture, pixels, box, hint)
-                if labeled is not None:
-                    found.append((box, *labeled))
+        found = self._drawn_and_alike(task, picture, pixels, self._prompts(interaction, "box"))
+        found += self._under_clicks(task, picture, pixels, self._prompts(interaction, "point"))
         results = [self.box_result(box / picture.scale, picture.width, picture.height, label, score)
                    for box, label, score in found]
         return self.prediction(results, max((score for _, _, score in found), default=0.0))
+
+    def _drawn_and_alike(self, task: dict, picture: UprightImage, pixels: np.ndarray,
+                         drawn: list[Region]) -> list[tuple[np.ndarray, str, float]]:
+        """Each drawn box (working pixels) with the model's label, then the regions like it with that label."""
+        found = []
+        for region in drawn:
+            box = self._working_box(region, picture)
+            labeled = self._label_box(task, picture, pixels, box, region.label)
+            if labeled is not None:
+                found.append((box, *labeled))
+                found += [(other, labeled[0], float(likeness))
+                          for other, likeness in zip(*similar_regions(pixels, box), strict=True)]
+        return found
+
+    def _under_clicks(self, task: dict, picture: UprightImage, pixels: np.ndarray,
+                      points: list[Region]) -> list[tuple[np.ndarray, str, float]]:
+        """The box of each object under a positive click, labeled; objects under a negative click left out."""
+        positive = [self._working_point(p, picture) for p in points if p.positive]
+        if not positive:
+            return []
+        negative = [self._working_point(p, picture) for p in points if not p.positive]
+        hint = next((point.label for point in points if point.positive and point.label), None)
+        found = []
+        for box in blob_boxes(ndimage.binary_opening(contrast_map(pixels) > BLOB_CONTRAST), positive, negative):
+            labeled = self._label_box(task, picture, pixels, box, hint)
+            if labeled is not None:
+                found.append((box, *labeled))
+        return found
 
     def _prompts(self, interaction: Interaction, kind: str | None = None) -> list[Region]:
         """The drawn boxes and clicked points on this model's image (``kind`` "box" or "point" for one)."""

@@ -456,6 +456,15 @@ def test_without_a_trained_model_the_annotators_label_is_kept():
     assert prediction["result"][0]["score"] == 1.0  # the annotator's label, not a model's guess
 
 
+def test_an_image_that_does_not_load_gives_an_empty_suggestion_saying_why(smart):
+    broken = {"id": 9, "data": {"image": "data:image/png;base64,bm90IGFuIGltYWdl"}}
+    misses = smart.task_cache.misses
+    for _ in range(2):  # a failure is not kept: the next click tries again
+        [prediction] = smart.predict([broken], context=clicked((10, 10, True)))
+        assert prediction["result"] == [] and "image" in prediction["error"]
+    assert smart.task_cache.misses == misses + 2
+
+
 def test_opening_a_task_or_no_context_gives_the_batch_prediction(smart):
     batch = smart.predict([SCENE])
     assert len(batch[0]["result"]) == 4
