@@ -105,11 +105,51 @@ def predicted_label(prediction: dict) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((item["value"]["rectanglelabels"][0], quadrant_of(item)) for item in prediction["result"]))
 
 
+#: The picture the interactive captures draw on: three squares alike (in slightly different colours) and a circle.
+INTERACTIVE_OBJECTS = (("Square", (6, 6, 22, 22)), ("Square", (60, 8, 76, 24)), ("Square", (30, 40, 46, 56)),
+                       ("Circle", (70, 40, 86, 56)))
+
+
+def interactive_scene() -> Image.Image:
+    image = Image.new("RGB", (WIDTH, HEIGHT), (40, 90, 160))
+    draw = ImageDraw.Draw(image)
+    for (label, (x1, y1, x2, y2)), ink in zip(INTERACTIVE_OBJECTS, ((200, 220, 60), (190, 230, 70), (210, 210, 50),
+                                                                   (200, 220, 60)), strict=True):
+        (draw.rectangle if label == "Square" else draw.ellipse)((x1, y1, x2 - 1, y2 - 1), fill=ink)
+    return _noisy(image, random.Random(7))
+
+
 def uploads() -> dict[str, bytes]:
-    """Files the interactive capture (tests/protocol/predict_interactive_rectangle_detection.json) names."""
-    return {"/data/upload/7/shapes.png": png_bytes(scene(900)[0])}
+    """Files the interactive captures (tests/protocol/predict_interactive_*_detection.json) name."""
+    return {"/data/upload/7/shapes.png": png_bytes(interactive_scene())}
+
+
+def pixel_corners(item: dict) -> tuple[float, float, float, float]:
+    """A result item's box in pixels of the interactive picture."""
+    value = item["value"]
+    x, y = value["x"] * WIDTH / 100, value["y"] * HEIGHT / 100
+    return x, y, x + value["width"] * WIDTH / 100, y + value["height"] * HEIGHT / 100
+
+
+def close_to(corners: tuple[float, ...], expected: tuple[float, ...], pixels: float = 2.0) -> bool:
+    return all(abs(a - b) <= pixels for a, b in zip(corners, expected, strict=True))
 
 
 def check_interactive(name: str, interactive: dict, batch: dict) -> None:
-    """The detector has no interactive tool yet: a drawn smart box gets the batch call's boxes."""
-    assert interactive["result"] and interactive["result"] == batch["result"], (name, interactive, batch)
+    """A smart box comes back labeled by the model (the capture drew it around a square with "Circle"
+    selected) with the other two squares, and not the circle; a click on the circle (an alt-click on a
+    square beside it) comes back as the circle's box, labeled Circle."""
+    found = [(item["value"]["rectanglelabels"][0], pixel_corners(item)) for item in interactive["result"]]
+    squares = [corners for label, corners in INTERACTIVE_OBJECTS if label == "Square"]
+    if name.startswith("predict_interactive_rectangle"):
+        assert found and found[0][0] == "Square" and close_to(found[0][1], squares[0], 0.01), (name, found)
+        assert [label for label, _ in found] == ["Square"] * 3, (name, found)  # two more, not the circle
+        assert all(close_to(corners, square) for corners, square in
+                   zip(sorted(corners for _, corners in found[1:]), sorted(squares[1:]), strict=True)), (name, found)
+    elif name.startswith("predict_interactive_keypoint"):
+        [(label, corners)] = found
+        assert label == "Circle" and close_to(corners, INTERACTIVE_OBJECTS[3][1]), (name, found)
+        assert corners[0] <= 78 <= corners[2] and corners[1] <= 48 <= corners[3], (name, found)  # the click
+    else:
+        raise AssertionError(f"{name}: no check for this interactive capture")
+    assert interactive["result"] != batch["result"], (name, interactive, batch)

@@ -20,6 +20,14 @@ Two detectors, one interface:
 Boxes go out in Label Studio's format (percent of the image as displayed, EXIF orientation applied),
 through ``self.box_result``. Thresholds, in order: the ``score_threshold`` extra param, the control's
 ``model_score_threshold``, the per-label thresholds training learnt, the detector's default.
+
+Interactive pre-annotation (``smart="true"`` tools, ``predict`` with a ``context``), no weights needed:
+
+- a box drawn with the smart RectangleLabels tool comes back labeled by the model (the trained
+  classifier on its crop; a YOLO model's best-overlapping box), with every region that looks like it
+  ("find more like this", by normalised cross-correlation) proposed with the same label;
+- a click with a smart KeyPointLabels tool comes back as the box of the object under it (the connected
+  blob that stands out from the background), labeled the same way; alt-click marks an object to leave out.
 """
 
 from __future__ import annotations
@@ -34,9 +42,11 @@ from scipy import ndimage
 from sklearn.ensemble import RandomForestClassifier
 
 from lsbackend import LabelStudioMLBase, TaskDataError
+from lsbackend.box_search import blob_boxes, similar_regions
 from lsbackend.box_units import LabeledBox, read_boxes
 from lsbackend.boxes import best_threshold, iou, match, nms
 from lsbackend.images import UprightImage, load_upright
+from lsbackend.interaction import Interaction, Region
 from lsbackend.media import MediaError, failed_prediction, resolver_for
 from lsbackend.yolo_onnx import YoloDetector
 
@@ -50,6 +60,8 @@ POSITIVE_IOU, NEGATIVE_IOU = 0.5, 0.3  # a proposal is its object's example abov
 MASK_SIDE = 6  # the foreground shape inside a box, at this many cells a side
 DEFAULT_SCORE = {"trainable": 0.5, "yolo": 0.25}  # ultralytics' own predict default is 0.25
 CALIBRATION_FLOOR = 0.01  # YOLO detections scoring this or more are candidates when learning thresholds
+BLOB_CONTRAST = CONTRAST[1]  # a click's object: the pixels at least this far from the background colour
+ANNOTATOR_SCORE = 1.0  # the score of a label the annotator gave and no model could judge
 
 
 # --- the trainable detector: proposals and crop features --------------------------------------------------------
@@ -139,15 +151,26 @@ class TrainableDetector:
         objects = [i for i, c in enumerate(self.forest.classes_) if c != BACKGROUND]
         if not len(candidates) or not objects:
             return np.zeros((0, 4)), np.zeros(0), []
-        votes = self.forest.predict_proba(np.stack([crop_features(pixels, contrast, c) for c in candidates]))
-        # The trees' vote shares, smoothed (add one vote per class): a box all trees agree on is very
-        # likely, never certain, so a score_threshold of 1 still means "only what is certain".
-        trees, classes = len(self.forest.estimators_), len(self.forest.classes_)
-        probabilities = (votes * trees + 1) / (trees + classes)
+        probabilities = self._probabilities(np.stack([crop_features(pixels, contrast, c) for c in candidates]))
         best = np.array(objects)[probabilities[:, objects].argmax(axis=1)]
         scores = probabilities[np.arange(len(candidates)), best]
         kept = nms(candidates, scores)  # one object, one box, whatever its class
         return candidates[kept] / picture.scale, scores[kept], [str(self.forest.classes_[i]) for i in best[kept]]
+
+    def classify(self, pixels: np.ndarray, box: np.ndarray) -> tuple[str, float] | None:
+        """The likeliest object label of one box (working pixels) and its score; None before any label is learnt."""
+        objects = [i for i, c in enumerate(self.forest.classes_) if c != BACKGROUND]
+        if not objects:
+            return None
+        [probabilities] = self._probabilities(crop_features(pixels, contrast_map(pixels), box)[None, :])
+        best = objects[int(probabilities[objects].argmax())]
+        return str(self.forest.classes_[best]), float(probabilities[best])
+
+    def _probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """The trees' vote shares, smoothed (add one vote per class): a box all trees agree on is very
+        likely, never certain, so a score_threshold of 1 still means "only what is certain"."""
+        trees, classes = len(self.forest.estimators_), len(self.forest.classes_)
+        return (self.forest.predict_proba(rows) * trees + 1) / (trees + classes)
 
 
 # --- the model Label Studio talks to ----------------------------------------------------------------------------
@@ -182,6 +205,9 @@ class ObjectDetector(LabelStudioMLBase):
             return self.thresholds.get(label, DEFAULT_SCORE[self.kind])
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
+        interaction = self.interaction(context)
+        if interaction is not None and self._prompts(interaction):  # the annotator drew or clicked (one task)
+            return [self.suggest(task, interaction) for task in tasks]
         references = [self._reference(task) for task in tasks]  # a missing field fails the request, by name
         if self.detector is None:
             return [self.prediction([]) for _ in tasks]  # not trained yet: nothing rather than made-up boxes
@@ -214,6 +240,95 @@ class ObjectDetector(LabelStudioMLBase):
             raise ValueError(f"training needs boxes and background to tell apart; every example is {labels[0]!r}")
         return {"detector": TrainableDetector.fit(rows, labels), "trained_on": len(labeled),
                 "boxes": sum(len(truth) for _, truth in labeled)}
+
+    # --- interactive pre-annotation ---------------------------------------
+    def suggest(self, task: dict, interaction: Interaction) -> dict:
+        """The suggestions for what the annotator just did on ``task``'s image (see the module docstring)."""
+        picture = self._picture(task)
+        if isinstance(picture, MediaError):
+            return failed_prediction(task, picture, self.model_version)
+        pixels = np.asarray(picture.image, dtype=np.float64) / 255.0
+        found = self._drawn_and_alike(task, picture, pixels, self._prompts(interaction, "box"))
+        found += self._under_clicks(task, picture, pixels, self._prompts(interaction, "point"))
+        results = [self.box_result(box / picture.scale, picture.width, picture.height, label, score)
+                   for box, label, score in found]
+        return self.prediction(results, max((score for _, _, score in found), default=0.0))
+
+    def _drawn_and_alike(self, task: dict, picture: UprightImage, pixels: np.ndarray,
+                         drawn: list[Region]) -> list[tuple[np.ndarray, str, float]]:
+        """Each drawn box (working pixels) with the model's label, then the regions like it with that label."""
+        found = []
+        for region in drawn:
+            box = self._working_box(region, picture)
+            labeled = self._label_box(task, picture, pixels, box, region.label)
+            if labeled is not None:
+                found.append((box, *labeled))
+                found += [(other, labeled[0], float(likeness))
+                          for other, likeness in zip(*similar_regions(pixels, box), strict=True)]
+        return found
+
+    def _under_clicks(self, task: dict, picture: UprightImage, pixels: np.ndarray,
+                      points: list[Region]) -> list[tuple[np.ndarray, str, float]]:
+        """The box of each object under a positive click, labeled; objects under a negative click left out."""
+        positive = [self._working_point(p, picture) for p in points if p.positive]
+        if not positive:
+            return []
+        negative = [self._working_point(p, picture) for p in points if not p.positive]
+        hint = next((point.label for point in points if point.positive and point.label), None)
+        found = []
+        for box in blob_boxes(ndimage.binary_opening(contrast_map(pixels) > BLOB_CONTRAST), positive, negative):
+            labeled = self._label_box(task, picture, pixels, box, hint)
+            if labeled is not None:
+                found.append((box, *labeled))
+        return found
+
+    def _prompts(self, interaction: Interaction, kind: str | None = None) -> list[Region]:
+        """The drawn boxes and clicked points on this model's image (``kind`` "box" or "point" for one)."""
+        return [region for region in interaction.regions if region.kind in ((kind,) if kind else ("box", "point"))
+                and region.to_name in ("", self.object_tag.name) and region.x is not None]
+
+    def _label_box(self, task: dict, picture: UprightImage, pixels: np.ndarray, box: np.ndarray,
+                   given: str | None) -> tuple[str, float] | None:
+        """What the model calls ``box`` (working pixels); the annotator's ``given`` label when no model can say."""
+        if isinstance(self.detector, TrainableDetector):
+            labeled = self.detector.classify(pixels, box)
+            if labeled is not None and labeled[0] in self.labels:
+                return labeled
+        elif isinstance(self.detector, YoloDetector):  # the detection overlapping the box most, if any does
+            key = ("detections", task.get("id"), self._reference(task))
+            boxes, scores, labels = self.task_cache.get_or_compute(
+                key, lambda: self._detect([picture], CALIBRATION_FLOOR)[0])
+            overlaps = iou(box / picture.scale, boxes)[0] if len(boxes) else np.zeros(0)
+            if overlaps.size and overlaps.max() > 0:
+                return labels[int(overlaps.argmax())], float(scores[int(overlaps.argmax())])
+        label = self.label_of(given)
+        return (label, ANNOTATOR_SCORE) if label in self.labels else None
+
+    def _picture(self, task: dict) -> UprightImage | MediaError:
+        """The task's decoded image, kept in ``task_cache`` for the annotator's next click (a failure is not)."""
+        reference = self._reference(task)
+
+        def load() -> UprightImage:
+            [picture] = self._load([task], [reference])
+            if isinstance(picture, MediaError):
+                raise picture
+            return picture
+
+        try:
+            return self.task_cache.get_or_compute(("picture", task.get("id"), reference), load)
+        except MediaError as error:
+            return error
+
+    @staticmethod
+    def _working_point(region: Region, picture: UprightImage) -> tuple[float, float]:
+        """A region's corner in pixels of the decoded (possibly downscaled) image, from its percent."""
+        return region.x * picture.image.width / 100.0, region.y * picture.image.height / 100.0
+
+    @classmethod
+    def _working_box(cls, region: Region, picture: UprightImage) -> np.ndarray:
+        x, y = cls._working_point(region, picture)
+        width, height = region.width * picture.image.width / 100.0, region.height * picture.image.height / 100.0
+        return np.array([x, y, x + width, y + height])
 
     # --- helpers ----------------------------------------------------------
     def _detect(self, pictures: list[UprightImage], min_score: float) -> list[tuple[np.ndarray, np.ndarray, list]]:

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lsbackend.box_search import blob_boxes, correlation_map
 from lsbackend.box_units import read_boxes, to_percent
 from lsbackend.boxes import average_precision, best_threshold, iou, match, nms
 from lsbackend.images import decode_upright
-from lsbackend.label_config import ConfigError, check_fit
+from lsbackend.label_config import ConfigError, check_fit, describe_fit, parse_label_config
 from lsbackend.label_studio_api import normalize_annotation
 from lsbackend.server import create_app
 from lsbackend.service import Backend
@@ -377,3 +378,139 @@ def test_training_a_yolo_model_learns_per_label_thresholds_through_the_server(tm
     saved = backend.store(project).load_model()[1]
     assert saved["thresholds"] == {"Square": pytest.approx(0.9), "Circle": pytest.approx(0.6)}
     assert saved["f1_at_threshold"] == {"Square": 1.0, "Circle": 1.0}
+
+
+# --- interactive pre-annotation (smart tools) ------------------------------------------------------------------
+SMART_CONFIG = captured("predict_interactive_keypoint_detection")["label_config"]
+SCENE = {"id": 5, "data": {"image": examples.data_uri(examples.interactive_scene())}}
+SQUARE, OTHER_SQUARES, CIRCLE = (examples.INTERACTIVE_OBJECTS[0][1], [c for _, c in examples.INTERACTIVE_OBJECTS[1:3]],
+                                 examples.INTERACTIVE_OBJECTS[3][1])
+
+
+@pytest.fixture(scope="module")
+def smart():
+    """The trainable detector, trained once for these tests, behind the smart config."""
+    return ObjectDetector(SMART_CONFIG, train_output=ObjectDetector(SMART_CONFIG).fit(
+        annotations(examples.training_set())), model_version="v1")
+
+
+def drawn(corners, label: str, size=(examples.WIDTH, examples.HEIGHT)) -> dict:
+    return {"result": [examples.box_item(corners, label, *size, item_id="drawn")]}
+
+
+def clicked(*points: tuple[float, float, bool], label: str = "Circle", size=(examples.WIDTH, examples.HEIGHT)) -> dict:
+    return {"result": [{"id": f"k{i}", "type": "keypointlabels", "from_name": "point", "to_name": "image",
+                        "original_width": size[0], "original_height": size[1], "is_positive": positive,
+                        "value": {"x": 100 * x / size[0], "y": 100 * y / size[1], "width": 0.6,
+                                  "keypointlabels": [label]}}
+                       for i, (x, y, positive) in enumerate(points)]}
+
+
+def found(prediction: dict) -> list[tuple[str, tuple[float, ...]]]:
+    return [(item["value"]["rectanglelabels"][0], examples.pixel_corners(item)) for item in prediction["result"]]
+
+
+def test_a_detection_config_takes_a_smart_keypoint_tool_beside_its_boxes():
+    config = parse_label_config(SMART_CONFIG)
+    control, image = check_fit(config, "object_detection")
+    assert (control.name, image.name) == ("label", "image")
+    assert describe_fit(config, control, image).endswith(
+        "interactions: RectangleLabels 'label' (smart tool), KeyPointLabels 'point' (smart tool)")
+
+
+def test_a_drawn_box_is_labeled_by_the_model_and_the_objects_like_it_are_proposed(smart):
+    [prediction] = smart.predict([SCENE], context=drawn(SQUARE, "Circle"))  # the annotator picked the wrong label
+    boxes = found(prediction)
+    assert boxes[0] == ("Square", pytest.approx(SQUARE))  # the drawn box itself, as the model names it
+    assert [label for label, _ in boxes] == ["Square"] * 3  # the two other squares; the circle is not like it
+    assert sorted(corners for _, corners in boxes[1:]) == [pytest.approx(c, abs=1) for c in sorted(OTHER_SQUARES)]
+    assert prediction["model_version"] == "v1" and 0.5 < prediction["score"] < 1
+
+
+def test_a_drawn_box_around_the_circle_finds_no_squares(smart):
+    [prediction] = smart.predict([SCENE], context=drawn(CIRCLE, "Square"))
+    assert found(prediction) == [("Circle", pytest.approx(CIRCLE))]
+
+
+def test_a_click_gives_the_box_of_the_object_under_it_labeled_by_the_model(smart):
+    [prediction] = smart.predict([SCENE], context=clicked((77.5, 47.5, True), label="Square"))
+    [(label, corners)] = found(prediction)
+    assert label == "Circle" and corners == pytest.approx(CIRCLE, abs=1)
+    [(label, corners)] = found(smart.predict([SCENE], context=clicked((23.5, 14, True)))[0])  # just beside it
+    assert label == "Square" and corners == pytest.approx(SQUARE, abs=1)
+
+
+def test_negative_clicks_leave_their_object_out_and_background_clicks_find_nothing(smart):
+    both = clicked((14, 14, True), (68, 16, True), (66, 12, False))
+    assert [corners for _, corners in found(smart.predict([SCENE], context=both)[0])] == [pytest.approx(SQUARE, abs=1)]
+    assert smart.predict([SCENE], context=clicked((14, 14, True), (10, 18, False)))[0]["result"] == []
+    assert smart.predict([SCENE], context=clicked((50, 30, True)))[0]["result"] == []
+
+
+def test_without_a_trained_model_the_annotators_label_is_kept():
+    model = ObjectDetector(SMART_CONFIG)
+    [(label, corners)] = found(model.predict([SCENE], context=clicked((77.5, 47.5, True)))[0])
+    assert label == "Circle" and corners == pytest.approx(CIRCLE, abs=1)
+    prediction = model.predict([SCENE], context=drawn(SQUARE, "Square"))[0]
+    assert [label for label, _ in found(prediction)] == ["Square"] * 3
+    assert prediction["result"][0]["score"] == 1.0  # the annotator's label, not a model's guess
+
+
+def test_an_image_that_does_not_load_gives_an_empty_suggestion_saying_why(smart):
+    broken = {"id": 9, "data": {"image": "data:image/png;base64,bm90IGFuIGltYWdl"}}
+    misses = smart.task_cache.misses
+    for _ in range(2):  # a failure is not kept: the next click tries again
+        [prediction] = smart.predict([broken], context=clicked((10, 10, True)))
+        assert prediction["result"] == [] and "image" in prediction["error"]
+    assert smart.task_cache.misses == misses + 2
+
+
+def test_opening_a_task_or_no_context_gives_the_batch_prediction(smart):
+    batch = smart.predict([SCENE])
+    assert len(batch[0]["result"]) == 4
+    assert smart.predict([SCENE], context={"result": []}) == batch
+    assert smart.predict([SCENE], context=None) == batch
+
+
+def test_each_click_on_a_task_reuses_its_decoded_image(smart, monkeypatch):
+    model = ObjectDetector(SMART_CONFIG, train_output=smart.train_output, model_version="v1")
+    fetched = []
+    fetch_many = model.media.fetch_many
+    monkeypatch.setattr(model.media, "fetch_many", lambda refs: fetched.append(1) or fetch_many(refs))
+    first = model.predict([SCENE], context=clicked((77.5, 47.5, True)))
+    assert model.predict([SCENE], context=clicked((77.5, 47.5, True))) == first
+    model.predict([SCENE], context=drawn(SQUARE, "Square"))
+    assert len(fetched) == 1 and model.task_cache.hits == 2
+
+
+def test_a_yolo_model_names_a_drawn_box_by_the_detection_overlapping_it_most(tmp_path):
+    constant_onnx(tmp_path / "yolo.onnx", raw_output())
+    model = pretrained(tmp_path / "yolo.onnx", config=YOLO_CONFIG.replace('name="label" toName="image"',
+                                                                          'name="label" toName="image" smart="true"'))
+    wide = {"id": 1, "data": {"image": WIDE}}
+    prediction = model.predict([wide], context=drawn((78, 14, 110, 46), "Square", (128, 64)))[0]  # on the Circle
+    item = prediction["result"][0]
+    assert item["value"]["rectanglelabels"] == ["Circle"] and item["score"] == pytest.approx(0.6)
+    assert (item["value"]["x"], item["value"]["width"]) == pytest.approx((100 * 78 / 128, 100 * 32 / 128))
+    nowhere = model.predict([wide], context=drawn((114, 50, 126, 62), "Square", (128, 64)))[0]  # no detection
+    assert nowhere["result"][0]["value"]["rectanglelabels"] == ["Square"] and nowhere["result"][0]["score"] == 1.0
+
+
+# --- box search (lsbackend/box_search.py) ---------------------------------------------------------------------
+def test_correlation_ignores_brightness_and_contrast_and_finds_the_template_where_it_is():
+    rng = np.random.default_rng(0)
+    pixels = rng.random((20, 30, 3))
+    pixels[10:16, 20:28] = pixels[2:8, 3:11] * 0.5 + 0.3  # a dimmer, shifted copy of one patch
+    scores = correlation_map(pixels, pixels[2:8, 3:11])
+    assert scores.shape == (15, 23) and scores[2, 3] == pytest.approx(1) and scores[10, 20] == pytest.approx(1)
+    assert np.abs(np.delete(scores.ravel(), [2 * 23 + 3, 10 * 23 + 20])).max() < 0.9
+    assert correlation_map(np.ones((8, 8)), np.eye(3)).max() == 0  # a flat image matches nothing
+
+
+def test_blob_boxes_reach_a_click_beside_an_object_and_skip_excluded_ones():
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[2:5, 3:9], mask[10:18, 10:12] = True, True
+    assert blob_boxes(mask, [(4, 3)]).tolist() == [[3, 2, 9, 5]]
+    assert blob_boxes(mask, [(13.5, 14)]).tolist() == [[10, 10, 12, 18]]  # 2 pixels right of the thin bar
+    assert blob_boxes(mask, [(19, 0)]).tolist() == []  # too far from anything
+    assert blob_boxes(mask, [(4, 3), (11, 11)], [(10, 17)]).tolist() == [[3, 2, 9, 5]]
