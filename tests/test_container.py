@@ -34,10 +34,12 @@ from containers import (
     skip_or_fail,
 )
 from harness import free_port, wait_for_training
+from test_readme import declared_settings
 from variants import MODEL_TYPES, captures
 
-# What the image's /app must hold: the allowlist in .dockerignore, nothing else.
-IMAGE_FILES = {"lsbackend", "model.py", "label_config.xml", "requirements.txt"}
+# What the image's /app must hold: the allowlist in .dockerignore, nothing else (and model.py's bytecode,
+# compiled at build: the server cannot write it).
+IMAGE_FILES = {"lsbackend", "model.py", "label_config.xml", "requirements.txt", "__pycache__"}
 __all__ = ["engine"]  # the fixture, imported so pytest finds it here
 
 
@@ -95,12 +97,10 @@ def assert_predicted_by(answer: dict, version: str, tasks: int) -> None:
 
 
 def env_names_read_by_runtime(repo: Path) -> set[str]:
-    """Every environment variable lsbackend/settings.py and gunicorn_conf.py read."""
-    names = set()
-    for name in ("settings.py", "gunicorn_conf.py"):
-        source = (repo / "lsbackend" / name).read_text(encoding="utf-8")
-        names |= set(re.findall(r"""(?:env|environ\.get|getenv|_[a-z]+)\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
-    return names
+    """Every environment variable the backend reads: its declared settings, and what gunicorn_conf.py reads."""
+    source = (repo / "lsbackend" / "gunicorn_conf.py").read_text(encoding="utf-8")
+    names = set(re.findall(r"""(?:environ\.get|getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
+    return names | set(declared_settings(repo)["fields"])
 
 
 def test_compose_file_builds_this_repo_and_sets_only_settings_the_backend_reads(baked):
