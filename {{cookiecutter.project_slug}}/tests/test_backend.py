@@ -153,6 +153,7 @@ def test_build_backend_uses_the_model_class_setting(tmp_path):
     (["serve"], {"MODEL_CLASS": "no_such_module"}, "error: MODEL_CLASS='no_such_module': no module"),
     (["predict", "-"], {"MODEL_CLASS": "model:Missing"}, "error: MODEL_CLASS='model:Missing': model has no"),
 ])
+@pytest.mark.slow
 def test_entry_points_turn_startup_errors_into_a_message_and_an_exit(tmp_path, command, env, phrase):
     env = {**os.environ, "MODEL_DIR": str(tmp_path), **env}
     proc = subprocess.run([sys.executable, "-m", "lsbackend", *command], cwd=ROOT, env=env, input="[]",

@@ -133,6 +133,9 @@ def cli(model_dir, *args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**ENV, "MODEL_DIR": str(model_dir), **env}, timeout=300)
 
 
+@pytest.mark.slow
+
+
 def test_the_cli_pushes_with_a_progress_bar_and_reports_throughput(tmp_path, label_studio):
     export = [{"id": a["task"]["id"], "data": a["task"]["data"], "annotations": [a]} for a in annotations()]
     (tmp_path / "export.json").write_text(json.dumps(export))

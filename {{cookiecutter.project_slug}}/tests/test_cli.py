@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import examples
 from conftest import ROOT, SHAPE, captured
 
@@ -20,9 +22,15 @@ def cli(*args: str, model_dir, stdin: str | None = None, env: dict | None = None
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
+
+
 def test_check_accepts_the_repos_config(tmp_path):
     proc = cli("check", str(ROOT / "label_config.xml"), model_dir=tmp_path / "models")
     assert proc.returncode == 0 and "fits" in proc.stdout
+
+
+@pytest.mark.slow
 
 
 def test_check_explains_a_config_that_does_not_fit(tmp_path):
@@ -32,6 +40,9 @@ def test_check_explains_a_config_that_does_not_fit(tmp_path):
     proc = cli("check", str(bad), model_dir=tmp_path / "models")
     assert proc.returncode == 1
     assert "does not fit" in proc.stderr and "A config that works" in proc.stderr
+
+
+@pytest.mark.slow
 
 
 def test_train_from_an_export_then_predict_for_import(tmp_path):
@@ -49,6 +60,9 @@ def test_train_from_an_export_then_predict_for_import(tmp_path):
     assert [t["data"] for t in predicted] == [t["data"] for t in tasks]
     assert all(t["predictions"][0]["model_version"] == version for t in predicted)
     assert [examples.predicted_label(t["predictions"][0]) for t in predicted] == [lab for _, lab in examples.holdout()]
+
+
+@pytest.mark.slow
 
 
 def test_predict_names_a_task_without_the_configured_field(tmp_path):

@@ -78,6 +78,7 @@ sys.exit("the save step was never reached")
 
 
 @pytest.mark.parametrize("kill_before", ["model", "pointer"])
+@pytest.mark.slow
 def test_killed_while_saving_the_last_good_model_loads_on_restart(tmp_path, kill_before):
     model_dir = tmp_path / "models"
     good = make_backend(model_dir).train(PROJECT, annotations())["model_version"]
@@ -229,6 +230,7 @@ def test_an_unusable_model_dir_stops_the_backend_at_once(model_dir):
 
 
 @pytest.mark.parametrize("command", ["serve", "start"])
+@pytest.mark.slow
 def test_the_server_commands_refuse_an_unusable_model_dir_with_the_fix(command):
     env = {**ENV, "MODEL_DIR": "/dev/null/models", "PORT": str(free_port())}
     proc = subprocess.run([sys.executable, "-m", "lsbackend", command], cwd=ROOT, env=env,
@@ -312,6 +314,9 @@ def run_with_tmpfs(tmp_path: Path, args: list[str]) -> subprocess.CompletedProce
     return proc
 
 
+@pytest.mark.slow
+
+
 def test_a_full_then_read_only_model_dir_answers_with_what_happened_and_recovers(tmp_path):
     events = training_events()
     data = tmp_path / "events.json"
@@ -367,6 +372,9 @@ class BlockingModel(Base):
 def blocked_flock_waiters() -> int:
     """How many flock() calls wait right now, system-wide (Linux /proc/locks marks them '->')."""
     return sum(1 for line in Path("/proc/locks").read_text().splitlines() if "-> FLOCK" in line)
+
+
+@pytest.mark.slow
 
 
 def test_two_processes_never_train_one_project_at_once(tmp_path):

@@ -167,6 +167,9 @@ def test_an_annotation_result_that_is_not_a_list_of_objects_is_refused(client, b
     assert backend.store(PROJECT).count_annotations() == 0
 
 
+@pytest.mark.slow
+
+
 def test_malformed_result_items_do_not_break_training(client):
     """One odd annotation recorded from a webhook must not make every later training fail."""
     events = training_events()
@@ -209,6 +212,9 @@ SECRETS = {
     "access_token": "tok-Hh27ACCESS",
     "body": "BODY-MARKER-do-not-log",
 }
+
+
+@pytest.mark.slow
 
 
 def test_secrets_and_bodies_stay_out_of_logs_and_error_answers(tmp_path, caplog, capfd):
@@ -424,6 +430,9 @@ def _odd_task_data() -> list[dict]:
     return odd
 
 
+@pytest.mark.slow
+
+
 def test_training_skips_what_it_cannot_use_counts_it_and_names_it(settings):
     # nothing held out for scoring (EVAL_HOLDOUT=0): every odd annotation reaches fit, which must skip it
     client = create_app(Backend(MODEL_CLASS, dataclasses.replace(settings, eval_holdout=0.0))).test_client()
@@ -448,6 +457,9 @@ def test_training_skips_what_it_cannot_use_counts_it_and_names_it(settings):
 def _aliased(config: str) -> str:
     """The variant's config with an alias on every label: Label Studio then stores the alias in results."""
     return re.sub(r'<(Choice|Label) value="([^"]+)"', r'<\1 value="\2" alias="a-\2"', config)
+
+
+@pytest.mark.slow
 
 
 def test_aliased_labels_train_on_the_alias_and_predict_it(client):

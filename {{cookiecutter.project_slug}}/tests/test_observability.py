@@ -37,6 +37,9 @@ def test_requests_are_timed_per_endpoint_and_none_stays_in_flight(client):
     assert sample(text, "lsbackend_requests_in_flight") == 1  # only the /metrics request itself
 
 
+@pytest.mark.slow
+
+
 def test_training_outcome_duration_last_success_and_model_version_are_reported(client, backend):
     client.post("/setup", json=captured(f"setup_{SHAPE}"))
     text = client.get("/metrics").get_data(as_text=True)

@@ -10,6 +10,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
@@ -19,6 +20,8 @@ from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
 from conftest import EXAMPLES_CONFIG, MODEL_CLASS
+
+pytestmark = pytest.mark.slow  # hundreds of generated requests (Schemathesis)
 
 _TMP = tempfile.TemporaryDirectory()
 # a day of debounce: START_TRAINING requests stay queued and never train during the fuzzing

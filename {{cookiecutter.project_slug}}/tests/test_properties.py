@@ -24,6 +24,8 @@ from lsbackend.settings import Settings
 
 from conftest import EXAMPLES_CONFIG, MODEL_CLASS, SHAPE, captured
 
+pytestmark = pytest.mark.slow  # hundreds of generated inputs per test (Hypothesis)
+
 FEW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- the config parser -------------------------------------------------------------------------------

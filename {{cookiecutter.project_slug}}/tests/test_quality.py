@@ -150,6 +150,9 @@ def recorded_versions(settings: Settings) -> tuple[str, str, str]:
     return few["model_version"], good["model_version"], worse["model_version"]
 
 
+@pytest.mark.slow
+
+
 def test_evaluate_scores_each_kept_version_on_tasks_none_was_trained_on(quality_settings, backend):
     few, good, worse = recorded_versions(quality_settings)
     proc = cli("evaluate", "--project", PROJECT, "--json", model_dir=quality_settings.model_dir)
@@ -172,12 +175,18 @@ def test_evaluate_scores_each_kept_version_on_tasks_none_was_trained_on(quality_
     assert "precision" in table.stdout and "recall" in table.stdout
 
 
+@pytest.mark.slow
+
+
 def test_evaluate_names_an_unknown_version_and_a_project_without_annotations(quality_settings):
     recorded_versions(quality_settings)
     proc = cli("evaluate", "--project", PROJECT, "--version", "v99", model_dir=quality_settings.model_dir)
     assert proc.returncode == 1 and "'v99' is not kept" in proc.stderr and "versions --project" in proc.stderr
     empty = cli("evaluate", "--project", "4242", model_dir=quality_settings.model_dir)
     assert empty.returncode == 1 and "has no annotations to score against" in empty.stderr, empty.stderr
+
+
+@pytest.mark.slow
 
 
 def test_train_curve_trains_on_growing_shares_and_says_whether_more_labeling_helps(quality_settings):

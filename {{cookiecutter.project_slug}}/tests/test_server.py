@@ -59,6 +59,9 @@ def test_untrained_predict_gives_one_empty_result_per_task(client):
     assert all(r["result"] == [] and r["model_version"] == "untrained" for r in results)
 
 
+@pytest.mark.slow
+
+
 def test_version_from_setup_matches_predictions_and_changes_only_with_training(client):
     """Label Studio re-predicts a task only when /setup's version differs from its prediction's."""
     setup = lambda: client.post("/setup", json=captured(f"setup_{SHAPE}")).get_json()["model_version"]  # noqa: E731
@@ -70,6 +73,9 @@ def test_version_from_setup_matches_predictions_and_changes_only_with_training(c
     results = client.post("/predict", json=holdout_request()).get_json()["results"]
     assert {r["model_version"] for r in results} == {after}
     assert setup() == after
+
+
+@pytest.mark.slow
 
 
 def test_trained_predictions_agree_with_held_out_labels(client):
@@ -113,6 +119,9 @@ def test_setup_with_a_config_that_does_not_fit_gets_a_specific_reason_phrase(cli
     assert "example" in response.get_json()
 
 
+@pytest.mark.slow
+
+
 def test_start_training_before_its_annotation_webhook_still_trains_on_it(client):
     """Label Studio sends START_TRAINING before the ANNOTATION_CREATED of the annotation that caused it."""
     events = training_events()
@@ -122,6 +131,9 @@ def test_start_training_before_its_annotation_webhook_still_trains_on_it(client)
     client.post("/webhook", json=events[-1])  # arrives after START_TRAINING, within the debounce
     status = wait_for_training(client, PROJECT)
     assert status["state"] == "succeeded" and status["annotations"] == len(events)
+
+
+@pytest.mark.slow
 
 
 def test_webhook_returns_at_once_and_trains_in_the_background(client):
@@ -159,6 +171,9 @@ def test_updated_annotation_replaces_the_recorded_one(client, backend):
     assert recorded["result"] == updated["annotation"]["result"]
 
 
+@pytest.mark.slow
+
+
 def test_training_with_no_usable_annotations_is_skipped_and_keeps_the_model(client):
     cancelled = training_events(1)[0]
     cancelled["annotation"]["was_cancelled"] = True
@@ -167,6 +182,9 @@ def test_training_with_no_usable_annotations_is_skipped_and_keeps_the_model(clie
     status = wait_for_training(client, PROJECT)
     assert status["state"] == "skipped" and "no usable annotations" in status["error"]
     assert status["model_version"] == "untrained"
+
+
+@pytest.mark.slow
 
 
 def test_a_new_process_loads_the_trained_model(client, settings):
@@ -253,6 +271,9 @@ def test_duplicate_webhook_deliveries_are_idempotent(client, backend):
     for _ in range(3):
         assert client.post("/webhook", json=event).status_code == 200
     assert backend.store(PROJECT).count_annotations() == 1
+
+
+@pytest.mark.slow
 
 
 def test_legacy_train_endpoint_queues_training(client):

@@ -29,6 +29,7 @@ from conftest import EXAMPLES_CONFIG, MODEL_CLASS, ROOT, holdout_request, traini
 from harness import S3_CREDENTIALS, MotoServer, wait_for_training, wait_until
 from test_faults import ENV, Gunicorn, annotations
 
+pytestmark = pytest.mark.slow  # an S3 server (moto) in its own process, and gunicorn replicas
 PROJECT = "7"
 
 

@@ -16,6 +16,8 @@ from lsbackend.service import Backend
 from conftest import MODEL_CLASS, SHAPE, captured, holdout_request, training_events, wait_for_training
 from controlled_model import ControlledModel, PretrainedStart, control_dir, fit_pids, started_from
 
+pytestmark = pytest.mark.slow  # training child processes and gunicorn
+
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
 START = captured(f"webhook_start_training_{SHAPE}")
 

@@ -251,6 +251,9 @@ def test_an_installed_real_sdk_replaces_the_stand_in(tmp_path):
     assert proc.stdout.strip() == "True real brush"
 
 
+@pytest.mark.slow
+
+
 def test_the_default_backend_never_imports_the_compatibility_package(tmp_path):
     code = ("import sys; from lsbackend.app import build_app; build_app(); "
             "print(sorted(m for m in sys.modules if m.startswith(('label_studio_ml', 'label_studio_sdk'))))")

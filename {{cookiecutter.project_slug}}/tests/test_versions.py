@@ -85,6 +85,9 @@ def cli(model_dir, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
+
+
 def test_the_cli_lists_versions_and_rolls_back(tmp_path):
     backend = Backend(MODEL_CLASS, Settings(model_dir=tmp_path, label_config_path=EXAMPLES_CONFIG))
     first, second = train_times(backend, PROJECT, 2)
