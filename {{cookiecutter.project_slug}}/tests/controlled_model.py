@@ -47,7 +47,11 @@ def thread_niceness() -> list[int]:
     """The niceness of every thread of this process (Linux keeps one per thread)."""
     found = []
     for task in Path("/proc/self/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            stat = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended since the listing (a lease, a loader)
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
         found.append(int(fields[16]))  # field 19 of proc(5)'s stat; this list starts at field 3
     return found
 
