@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,9 +17,8 @@ from .quality import curve_table, evaluate, evaluation_table, plot_curve, train_
 from .scoring import EvaluationError
 from .service import QueueUnavailable
 from .settings import Settings
+from .start import add_server_arguments, cmd_start
 from .storage import UnknownVersion
-
-GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -28,21 +26,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     build_app(settings).run(host=args.host or settings.host, port=args.port or settings.port, threaded=True)
     return 0
-
-
-def cmd_start(args: argparse.Namespace) -> int:
-    """The production server (gunicorn), as the Docker image runs it."""
-    Settings.from_env()  # a bad setting stops here with its message, before gunicorn starts
-    if args.host:  # gunicorn_conf.py reads both from the environment, as the image sets them
-        os.environ["HOST"] = args.host
-    if args.port:
-        os.environ["PORT"] = str(args.port)
-    # glibc gives each of the worker's threads its own heap arena; big batches leave every arena at its
-    # high-water mark. Two arenas cap that (an explicit MALLOC_ARENA_MAX wins); other libcs ignore it.
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "lsbackend.wsgi:app"]
-    os.execv(sys.executable, argv)
-    return 1  # not reached
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -211,7 +194,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train_curve(args: argparse.Namespace) -> int:
-    """Train on 25/50/75/100% of the annotations and score each on the held-out ones: does more labeling help?"""
+    """Train on 25, 50, 75 and 100 percent of the annotations, scoring each on the rest: does more labeling help?"""
     report = train_curve(build_backend(), args.project)
     print(json.dumps(report, indent=2) if args.json else curve_table(report))
     if args.plot:
@@ -225,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func in (("serve", cmd_serve), ("start", cmd_start)):
         p = sub.add_parser(name, help=func.__doc__.splitlines()[0])
-        p.add_argument("--host")
-        p.add_argument("--port", type=int)
+        add_server_arguments(p)
         p.set_defaults(func=func)
     p = sub.add_parser("worker", help=cmd_worker.__doc__)
     p.set_defaults(func=cmd_worker)

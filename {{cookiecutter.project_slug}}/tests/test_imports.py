@@ -7,7 +7,13 @@ on a cycle. Imports under ``if TYPE_CHECKING:`` never run and are not counted.
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import ROOT
 
@@ -106,3 +112,33 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     graph = {name: imported_modules(tmp_path / f"{name}.py", modules) for name in modules}
     assert graph == {"a": {"b"}, "b": {"a"}, "c": set()}
     assert cycles(graph) == [["a", "b"]]
+
+
+# --- what a start imports: only what the configured features need ------------------------------------------
+#: Imported only when a setting asks for them: MODEL_STORE (S3), REDIS_URL (Redis + RQ), an ONNX model.
+OPTIONAL = ["boto3", "botocore", "redis", "rq", "onnxruntime"]
+LOADED = "import json, sys; print(json.dumps(sorted(m for m in {names} if m in sys.modules)))"
+
+
+def loaded_after(statement: str, names: list[str], env: dict[str, str]) -> list[str]:
+    """Which of ``names`` a fresh interpreter has imported after running ``statement`` in the repo."""
+    code = f"{statement}\n{LOADED.format(names=names)}"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)  # bounded; imports are slow on a busy box
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_default_start_imports_no_s3_redis_or_onnx(tmp_path):
+    """The gunicorn worker's import (``lsbackend.wsgi`` builds the app) with default settings."""
+    env = {"MODEL_DIR": str(tmp_path), "MODEL_STORE": "", "REDIS_URL": "", "MODEL_URI": ""}
+    assert loaded_after("import lsbackend.wsgi", OPTIONAL, env) == []
+
+
+@pytest.mark.slow
+def test_the_start_command_imports_only_the_settings_before_gunicorn_replaces_it():
+    """``python -m lsbackend start`` execs gunicorn: what it imported first would be imported twice."""
+    heavy = ["flask", "numpy", "lsbackend.base", "lsbackend.app", "lsbackend.cli", "prometheus_client"]
+    assert loaded_after("import lsbackend.start", heavy, {}) == []
+    assert loaded_after("from lsbackend import LabelStudioMLBase", ["lsbackend.base"], {}) == ["lsbackend.base"]
