@@ -274,11 +274,11 @@ class LabelStudioMLBase:
 
     def annotation_labels(self, annotation: dict) -> list[str]:
         """The labels of this config an annotation gave through this model's control (aliases mapped back)."""
-        found = []
+        found: list[str] = []
         for value in self.annotation_values(annotation):
             chosen = value.get("choices") or value.get("labels")
             if isinstance(chosen, list):
-                found.extend(self.label_of(c) for c in chosen if self.label_of(c) is not None)
+                found.extend(label for c in chosen if (label := self.label_of(c)) is not None)
         return found
 
     def label_of(self, stored: object) -> str | None:
@@ -307,7 +307,7 @@ class LabelStudioMLBase:
 
     def result_item(self, value: dict, score: float | None = None) -> dict:
         """A result item for this model's control; names and type come from the config."""
-        item = {
+        item: dict[str, object] = {
             "from_name": self.control.name,
             "to_name": self.object_tag.name,
             "type": self.control.type.lower(),

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .app import STARTUP_ERRORS, build_app, build_backend, model_class
 from .base import TaskDataError
@@ -58,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_json(path: str) -> object:
+def _read_json(path: str) -> Any:  # noqa: ANN401 (whatever the JSON holds; callers check its shape)
     with (sys.stdin if path == "-" else open(path, encoding="utf-8")) as fh:
         return json.load(fh)
 
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lsbackend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func in (("serve", cmd_serve), ("start", cmd_start)):
-        p = sub.add_parser(name, help=func.__doc__.splitlines()[0])
+        p = sub.add_parser(name, help=(func.__doc__ or name).splitlines()[0])
         add_server_arguments(p)
         p.set_defaults(func=func)
     p = sub.add_parser("worker", help=cmd_worker.__doc__)

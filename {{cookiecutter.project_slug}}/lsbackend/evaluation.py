@@ -29,7 +29,7 @@ def held_out_position(annotation: dict, salt: str = "") -> float:
 
     By task, not annotation: two annotations of one task must never end on both sides.
     """
-    task = annotation.get("task") if isinstance(annotation.get("task"), dict) else {}
+    task = annotation["task"] if isinstance(annotation.get("task"), dict) else {}
     key = f"{salt}task:{task.get('id')}" if task.get("id") is not None else f"{salt}annotation:{annotation.get('id')}"
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
@@ -120,7 +120,7 @@ def record_training(store: ProjectStore, version: str, fraction: float, trained_
     """
     try:
         records = {v: r for v, r in store.evaluations().items() if v in store.versions()}
-        record = {"held_out": fraction, "trained_on": trained_on, "trained_at": time.time()}
+        record: dict[str, object] = {"held_out": fraction, "trained_on": trained_on, "trained_at": time.time()}
         if verdict.candidate is not None:
             record["evaluation"] = verdict.candidate
         records[version] = record
@@ -134,7 +134,7 @@ def version_scores(store: ProjectStore) -> dict[str, dict]:
     records = store.evaluations()
     found = {}
     for version in store.versions():
-        record = records.get(version) if isinstance(records.get(version), dict) else {}
+        record = records[version] if isinstance(records.get(version), dict) else {}
         if record.get("evaluation"):
             found[version] = summary(record["evaluation"])
         elif record.get("held_out") == 0:

@@ -46,7 +46,7 @@ def decode_upright(data: bytes, max_pixels: int, max_side: int | None = None) ->
     images over ``max_pixels`` (MEDIA_MAX_MEGAPIXELS) are refused without decoding them.
     """
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        image: Image.Image = Image.open(io.BytesIO(data))  # reads the header only
         width, height = image.size
         if width * height > max_pixels:
             raise MediaError(

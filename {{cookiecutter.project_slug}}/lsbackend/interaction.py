@@ -79,6 +79,7 @@ class Region:
         corner = self.pixel_point()
         if corner is None or self.width is None or self.height is None:
             return None
+        assert self.original_width and self.original_height  # pixel_point checked both
         return (*corner, self.width * self.original_width / 100.0, self.height * self.original_height / 100.0)
 
 
@@ -207,12 +208,17 @@ def _geometry(item: dict, value: dict, kind: str, where: str) -> dict:
     return geometry
 
 
+def _offset(value: dict, where: str, name: str) -> int:
+    """``value[name]`` as a character offset (an integer >= 0), else ``InteractionError`` saying so."""
+    offset = value.get(name)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InteractionError(f"{where}.value.{name} must be a character offset (an integer >= 0), "
+                               f"got {offset!r:.40}")
+    return offset
+
+
 def _span(value: dict, where: str) -> dict:
-    start, end, text = value.get("start"), value.get("end"), value.get("text")
-    for name, offset in (("start", start), ("end", end)):
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InteractionError(f"{where}.value.{name} must be a character offset (an integer >= 0), "
-                                   f"got {offset!r:.40}")
+    start, end, text = _offset(value, where, "start"), _offset(value, where, "end"), value.get("text")
     if end < start:
         raise InteractionError(f"{where}.value ends at {end}, before its start {start}")
     if text is not None and not isinstance(text, str):

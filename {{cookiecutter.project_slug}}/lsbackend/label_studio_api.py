@@ -148,7 +148,7 @@ def authorize_webhook(client: LabelStudioClient, project: str, backend_host: str
     for hook in client.get(f"/api/webhooks/?project={project}") or []:
         if not isinstance(hook, dict) or hook.get("url") not in webhook_urls:
             continue
-        headers = hook.get("headers") if isinstance(hook.get("headers"), dict) else {}
+        headers = hook["headers"] if isinstance(hook.get("headers"), dict) else {}
         if headers.get("Authorization") != header:
             client.patch(f"/api/webhooks/{hook['id']}/", {"headers": {**headers, "Authorization": header}})
         done.append(hook["id"])

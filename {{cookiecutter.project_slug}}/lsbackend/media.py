@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -125,7 +126,7 @@ class _AddressGuard:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise MediaError(f"cannot resolve the host {host!r} ({exc})") from None
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         for address in addresses:  # a name with one bad record among good ones is refused whole
             self.check(host, ipaddress.ip_address(address.split("%", 1)[0]))
         return addresses
@@ -163,7 +164,7 @@ class _AddressGuard:
             return set()
         found = set()
         for info in infos:
-            ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
             found.add(str(_embedded_ipv4(ip) or ip))
         return found
 
@@ -223,10 +224,15 @@ class _Deadline:
 class _GuardedHTTPConnection(http.client.HTTPConnection):
     """Connects only to an address the guard checked, within the download's deadline."""
 
+    guard: _AddressGuard
+    deadline: _Deadline
+    timeout: float  # urllib hands every connection the opener's timeout (``_download_uncached`` sets one)
+    source_address: tuple[str, int] | None  # set by HTTPConnection.__init__; typeshed does not declare it
+
     def __init__(self, *args, guard: _AddressGuard | None = None, deadline: _Deadline | None = None,
                  **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
-        if guard is not None:  # None when HTTPSConnection.__init__ calls this one (it set them already)
+        if guard is not None and deadline is not None:  # None when HTTPSConnection.__init__ calls this one
             self.guard, self.deadline = guard, deadline
 
     def connect(self) -> None:
@@ -270,6 +276,8 @@ class _GuardedHTTPHandler(urllib.request.HTTPHandler):
 
 
 class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    _context: ssl.SSLContext | None  # set by HTTPSHandler.__init__; typeshed does not declare it
+
     def __init__(self, guard: _AddressGuard, deadline: _Deadline) -> None:
         super().__init__()
         self.connection = functools.partial(_GuardedHTTPSConnection, guard=guard, deadline=deadline)

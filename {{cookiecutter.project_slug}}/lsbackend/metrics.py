@@ -84,7 +84,7 @@ class Metrics:
         self.trainings.labels(outcome).inc()
         if isinstance(started, int | float):
             self.training_seconds.labels(outcome).observe(max(0.0, finished - started))
-        promotion = status.get("promotion") if isinstance(status.get("promotion"), dict) else {}
+        promotion = status["promotion"] if isinstance(status.get("promotion"), dict) else {}
         if promotion.get("promoted") is False:
             self.not_promoted.labels(project).inc()
         if isinstance(promotion.get("score", {}).get("score"), int | float):

@@ -20,9 +20,11 @@ import orjson
 
 class _Raws(msgspec.Struct):
     tasks: list[msgspec.Raw]
-    project: msgspec.Raw = None  # None: absent from the body (JSON null arrives as the Raw text "null")
-    label_config: msgspec.Raw = None
-    params: msgspec.Raw = None
+    # None: absent from the body (JSON null arrives as the Raw text "null"). Typed ``Raw | None``, msgspec
+    # would decode a JSON null as None too, so the annotation stays ``Raw`` and the None default is ignored.
+    project: msgspec.Raw = None  # type: ignore[assignment]
+    label_config: msgspec.Raw = None  # type: ignore[assignment]
+    params: msgspec.Raw = None  # type: ignore[assignment]
 
 
 _RAWS = msgspec.json.Decoder(_Raws)

@@ -66,7 +66,8 @@ def evaluate(backend: Backend, project: str, versions: list[str] | None = None) 
                            f"on a held-out task yet (share {common:g})"})
             continue
         try:
-            output = backend.pretrained.get()[1] if version == pretrained else store.load_version(version)
+            output = (backend.pretrained.get()[1] if backend.pretrained is not None and version == pretrained
+                      else store.load_version(version))
         except UnknownVersion as exc:  # its file broke since: the others are still scored
             scored.append({"version": version, "not_scored": str(exc)})
             continue

@@ -109,7 +109,7 @@ class RedisTrainingQueue:
 
     def _pending(self, project: str) -> str | None:
         raw = self.redis.get(self._key(project, "pending"))
-        return raw.decode() if raw else None
+        return raw.decode() if isinstance(raw, bytes) and raw else None  # the client returns bytes
 
     def _gone(self, job_id: str) -> str | None:
         """Why the job will not serve the requests any more (ended, lost, its worker killed), or None.

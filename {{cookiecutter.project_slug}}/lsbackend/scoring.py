@@ -160,7 +160,7 @@ def score_boxes(pairs: list[Pair], labels: list[str], label_of: Callable[[object
         for score, box, label in sorted(boxes, key=lambda p: -p[0]):
             best = max((g for g in free if gold[g][1] == label), key=lambda g: iou(box, gold[g][0]), default=None)
             hit = best is not None and iou(box, gold[best][0]) >= threshold
-            if hit:
+            if best is not None and hit:
                 free.remove(best)
             hits.setdefault(label, []).append((score, hit))
             tally.scored.append((score, hit))

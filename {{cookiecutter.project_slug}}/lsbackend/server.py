@@ -95,12 +95,12 @@ class _JSONProvider(DefaultJSONProvider):
 
 def _nested_deeper_than(value: object, limit: int) -> bool:
     """Whether ``value`` nests containers more than ``limit`` levels deep (iterative: no recursion)."""
-    stack = [(value, 1)]
+    stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         current, depth = stack.pop()
         if depth > limit:
             return True
-        children = current.values() if isinstance(current, dict) else current
+        children = current.values() if isinstance(current, dict) else current if isinstance(current, list) else ()
         stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False
 

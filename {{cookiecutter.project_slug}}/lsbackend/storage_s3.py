@@ -232,7 +232,11 @@ class S3ModelStore:
         if cached and (self.unreachable or store.project in self._refreshing):
             self._refresh_in_background(store)
             return cached[1]
-        return self._refresh(store, raise_error=cached is None) or cached[1]
+        fresh = self._refresh(store, raise_error=cached is None)
+        if fresh is None:
+            assert cached is not None  # with nothing cached, _refresh raises rather than answer None
+            return cached[1]
+        return fresh
 
     def _refresh(self, store: S3ProjectStore, raise_error: bool) -> tuple[int, int] | None:
         try:

@@ -120,6 +120,7 @@ def run_in_child(job: object, nice: int = 0) -> tuple[int, object]:
     finally:
         os.close(result_write)  # the child holds the only write end now: EOF comes when it is done
     with os.fdopen(result_read, "rb") as results:
+        assert child.stdin is not None  # stdin=PIPE above
         try:
             child.stdin.write(boot + payload)
             child.stdin.close()

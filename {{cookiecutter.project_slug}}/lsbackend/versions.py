@@ -9,17 +9,16 @@ for ``problem`` (``GET /training`` and ``/ready`` show it) until its file or
 object changes (restored), when it is tried again.
 
 The stores (``storage.LocalProjectStore``, ``storage_s3.S3ProjectStore``)
-keep their own bytes and notes; this mixin holds the policy, so both choose
-alike. A store supplies ``project``, ``current_version()``, ``versions()``,
-``_verified_bytes(version)``, ``_read_broken()``, ``_note(version, error)``,
-``_save_broken(notes)``, ``_may_load(version, kept)`` (a check that reads
-no model) and ``_point_at(version)`` (moves the pointer); it names what a
-model is kept in (``MEDIUM``) and which errors mean "the store is
-unreachable", not "this version is broken" (``UNREACHABLE``).
+keep their own bytes and notes; this base class holds the policy, so both choose
+alike. A store supplies ``project`` and the abstract methods below (a store that
+misses one cannot be created); it names what a model is kept in (``MEDIUM``) and
+which errors mean "the store is unreachable", not "this version is broken"
+(``UNREACHABLE``).
 """
 
 from __future__ import annotations
 
+import abc
 import logging
 import pickle
 import re
@@ -40,9 +39,45 @@ class UnknownVersion(LookupError):
     """A model version that is not (or no longer) kept; the message lists the kept ones."""
 
 
-class VersionFallback:
+class VersionFallback(abc.ABC):
     MEDIUM = "file"  # what the messages tell the user to restore
     UNREACHABLE: tuple[type[Exception], ...] = ()
+    project: str
+
+    # --- what a store supplies ----------------------------------------------------
+    @abc.abstractmethod
+    def current_version(self) -> str | None:
+        """The version the pointer names (None before the first training)."""
+
+    @abc.abstractmethod
+    def versions(self) -> list[str]:
+        """The kept versions, newest first by their number."""
+
+    @abc.abstractmethod
+    def _verified_bytes(self, version: str) -> bytes:
+        """A version's pickled train_output, checked against its checksum (raises when it does not match)."""
+
+    @abc.abstractmethod
+    def _may_load(self, version: str, kept: list[str]) -> bool:
+        """Whether a version looks loadable (complete, not changed since it failed), without loading it."""
+
+    @abc.abstractmethod
+    def _read_broken(self) -> dict:
+        """The saved notes on broken versions, by version."""
+
+    @abc.abstractmethod
+    def _note(self, version: str, error: object) -> dict:
+        """The note for a broken version: the error and what identifies its bytes (restored = changed)."""
+
+    @abc.abstractmethod
+    def _save_broken(self, broken: dict[str, dict]) -> None:
+        """Keep the notes on broken versions (replacing the saved ones)."""
+
+    @abc.abstractmethod
+    def _point_at(self, version: str) -> None:
+        """Move the pointer: every process serves ``version`` from now on."""
+
+    # --- the policy ---------------------------------------------------------------
 
     def load_model(self) -> tuple[str, dict] | None:
         """The (version, train_output) to serve, or None when no kept version loads (or none was saved)."""

@@ -52,6 +52,8 @@ class _Lease(threading.Thread):
 def run_training(project: str) -> dict:
     """The RQ job (in a work horse): build a trainer from this worker's settings and train ``project``."""
     job = get_current_job()
+    if job is None:
+        raise RuntimeError("run_training is an RQ job: it runs in a work horse (python -m lsbackend worker)")
     lease = _Lease(job.connection, lease_key(job.origin, job.id))  # first: requests now know the job lives
     lease.start()
     try:
