@@ -69,6 +69,7 @@ def test_baked_repo_passes_its_own_tests_and_lint(cookies, model_type):
     # make test-all's whole suite; the detection suite alone took 15 min on CI's 2 loaded cores
     run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo, timeout=2700)
     run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=repo)
+    run([sys.executable, "-m", "mypy", "--no-incremental"], cwd=repo)  # the runtime as this variant ships it
 
 
 @pytest.mark.slow
