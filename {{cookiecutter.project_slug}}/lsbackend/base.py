@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .box_units import to_percent
+from .box_units import LabeledBox, read_boxes, to_percent
 from .interaction import Interaction, TaskCache, parse_interaction
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
 from .media import MediaError, MediaResolver, decode_text, failed_prediction, resolver_for
@@ -388,6 +388,17 @@ class LabelStudioMLBase:
                 kind = self.control.type
                 self.skip(annotation, f"chooses nothing of <{kind} name={self.control.name!r}>")
         return labeled
+
+    def annotation_boxes(self, annotation: dict, width: float, height: float) -> list[LabeledBox]:
+        """The usable boxes an annotation drew with this model's control, in pixels of the image as displayed
+        (``width`` x ``height``); a box that cannot be used (rotated, no label of the config, outside the
+        image) is left out saying why (``skip``), as is an annotation that draws none."""
+        boxes, problems = read_boxes(annotation.get("result"), self.control.name, self.label_of, width, height)
+        for problem in problems:
+            self.skip(annotation, problem)
+        if not boxes and not problems:
+            self.skip(annotation, f"draws no box with <{self.control.type} name={self.control.name!r}>")
+        return boxes
 
     def label_of(self, stored: object) -> str | None:
         """The config label a result names: Label Studio stores a label's ``alias`` when it has one."""
