@@ -19,6 +19,7 @@ from .interaction import Interaction, TaskCache, parse_interaction
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
 from .media import MediaError, MediaResolver, decode_text, failed_prediction, resolver_for
 from .settings import Settings
+from .spans import align_span
 
 if TYPE_CHECKING:
     from .images import UprightImage
@@ -195,13 +196,13 @@ class LabelStudioMLBase:
         ``per_task_errors`` (training) is that task's ``MediaError``. ``keep=True`` (an interactive call)
         keeps decoded images in ``task_cache`` for the annotator's next click. Needs Pillow.
         """
-        from . import images  # images.py and Pillow ship with the image variants only
+        from .images import load_upright  # images.py and Pillow ship with the image variants only
 
         # in training, a task without a reference fails when fetched: that annotation is skipped
         references = [_value_or_none(self, task) for task in tasks] if per_task_errors else self.task_references(tasks)
         pairs = [(reference, task.get("id") if isinstance(task, dict) else None)
                  for reference, task in zip(references, tasks, strict=True)]
-        return images.load_upright(self.media_resolver, pairs, max_side, self.task_cache if keep else None)
+        return load_upright(self.media_resolver, pairs, max_side, self.task_cache if keep else None)
 
     # --- interactive pre-annotation (lsbackend/interaction.py) ---------------
     def interaction(self, context: dict | None) -> Interaction | None:
@@ -375,6 +376,32 @@ class LabelStudioMLBase:
             if isinstance(chosen, list):
                 found.extend(self.label_of(c) for c in chosen if self.label_of(c) is not None)
         return found
+
+    def annotation_spans(self, annotation: dict, text: str) -> list[tuple[int, int, str]]:
+        """The ``(start, end, label)`` spans an annotation marked in ``text`` with this model's control.
+
+        Labels are mapped back from aliases; a span whose offsets disagree with its quoted ``text`` moves
+        to that text's nearest occurrence (``spans.align_span``). A span that cannot be used (no label of
+        the config, offsets that are not integers, a ``text`` that is not a string, a place not in the
+        text) is left out, saying why (``skip``).
+        """
+        spans = []
+        for value in self.annotation_values(annotation):
+            given = value.get("labels")
+            labels = [self.label_of(g) for g in (given if isinstance(given, list) else []) if self.label_of(g)]
+            start, end, quoted = value.get("start"), value.get("end"), value.get("text")
+            if not labels:
+                self.skip(annotation, f"a span with no label of <{self.control.type} name={self.control.name!r}>: "
+                                      f"{given!r:.60}")
+            elif not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+                self.skip(annotation, f"a span with offsets {start!r:.20}, {end!r:.20}; they must be integers")
+            elif quoted is not None and not isinstance(quoted, str):
+                self.skip(annotation, f"a span whose text is a {type(quoted).__name__}, not a string")
+            elif (placed := align_span(text, start, end, quoted)) is None:
+                self.skip(annotation, f"a span at {start}..{end} that is not in the task's text")
+            else:
+                spans.append((*placed, labels[0]))
+        return spans
 
     def labeled_annotations(self, annotations: list[dict]) -> list[tuple[dict, list[str]]]:
         """Each annotation with the labels it gives through this model's control (``annotation_labels``);

@@ -126,21 +126,6 @@ def tag_spans(tokens: list[Token], tags: list[str]) -> list[tuple[int, int, str]
     return [tuple(e) for e in entities]
 
 
-def align_span(text: str, start: int, end: int, quoted: str | None) -> tuple[int, int] | None:
-    """The span's offsets in ``text``, moved to the nearest occurrence of ``quoted`` if they disagree."""
-    in_range = 0 <= start < end <= len(text)
-    if not quoted or (in_range and text[start:end] == quoted):
-        return (start, end) if in_range else None
-    found, at = [], text.find(quoted)
-    while at != -1:
-        found.append(at)
-        at = text.find(quoted, at + 1)
-    if not found:
-        return None
-    best = min(found, key=lambda pos: abs(pos - start))
-    return best, best + len(quoted)
-
-
 # --- features ----------------------------------------------------------------
 def _shape(word: str) -> str:
     """``Alice`` -> ``Xx``, ``R2-D2`` -> ``Xd-Xd``: capitalisation and digits, repeats collapsed."""
@@ -302,7 +287,7 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         for annotation, text in zip(annotations, texts, strict=True):
             if text is None:
                 continue
-            spans = self.annotated_spans(annotation, text)
+            spans = self.annotation_spans(annotation, text)  # bad spans skipped, saying why
             if not spans:  # its result has only unusable spans: training it as "no entities" would teach wrong
                 self.skip(annotation, f"no usable span of <Labels name={self.control.name!r}>")
                 continue
@@ -319,29 +304,6 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         pipeline = make_pipeline(DictVectorizer(), LogisticRegression(max_iter=2000, C=10.0))
         pipeline.fit(features, tags)
         return {"pipeline": pipeline, "trained_on": trained_on}
-
-    def annotated_spans(self, annotation: dict, text: str) -> list[Span]:
-        """The ``(start, end, label)`` spans an annotation marked with this model's control.
-
-        A span that cannot be used (no label of the config, offsets that are not integers, a
-        ``text`` that is not a string, a place not in the text) is left out and counted by ``skip``.
-        """
-        spans = []
-        for value in self.annotation_values(annotation):
-            given = value.get("labels")
-            labels = [self.label_of(g) for g in (given if isinstance(given, list) else []) if self.label_of(g)]
-            start, end, quoted = value.get("start"), value.get("end"), value.get("text")
-            if not labels:
-                self.skip(annotation, f"a span with no label of <Labels name={self.control.name!r}>: {given!r:.60}")
-            elif not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
-                self.skip(annotation, f"a span with offsets {start!r:.20}, {end!r:.20}; they must be integers")
-            elif quoted is not None and not isinstance(quoted, str):
-                self.skip(annotation, f"a span whose text is a {type(quoted).__name__}, not a string")
-            elif (placed := align_span(text, start, end, quoted)) is None:
-                self.skip(annotation, f"a span at {start}..{end} that is not in the task's text")
-            else:
-                spans.append((*placed, labels[0]))
-        return spans
 
     def _prediction(self, text: str, tokens: list[Token], probabilities: np.ndarray | None) -> dict:
         if not tokens:
