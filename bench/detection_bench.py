@@ -123,7 +123,7 @@ def prepare(cfg: dict, seed: int, work: Path) -> Trained:
 
     model = backend.model(project, config)
     pngs = [decoded_png(data["image"]) for data, _ in test]
-    pictures = [decode_upright(png, model.media.max_pixels, WORK_SIDE) for png in pngs]
+    pictures = [decode_upright(png, model.media_resolver.max_pixels, WORK_SIDE) for png in pngs]
     answers = backend.predict(project, config, [{"id": k, "data": data} for k, (data, _) in enumerate(test)])
     return Trained(repo, template, model, version, len(pool), pngs, pictures, [boxes_of(a) for a in answers])
 

@@ -9,16 +9,22 @@ runtime swaps it in only when ``fit`` succeeded and its output was saved.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .box_units import to_percent
+from .box_units import LabeledBox, read_boxes, to_percent
 from .interaction import Interaction, TaskCache, parse_interaction
 from .label_config import ConfigError, ControlTag, LabelConfig, ObjectTag, check_fit, parse_label_config
 from .media import MediaError, MediaResolver, decode_text, failed_prediction, resolver_for
 from .settings import Settings
+from .spans import align_span
 
+if TYPE_CHECKING:
+    from .images import UprightImage
+
+log = logging.getLogger(__name__)
 INITIAL_VERSION = "untrained"
 #: With ``<Choices choice="multiple">``, a label is predicted when its own score reaches this
 #: (``extra_params["score_threshold"]`` replaces it).
@@ -116,8 +122,18 @@ class LabelStudioMLBase:
 
     @property
     def score_threshold(self) -> float:
-        """``extra_params["score_threshold"]``: predictions scoring less are left out (0 keeps all)."""
-        return float(self.extra_params.get("score_threshold") or 0.0)
+        """``extra_params["score_threshold"]``: predictions scoring less are left out (unset: 0, all kept)."""
+        return self.score_threshold_or(0.0)
+
+    def score_threshold_or(self, default: float) -> float:
+        """The project's ``score_threshold`` extra param, or ``default`` where the project sets none.
+
+        The one way every helper reads it: 0 is a setting (keep everything), only an absent or null
+        param falls back. ``default`` is the model's own cut where it needs one: 0.5 for one-vs-rest
+        labels, a detector's default score.
+        """
+        value = self.extra_params.get("score_threshold")
+        return default if value is None else float(value)
 
     @classmethod
     def load_pretrained(cls, path: Path) -> dict:
@@ -154,6 +170,39 @@ class LabelStudioMLBase:
         if not isinstance(data, dict) or key not in data:
             raise TaskDataError(task if isinstance(task, dict) else {}, key)
         return data[key]
+
+    def task_references(self, tasks: list[dict]) -> list[str]:
+        """Each task's media reference (URL, path, URI), or ``TaskDataError`` naming the field (the request is wrong).
+
+        Checks the fields and downloads nothing: an untrained model still refuses a task without one.
+        """
+        kind = self.object_tag.type.lower()
+        references = []
+        for task in tasks:
+            reference = self.task_value(task)
+            if not isinstance(reference, str):
+                raise TaskDataError(task, self.object_tag.data_key or "", f"has no {kind} URL or path in")
+            references.append(reference)
+        return references
+
+    def task_images(self, tasks: list[dict], max_side: int | None = None, *, per_task_errors: bool = False,
+                    keep: bool = False) -> list[UprightImage | MediaError]:
+        """Each task's image as Label Studio shows it (EXIF orientation applied, no larger than ``max_side``),
+        or the ``MediaError`` saying why not: one broken image is that task's error only.
+
+        Decoding is guarded in ``lsbackend/images.py``: the pixel limit (MEDIA_MAX_MEGAPIXELS) is read
+        from the header before decoding, Pillow's own limit follows it, and bytes that are not an image
+        are an error, not a crash. A task without a reference raises ``TaskDataError``, or with
+        ``per_task_errors`` (training) is that task's ``MediaError``. ``keep=True`` (an interactive call)
+        keeps decoded images in ``task_cache`` for the annotator's next click. Needs Pillow.
+        """
+        from .images import load_upright  # images.py and Pillow ship with the image variants only
+
+        # in training, a task without a reference fails when fetched: that annotation is skipped
+        references = [_value_or_none(self, task) for task in tasks] if per_task_errors else self.task_references(tasks)
+        pairs = [(reference, task.get("id") if isinstance(task, dict) else None)
+                 for reference, task in zip(references, tasks, strict=True)]
+        return load_upright(self.media_resolver, pairs, max_side, self.task_cache if keep else None)
 
     # --- interactive pre-annotation (lsbackend/interaction.py) ---------------
     def interaction(self, context: dict | None) -> Interaction | None:
@@ -241,19 +290,66 @@ class LabelStudioMLBase:
                 values[i] = exc
         return values
 
+    def annotation_texts(self, annotations: list[dict], max_chars: int | None = None) -> list[str | None]:
+        """Each annotation's task text for training (``task_texts``), or None where it cannot be used.
+
+        A missing or non-text field, a link that cannot be fetched, or a text over ``max_chars`` is
+        left out with the reason (``skip``), so one odd task costs its own annotation only.
+        """
+        texts = self.task_texts([a.get("task") for a in annotations], per_task_errors=True)
+        usable: list[str | None] = []
+        for annotation, text in zip(annotations, texts, strict=True):
+            if isinstance(text, Exception):
+                self.skip(annotation, str(text))
+                text = None
+            elif max_chars is not None and len(text) > max_chars:
+                log.warning("training skips annotation %s: its text is %d characters, over the %d limit "
+                            "(MAX_TEXT_CHARS)", annotation.get("id"), len(text), max_chars)
+                self.skip(annotation, f"its text is {len(text)} characters, over MAX_TEXT_CHARS")
+                text = None
+            usable.append(text)
+        return usable
+
+    def annotation_images(self, annotations: list[dict],
+                          max_side: int | None = None) -> list[UprightImage | MediaError]:
+        """Each annotation's task image for training (``task_images``), or the ``MediaError`` saying why not.
+
+        An image that cannot be loaded leaves its annotation out (``skip``, and a logged warning), so one
+        bad image costs its own annotation, never the training.
+        """
+        pictures = self.task_images([a.get("task") for a in annotations], max_side, per_task_errors=True)
+        for annotation, picture in zip(annotations, pictures, strict=True):
+            if isinstance(picture, MediaError):
+                task = annotation.get("task")
+                log.warning("training skips task %s: %s", task.get("id") if isinstance(task, dict) else None, picture)
+                self.skip(annotation, f"image not loaded: {picture}")
+        return pictures
+
+    def failed_task(self, task: dict, reason: str | Exception) -> dict:
+        """The prediction of a task the model cannot predict: no regions, the reason in ``error``, logged.
+
+        The one way to fail a task and keep the others: Label Studio shows the reason. A ``MediaError``
+        (media not loaded) also marks the version ``+media-error`` (``media.failed_prediction``), so the
+        task is predicted again once the cause is fixed.
+        """
+        if isinstance(reason, MediaError):
+            return failed_prediction(task, reason, self.model_version)
+        log.warning("task %s: no prediction: %s", task.get("id") if isinstance(task, dict) else None, reason)
+        return {**self.prediction([]), "error": str(reason)}
+
     def predictions_for(self, tasks: list[dict], loaded: list[Any],
                         predict: Callable[[list[Any]], list[dict]]) -> list[dict]:
-        """One prediction per task from inputs loaded per task, where a ``MediaError`` marks one that failed.
+        """One prediction per task from inputs loaded per task, where an exception marks one that failed.
 
         ``predict`` gets the loaded inputs only, in task order, and returns one prediction each; a
-        failed task gets an empty prediction carrying the reason (``media.failed_prediction``), so one
-        broken link never costs the other tasks theirs.
+        failed task (a ``MediaError``, or any exception the model put in its place, e.g. a text over a
+        limit) gets ``failed_task``'s prediction, so one broken link never costs the other tasks theirs.
         """
         predictions: list[dict | None] = [
-            failed_prediction(task, item, self.model_version) if isinstance(item, MediaError) else None
+            self.failed_task(task, item) if isinstance(item, Exception) else None
             for task, item in zip(tasks, loaded, strict=True)
         ]
-        good = [i for i, item in enumerate(loaded) if not isinstance(item, MediaError)]
+        good = [i for i, item in enumerate(loaded) if not isinstance(item, Exception)]
         if good:
             for i, prediction in zip(good, predict([loaded[i] for i in good]), strict=True):
                 predictions[i] = prediction
@@ -280,6 +376,56 @@ class LabelStudioMLBase:
             if isinstance(chosen, list):
                 found.extend(label for c in chosen if (label := self.label_of(c)) is not None)
         return found
+
+    def annotation_spans(self, annotation: dict, text: str) -> list[tuple[int, int, str]]:
+        """The ``(start, end, label)`` spans an annotation marked in ``text`` with this model's control.
+
+        Labels are mapped back from aliases; a span whose offsets disagree with its quoted ``text`` moves
+        to that text's nearest occurrence (``spans.align_span``). A span that cannot be used (no label of
+        the config, offsets that are not integers, a ``text`` that is not a string, a place not in the
+        text) is left out, saying why (``skip``).
+        """
+        spans = []
+        for value in self.annotation_values(annotation):
+            given = value.get("labels")
+            labels = [self.label_of(g) for g in (given if isinstance(given, list) else []) if self.label_of(g)]
+            start, end, quoted = value.get("start"), value.get("end"), value.get("text")
+            if not labels:
+                self.skip(annotation, f"a span with no label of <{self.control.type} name={self.control.name!r}>: "
+                                      f"{given!r:.60}")
+            elif not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+                self.skip(annotation, f"a span with offsets {start!r:.20}, {end!r:.20}; they must be integers")
+            elif quoted is not None and not isinstance(quoted, str):
+                self.skip(annotation, f"a span whose text is a {type(quoted).__name__}, not a string")
+            elif (placed := align_span(text, start, end, quoted)) is None:
+                self.skip(annotation, f"a span at {start}..{end} that is not in the task's text")
+            else:
+                spans.append((*placed, labels[0]))
+        return spans
+
+    def labeled_annotations(self, annotations: list[dict]) -> list[tuple[dict, list[str]]]:
+        """Each annotation with the labels it gives through this model's control (``annotation_labels``);
+        one giving none is left out, saying why (``skip``)."""
+        labeled = []
+        for annotation in annotations:
+            found = self.annotation_labels(annotation)
+            if found:
+                labeled.append((annotation, found))
+            else:
+                kind = self.control.type
+                self.skip(annotation, f"chooses nothing of <{kind} name={self.control.name!r}>")
+        return labeled
+
+    def annotation_boxes(self, annotation: dict, width: float, height: float) -> list[LabeledBox]:
+        """The usable boxes an annotation drew with this model's control, in pixels of the image as displayed
+        (``width`` x ``height``); a box that cannot be used (rotated, no label of the config, outside the
+        image) is left out saying why (``skip``), as is an annotation that draws none."""
+        boxes, problems = read_boxes(annotation.get("result"), self.control.name, self.label_of, width, height)
+        for problem in problems:
+            self.skip(annotation, problem)
+        if not boxes and not problems:
+            self.skip(annotation, f"draws no box with <{self.control.type} name={self.control.name!r}>")
+        return boxes
 
     def label_of(self, stored: object) -> str | None:
         """The config label a result names: Label Studio stores a label's ``alias`` when it has one."""
@@ -330,7 +476,7 @@ class LabelStudioMLBase:
         theirs. With no label above the threshold the result is empty and the score is the
         highest one seen, so a user can tell "unsure" from "untrained".
         """
-        threshold = float(self.extra_params.get("score_threshold") or MULTI_LABEL_THRESHOLD)
+        threshold = self.score_threshold_or(MULTI_LABEL_THRESHOLD)
         labels = self.labels
         by_label = {label: score for label, score in zip(classes, scores, strict=True) if label in labels}
         chosen = [label for label in labels if by_label.get(label, -1.0) >= threshold]
@@ -339,6 +485,37 @@ class LabelStudioMLBase:
         score = min(by_label[label] for label in chosen)
         stored = [self._stored.get(label, label) for label in chosen]  # aliases, as single-label stores them
         return self.prediction([self.result_item({"choices": stored}, score)], score)
+
+    def known_labels(self, classes: Sequence[object]) -> list[str]:
+        """The model's classes that are labels of the config now (it may have changed since training)."""
+        labels = set(self.labels)
+        return [str(c) for c in classes if c in labels]
+
+    def choice_predictions(self, probabilities: Any, classes: Sequence[object]) -> list[dict]:
+        """One prediction per row of class probabilities: ``probabilities[i][j]`` for ``classes[j]``,
+        e.g. what a scikit-learn ``predict_proba`` returns.
+
+        Only classes that are labels of the config are chosen. One label per task: the likeliest,
+        its result left out (the score kept) below ``score_threshold``. With ``choice="multiple"``:
+        every label reaching the threshold (``multi_label_prediction``). Aliases are stored as Label
+        Studio stores them.
+        """
+        rows = probabilities.tolist() if hasattr(probabilities, "tolist") else [list(r) for r in probabilities]
+        if self.multi_label:
+            return [self.multi_label_prediction([str(c) for c in classes], row) for row in rows]
+        labels = set(self.labels)
+        allowed = [j for j, c in enumerate(classes) if c in labels]
+        threshold = self.score_threshold
+        predictions = []
+        for row in rows:
+            if not allowed:
+                predictions.append(self.prediction([]))
+                continue
+            best = max(allowed, key=row.__getitem__)  # the first of equals, as numpy's argmax
+            score = row[best]
+            chosen = [self.choice_result(str(classes[best]), score)] if score >= threshold else []
+            predictions.append(self.prediction(chosen, score))
+        return predictions
 
     def choice_result(self, label: str, score: float) -> dict:
         """A ``choices`` result item selecting ``label``."""
@@ -359,3 +536,12 @@ class LabelStudioMLBase:
     def prediction(self, result: list[dict], score: float = 0.0) -> dict:
         """One task's prediction in Label Studio's format."""
         return {"result": result, "score": float(score), "model_version": self.model_version}
+
+
+def _value_or_none(model: LabelStudioMLBase, task: dict) -> Any:
+    """What a recorded task holds in the model's field, None when it has none (fetching it then fails
+    as that task's ``MediaError``)."""
+    try:
+        return model.task_value(task)
+    except TaskDataError:
+        return None

@@ -5,6 +5,11 @@ orientation applied, and stores box coordinates in percent of that picture and
 its size as ``original_width``/``original_height``. A detector must therefore
 see the same upright picture: ``decode_upright`` applies the EXIF orientation,
 and reports the displayed size before any downscaling.
+
+This is the one place images are decoded (``LabelStudioMLBase.task_images`` calls it), so every
+guard lives here: the pixel limit read from the header, Pillow's own decompression-bomb limit
+set from the same setting, and a broken image turned into that task's ``MediaError``. It ships
+with the image variants only (it needs Pillow).
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ import io
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .media import MediaError, MediaResolver
+
+if TYPE_CHECKING:
+    from .interaction import TaskCache
 
 # Pillow warns about images between its limit and twice it; the check below refuses those clearly instead.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -69,18 +78,40 @@ def decode_upright(data: bytes, max_pixels: int, max_side: int | None = None) ->
 
 
 def load_upright(media: MediaResolver, references: Iterable[tuple[object, object]],
-                 max_side: int | None = None) -> list[UprightImage | MediaError]:
+                 max_side: int | None = None, cache: TaskCache | None = None) -> list[UprightImage | MediaError]:
     """Each ``(reference, task id)``'s decoded upright image, or the ``MediaError`` saying why not.
 
-    One task's unreadable image is that task's error only; the others load.
+    One task's unreadable image is that task's error only; the others load. With ``cache`` (an
+    interactive call: the annotator clicks again on the same task) decoded images are kept there
+    and looked up first; a failure is not kept, so a fixed link loads on the next click.
     """
-    loaded: list[UprightImage | MediaError] = []
-    for item in media.fetch_many(references):
-        if isinstance(item, MediaError):
-            loaded.append(item)
-            continue
-        try:
-            loaded.append(decode_upright(item, media.max_pixels, max_side))
-        except MediaError as exc:
-            loaded.append(exc)
-    return loaded
+    # Pillow's own decompression-bomb limit (refusal at twice it) follows ours, for any decode path.
+    Image.MAX_IMAGE_PIXELS = media.max_pixels
+    references = list(references)
+    if cache is None:
+        return [_decoded(item, media.max_pixels, max_side) for item in media.fetch_many(references)]
+    return [_kept(media, cache, reference, max_side) for reference in references]
+
+
+def _decoded(fetched: bytes | MediaError, max_pixels: int, max_side: int | None) -> UprightImage | MediaError:
+    if isinstance(fetched, MediaError):
+        return fetched
+    try:
+        return decode_upright(fetched, max_pixels, max_side)
+    except MediaError as exc:
+        return exc
+
+
+def _kept(media: MediaResolver, cache: TaskCache, reference: tuple[object, object],
+          max_side: int | None) -> UprightImage | MediaError:
+    def load() -> UprightImage:
+        [picture] = [_decoded(item, media.max_pixels, max_side) for item in media.fetch_many([reference])]
+        if isinstance(picture, MediaError):
+            raise picture
+        return picture
+
+    uri, task_id = reference
+    try:
+        return cache.get_or_compute(("image", task_id, str(uri), max_side), load)
+    except MediaError as exc:
+        return exc

@@ -13,6 +13,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image  # this module ships with the image variant, which has Pillow
+
+#: The side images are resized to for a network whose input size is not fixed.
+DEFAULT_IMAGE_SIDE = 224
 
 
 class OnnxClassifier:
@@ -52,3 +56,31 @@ class OnnxClassifier:
             return scores
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class OnnxImageClassifier(OnnxClassifier):
+    """A vision network exported to ONNX (e.g. from PyTorch): images in, class probabilities out.
+
+    Its input is ``[batch, 3, height, width]``, RGB scaled to 0..1, then normalised with the model's
+    ``mean``/``std`` metadata when it has them (e.g. ImageNet's).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        if len(self.input_shape) != 4:
+            raise ValueError("the ONNX model needs an image input [batch, 3, height, width], "
+                             f"found shape {self.input_shape}")
+        self.height, self.width = (d if isinstance(d, int) else DEFAULT_IMAGE_SIDE for d in self.input_shape[2:4])
+
+    @property
+    def side(self) -> int:
+        """The longer side of the network's input: images need not be decoded any larger."""
+        return max(self.height, self.width)
+
+    def predict_images(self, images: list[Image.Image]) -> np.ndarray:
+        """Class probabilities of RGB images, one row each."""
+        batch = np.stack([np.asarray(image.resize((self.width, self.height), Image.Resampling.BILINEAR),
+                                     dtype=np.float32) for image in images]) / 255.0
+        if self.mean is not None and self.std is not None:
+            batch = (batch - self.mean) / self.std
+        return self.predict_proba(batch.transpose(0, 3, 1, 2))

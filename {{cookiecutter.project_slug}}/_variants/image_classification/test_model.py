@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-import model as model_module
+from lsbackend import images
 from lsbackend.ids import project_key
 from lsbackend.label_config import ConfigError, check_fit
 from lsbackend.label_studio_api import normalize_annotation
@@ -383,8 +383,8 @@ def test_an_interactive_call_decodes_the_image_once_and_a_failure_is_not_kept(mo
     """Each click of the annotator is a new call for the same task: the decoded image is kept (bounded),
     while a batch call and a failed load keep nothing."""
     model = trained()
-    decoded, real_decode = [], model_module.decode_image
-    monkeypatch.setattr(model_module, "decode_image", lambda *a: decoded.append(1) or real_decode(*a))
+    decoded, real_decode = [], images.decode_upright
+    monkeypatch.setattr(images, "decode_upright", lambda *a: decoded.append(1) or real_decode(*a))
     (data, label), *_ = examples.holdout()
     task = {"id": 1, "data": data}
     answers = [model.predict([task], context={"result": []})[0] for _ in range(3)]

@@ -39,9 +39,7 @@ How spans become training data and back (the rules Label Studio users see):
 from __future__ import annotations
 
 import bisect
-import logging
 import unicodedata
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -49,12 +47,10 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from lsbackend import LabelStudioMLBase, TaskDataError
+from lsbackend import LabelStudioMLBase
 from lsbackend.interaction import Interaction, find_occurrences
 from lsbackend.label_config import ConfigError
-from lsbackend.media import MediaError, failed_prediction
-
-log = logging.getLogger(__name__)
+from lsbackend.media import MediaError
 
 Token = tuple[int, int]  # (start, end) character offsets into the text
 Span = tuple[int, int, str]  # (start, end, label)
@@ -128,21 +124,6 @@ def tag_spans(tokens: list[Token], tags: list[str]) -> list[tuple[int, int, str]
         else:
             entities.append([i, i, label])
     return [tuple(e) for e in entities]
-
-
-def align_span(text: str, start: int, end: int, quoted: str | None) -> tuple[int, int] | None:
-    """The span's offsets in ``text``, moved to the nearest occurrence of ``quoted`` if they disagree."""
-    in_range = 0 <= start < end <= len(text)
-    if not quoted or (in_range and text[start:end] == quoted):
-        return (start, end) if in_range else None
-    found, at = [], text.find(quoted)
-    while at != -1:
-        found.append(at)
-        at = text.find(quoted, at + 1)
-    if not found:
-        return None
-    best = min(found, key=lambda pos: abs(pos - start))
-    return best, best + len(quoted)
 
 
 # --- features ----------------------------------------------------------------
@@ -239,15 +220,10 @@ class NamedEntityRecognizer(LabelStudioMLBase):
             return [self.prediction([]) for _ in tasks]
         texts = self.task_texts(tasks)  # with <Text valueType="url">, the text the link points to
         limit = self.settings.max_text_chars
-        predictions: list[dict | None] = [
-            failed_prediction(task, text, self.model_version) if isinstance(text, MediaError)
-            else self.text_too_long(task, len(text), limit) if len(text) > limit else None
-            for task, text in zip(tasks, texts, strict=True)
-        ]
-        todo = [(i, text) for i, text in enumerate(texts) if predictions[i] is None]
-        for i, prediction in self._predict_texts(todo):
-            predictions[i] = prediction
-        return predictions
+        texts = [ValueError(f"task {task.get('id')}: text is {len(text)} characters, over the {limit} limit; "
+                            "split the task or raise MAX_TEXT_CHARS") if isinstance(text, str) and len(text) > limit
+                 else text for task, text in zip(tasks, texts, strict=True)]
+        return self.predictions_for(tasks, texts, self._predict_texts)  # a failed task gets its reason
 
     # --- interactive: "label every other occurrence" ---------------------------------------------------
     def propose_spans(self, task: dict, interaction: Interaction) -> dict:
@@ -256,7 +232,7 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         own entities with those labels; nothing overlapping a span already marked or proposed."""
         text = self.task_texts([task])[0]
         if isinstance(text, MediaError):
-            return failed_prediction(task, text, self.model_version)
+            return self.failed_task(task, text)
         marked = [(r.start, r.end) for r in interaction.spans]
         labeled = [(r, self.label_of(r.label)) for r in interaction.spans if r.from_name in ("", self.control.name)]
         labels = {label for _, label in labeled if label is not None}
@@ -282,70 +258,43 @@ class NamedEntityRecognizer(LabelStudioMLBase):
         if not self.trained or len(text) > self.settings.max_text_chars:
             return []
         key = ("entities", task.get("id"), hash(text))
-        return self.task_cache.get_or_compute(key, lambda: next(self._predict_texts([(0, text)]))[1]["result"])
+        return self.task_cache.get_or_compute(key, lambda: self._predict_texts([text])[0]["result"])
 
-    def text_too_long(self, task: dict, length: int, limit: int) -> dict:
-        """The prediction of a task whose text is over MAX_TEXT_CHARS: empty, with the reason."""
-        reason = (f"task {task.get('id')}: text is {length} characters, over the {limit} limit; "
-                  "split the task or raise MAX_TEXT_CHARS")
-        log.warning("no prediction: %s", reason)
-        return {**self.prediction([]), "error": reason}
-
-    def _predict_texts(self, items: list[tuple[int, str]]) -> Iterator[tuple[int, dict]]:
-        """``(index, prediction)`` for ``(index, text)`` pairs, classifying tokens in pieces of
-        about CHUNK_TOKENS, so memory stays bounded however long or many the texts are, while
-        short texts still share one ``predict_proba`` call."""
-        batch: list[dict[str, Any]] = []
-        owners: list[tuple[int, int]] = []  # (item position, tokens it has in ``batch``)
-        pending: dict[int, tuple[str, list[Token], list[np.ndarray], int]] = {}  # position -> text, tokens, ...
-        for position, (_, text) in enumerate(items):
-            tokens = tokenize(text)
-            pending[position] = (text, tokens, [], len(tokens))
-            for start in range(0, len(tokens), CHUNK_TOKENS):
-                end = min(start + CHUNK_TOKENS, len(tokens))
-                batch.extend(self._features(text, tokens, start, end))
-                owners.append((position, end - start))
-                if len(batch) >= CHUNK_TOKENS:
-                    yield from self._classify(batch, owners, pending, items)
-            if not tokens:
-                del pending[position]
-                yield items[position][0], self.prediction([], 1.0)
-        if batch:
-            yield from self._classify(batch, owners, pending, items)
-
-    def _classify(self, batch, owners, pending, items) -> Iterator[tuple[int, dict]]:  # noqa: ANN001
-        """Run the model on ``batch``, hand each piece to its text, and decode texts now complete."""
-        probabilities = self.pipeline.predict_proba(batch)
-        at = 0
-        for position, count in owners:
-            text, tokens, pieces, left = pending[position]
-            pieces.append(probabilities[at : at + count])
-            at += count
-            pending[position] = (text, tokens, pieces, left - count)
-            if left - count == 0:
-                del pending[position]
-                yield items[position][0], self._prediction(text, tokens, np.concatenate(pieces))
-        batch.clear()
-        owners.clear()
+    def _predict_texts(self, texts: list[str]) -> list[dict]:
+        """One prediction per text. Tokens are classified in batches of about CHUNK_TOKENS (a long text in
+        pieces, short texts together), so memory stays bounded however long or many the texts are."""
+        tokens = [tokenize(text) for text in texts]
+        pieces = [(i, start, min(start + CHUNK_TOKENS, len(tokens[i])))
+                  for i in range(len(texts)) for start in range(0, len(tokens[i]), CHUNK_TOKENS)]
+        probabilities: list[list[np.ndarray]] = [[] for _ in texts]  # per text, its pieces' rows
+        batch, size = [], 0
+        for n, (i, start, end) in enumerate(pieces):
+            batch.append((i, start, end))
+            size += end - start
+            if size >= CHUNK_TOKENS or n == len(pieces) - 1:
+                features = [f for i, start, end in batch for f in self._features(texts[i], tokens[i], start, end)]
+                rows = self.pipeline.predict_proba(features)
+                for i, start, end in batch:
+                    probabilities[i].append(rows[: end - start])
+                    rows = rows[end - start :]
+                batch, size = [], 0
+        return [self._prediction(text, text_tokens, np.concatenate(rows) if rows else None)
+                for text, text_tokens, rows in zip(texts, tokens, probabilities, strict=True)]
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
-        annotations = self._within_text_limit(annotations)
-        features, tags = [], []
-        texts = self.task_texts([annotation["task"] for annotation in annotations], per_task_errors=True)
+        features, tags, trained_on = [], [], 0
+        texts = self.annotation_texts(annotations, self.settings.max_text_chars)  # None: skipped, saying why
         for annotation, text in zip(annotations, texts, strict=True):
-            if isinstance(text, TaskDataError | MediaError):  # one odd task costs its own annotation only
-                self.skip(annotation, str(text))
+            if text is None:
                 continue
-            if len(text) > self.settings.max_text_chars:  # a linked text, read only now
-                self.skip(annotation, f"its text is {len(text)} characters, over MAX_TEXT_CHARS")
-                continue
-            spans = self.annotated_spans(annotation, text)
+            spans = self.annotation_spans(annotation, text)  # bad spans skipped, saying why
             if not spans:  # its result has only unusable spans: training it as "no entities" would teach wrong
                 self.skip(annotation, f"no usable span of <Labels name={self.control.name!r}>")
                 continue
             tokens = tokenize(text)
             features.extend(self._features(text, tokens))
             tags.extend(bio_tags(tokens, spans))
+            trained_on += 1
         if set(tags) <= {OUTSIDE} or OUTSIDE not in tags:
             raise ValueError(
                 "training needs annotations that mark at least one entity with a label of the config "
@@ -354,45 +303,9 @@ class NamedEntityRecognizer(LabelStudioMLBase):
             )
         pipeline = make_pipeline(DictVectorizer(), LogisticRegression(max_iter=2000, C=10.0))
         pipeline.fit(features, tags)
-        return {"pipeline": pipeline, "trained_on": len(annotations)}
+        return {"pipeline": pipeline, "trained_on": trained_on}
 
-    def _within_text_limit(self, annotations: list[dict]) -> list[dict]:
-        """Annotations whose text is within MAX_TEXT_CHARS; the others are left out of training, logged."""
-        limit, kept = self.settings.max_text_chars, []
-        for annotation in annotations:
-            data = annotation.get("task", {}).get("data")
-            text = data.get(self.object_tag.data_key or "") if isinstance(data, dict) else None
-            if isinstance(text, str) and len(text) > limit:
-                log.warning("training skips annotation %s: its text is %d characters, over the %d limit "
-                            "(MAX_TEXT_CHARS)", annotation.get("id"), len(text), limit)
-                continue
-            kept.append(annotation)
-        return kept
-
-    def annotated_spans(self, annotation: dict, text: str) -> list[Span]:
-        """The ``(start, end, label)`` spans an annotation marked with this model's control.
-
-        A span that cannot be used (no label of the config, offsets that are not integers, a
-        ``text`` that is not a string, a place not in the text) is left out and counted by ``skip``.
-        """
-        spans = []
-        for value in self.annotation_values(annotation):
-            given = value.get("labels")
-            labels = [self.label_of(g) for g in (given if isinstance(given, list) else []) if self.label_of(g)]
-            start, end, quoted = value.get("start"), value.get("end"), value.get("text")
-            if not labels:
-                self.skip(annotation, f"a span with no label of <Labels name={self.control.name!r}>: {given!r:.60}")
-            elif not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
-                self.skip(annotation, f"a span with offsets {start!r:.20}, {end!r:.20}; they must be integers")
-            elif quoted is not None and not isinstance(quoted, str):
-                self.skip(annotation, f"a span whose text is a {type(quoted).__name__}, not a string")
-            elif (placed := align_span(text, start, end, quoted)) is None:
-                self.skip(annotation, f"a span at {start}..{end} that is not in the task's text")
-            else:
-                spans.append((*placed, labels[0]))
-        return spans
-
-    def _prediction(self, text: str, tokens: list[Token], probabilities: np.ndarray) -> dict:
+    def _prediction(self, text: str, tokens: list[Token], probabilities: np.ndarray | None) -> dict:
         if not tokens:
             return self.prediction([], 1.0)
         log_probs = np.log(np.clip(probabilities, 1e-12, 1.0))

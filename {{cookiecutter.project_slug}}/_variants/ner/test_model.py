@@ -16,7 +16,8 @@ from lsbackend.label_studio_api import normalize_annotation
 from lsbackend.server import create_app
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
-from model import NamedEntityRecognizer, align_span, allowed_transitions, bio_tags, tag_spans, tokenize, viterbi
+from lsbackend.spans import align_span
+from model import NamedEntityRecognizer, allowed_transitions, bio_tags, tag_spans, tokenize, viterbi
 
 import examples
 from conftest import EXAMPLES_CONFIG, captured
@@ -155,7 +156,7 @@ def test_training_keeps_going_past_odd_annotations():
         {"from_name": "label", "value": {"start": "0", "end": 5, "labels": ["PER"]}},  # not integers
     ]
     model = NamedEntityRecognizer(CONFIG)
-    assert model.annotated_spans({"result": odd + examples.result(text, [(0, 11, "PER")])}, text) == [(0, 11, "PER")]
+    assert model.annotation_spans({"result": odd + examples.result(text, [(0, 11, "PER")])}, text) == [(0, 11, "PER")]
     model.fit(annotations([({"text": text}, odd + examples.result(text, [(0, 11, "PER")]))]))
 
 

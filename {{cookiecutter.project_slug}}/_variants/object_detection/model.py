@@ -37,17 +37,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 from sklearn.ensemble import RandomForestClassifier
 
-from lsbackend import LabelStudioMLBase, TaskDataError
+from lsbackend import LabelStudioMLBase
 from lsbackend.box_search import blob_boxes, similar_regions
-from lsbackend.box_units import LabeledBox, read_boxes
+from lsbackend.box_units import LabeledBox
 from lsbackend.boxes import best_threshold, iou, match, nms
-from lsbackend.images import UprightImage, load_upright
+from lsbackend.images import UprightImage
 from lsbackend.interaction import Interaction, Region
-from lsbackend.media import MediaError, failed_prediction, resolver_for
+from lsbackend.media import MediaError
 from lsbackend.yolo_onnx import YoloDetector
 
 log = logging.getLogger(__name__)
@@ -180,11 +179,12 @@ class ObjectDetector(LabelStudioMLBase):
     model_type = "object_detection"
 
     def setup(self) -> None:
-        self.media = resolver_for(self.settings)  # LABEL_STUDIO_URL, its key, LOCAL_FILES_ROOT, limits
-        Image.MAX_IMAGE_PIXELS = self.media.max_pixels  # Pillow's own bomb limit follows ours
         self.detector: TrainableDetector | YoloDetector | None = self.train_output.get("detector")
         self.thresholds: dict[str, float] = self.train_output.get("thresholds", {})
         self.kind = "yolo" if isinstance(self.detector, YoloDetector) else "trainable"
+        # YOLO letterboxes the picture into its input, so a larger decode would only be scaled down again
+        detector = self.detector
+        self.decode_side = max(detector.height, detector.width) if isinstance(detector, YoloDetector) else WORK_SIDE
 
     @classmethod
     def load_pretrained(cls, path: Path) -> dict:
@@ -196,31 +196,30 @@ class ObjectDetector(LabelStudioMLBase):
 
     def threshold(self, label: str) -> float:
         """The score a box of ``label`` needs (see the module docstring for the order)."""
-        if self.extra_params.get("score_threshold") is not None:
-            return self.score_threshold
         configured = self.control.attrs.get("model_score_threshold")
         try:
-            return float(configured)
+            default = float(configured)
         except (TypeError, ValueError):
-            return self.thresholds.get(label, DEFAULT_SCORE[self.kind])
+            default = self.thresholds.get(label, DEFAULT_SCORE[self.kind])
+        return self.score_threshold_or(default)
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         interaction = self.interaction(context)
         if interaction is not None and self._prompts(interaction):  # the annotator drew or clicked (one task)
             return [self.suggest(task, interaction) for task in tasks]
-        references = [self._reference(task) for task in tasks]  # a missing field fails the request, by name
         if self.detector is None:
+            self.task_references(tasks)  # a missing field still fails the request, by name
             return [self.prediction([]) for _ in tasks]  # not trained yet: nothing rather than made-up boxes
-        loaded = self._load(tasks, references)
-        good = [picture for picture in loaded if not isinstance(picture, MediaError)]
-        found = iter(self._detect(good, min_score=min(self.threshold(label) for label in self.labels)))
+        pictures = self.task_images(tasks, self.decode_side)
+        return self.predictions_for(tasks, pictures, self._boxes)  # a broken image costs only its task
+
+    def _boxes(self, pictures: list[UprightImage]) -> list[dict]:
         predictions = []
-        for task, picture in zip(tasks, loaded, strict=True):
-            if isinstance(picture, MediaError):  # one broken image costs only its own task
-                predictions.append(failed_prediction(task, picture, self.model_version))
-                continue
+        found = self._detect(pictures, min_score=min(self.threshold(label) for label in self.labels))
+        for picture, (boxes, scores, labels) in zip(pictures, found, strict=True):
             results = [self.box_result(box, picture.width, picture.height, label, score)
-                       for box, score, label in zip(*next(found), strict=True) if score >= self.threshold(label)]
+                       for box, score, label in zip(boxes, scores, labels, strict=True)
+                       if score >= self.threshold(label)]
             scores = [r["score"] for r in results]
             predictions.append(self.prediction(results, float(np.mean(scores)) if scores else 0.0))
         return predictions
@@ -244,9 +243,9 @@ class ObjectDetector(LabelStudioMLBase):
     # --- interactive pre-annotation ---------------------------------------
     def suggest(self, task: dict, interaction: Interaction) -> dict:
         """The suggestions for what the annotator just did on ``task``'s image (see the module docstring)."""
-        picture = self._picture(task)
+        [picture] = self.task_images([task], self.decode_side, keep=True)  # kept for the annotator's next click
         if isinstance(picture, MediaError):
-            return failed_prediction(task, picture, self.model_version)
+            return self.failed_task(task, picture)
         pixels = np.asarray(picture.image, dtype=np.float64) / 255.0
         found = self._drawn_and_alike(task, picture, pixels, self._prompts(interaction, "box"))
         found += self._under_clicks(task, picture, pixels, self._prompts(interaction, "point"))
@@ -295,7 +294,7 @@ class ObjectDetector(LabelStudioMLBase):
             if labeled is not None and labeled[0] in self.labels:
                 return labeled
         elif isinstance(self.detector, YoloDetector):  # the detection overlapping the box most, if any does
-            key = ("detections", task.get("id"), self._reference(task))
+            key = ("detections", task.get("id"), self.task_value(task))
             boxes, scores, labels = self.task_cache.get_or_compute(
                 key, lambda: self._detect([picture], CALIBRATION_FLOOR)[0])
             overlaps = iou(box / picture.scale, boxes)[0] if len(boxes) else np.zeros(0)
@@ -303,21 +302,6 @@ class ObjectDetector(LabelStudioMLBase):
                 return labels[int(overlaps.argmax())], float(scores[int(overlaps.argmax())])
         label = self.label_of(given)
         return (label, ANNOTATOR_SCORE) if label in self.labels else None
-
-    def _picture(self, task: dict) -> UprightImage | MediaError:
-        """The task's decoded image, kept in ``task_cache`` for the annotator's next click (a failure is not)."""
-        reference = self._reference(task)
-
-        def load() -> UprightImage:
-            [picture] = self._load([task], [reference])
-            if isinstance(picture, MediaError):
-                raise picture
-            return picture
-
-        try:
-            return self.task_cache.get_or_compute(("picture", task.get("id"), reference), load)
-        except MediaError as error:
-            return error
 
     @staticmethod
     def _working_point(region: Region, picture: UprightImage) -> tuple[float, float]:
@@ -369,39 +353,10 @@ class ObjectDetector(LabelStudioMLBase):
 
     def _labeled_images(self, annotations: list[dict]) -> list[tuple[UprightImage, list[LabeledBox]]]:
         """Each annotation's decoded image and its usable boxes; everything else skipped with its reason."""
-        tasks = [a.get("task") if isinstance(a.get("task"), dict) else {} for a in annotations]
-        loaded = self._load(tasks, [self._stored_reference(t) for t in tasks])
         labeled = []
-        for annotation, picture in zip(annotations, loaded, strict=True):
-            if isinstance(picture, MediaError):
-                self.skip(annotation, f"image not loaded: {picture}")
-                continue
-            boxes, problems = read_boxes(annotation.get("result"), self.control.name, self.label_of,
-                                         picture.width, picture.height)
-            for problem in problems:
-                self.skip(annotation, problem)
-            if boxes:
-                labeled.append((picture, boxes))
-            elif not problems:
-                self.skip(annotation, f"draws no box with <RectangleLabels name={self.control.name!r}>")
+        for annotation, picture in zip(annotations, self.annotation_images(annotations, self.decode_side), strict=True):
+            if not isinstance(picture, MediaError):  # one that failed is skipped, saying why
+                boxes = self.annotation_boxes(annotation, picture.width, picture.height)  # bad boxes skipped
+                if boxes:
+                    labeled.append((picture, boxes))
         return labeled
-
-    def _reference(self, task: dict) -> str:
-        reference = self.task_value(task)
-        if not isinstance(reference, str):
-            raise TaskDataError(task, self.object_tag.data_key or "", "has no image URL or path in")
-        return reference
-
-    def _stored_reference(self, task: dict) -> Any:
-        """What a recorded task holds in the image field; a bad one fails as that task's ``MediaError``."""
-        try:
-            return self.task_value(task)
-        except TaskDataError:
-            return None
-
-    def _load(self, tasks: list[dict], references: list[Any]) -> list[UprightImage | MediaError]:
-        # YOLO letterboxes the picture into its input, so a larger decode would only be scaled down again
-        detector = self.detector
-        side = max(detector.height, detector.width) if isinstance(detector, YoloDetector) else WORK_SIDE
-        return load_upright(self.media, ((ref, task.get("id")) for ref, task in zip(references, tasks, strict=True)),
-                            side)

@@ -475,8 +475,8 @@ def test_opening_a_task_or_no_context_gives_the_batch_prediction(smart):
 def test_each_click_on_a_task_reuses_its_decoded_image(smart, monkeypatch):
     model = ObjectDetector(SMART_CONFIG, train_output=smart.train_output, model_version="v1")
     fetched = []
-    fetch_many = model.media.fetch_many
-    monkeypatch.setattr(model.media, "fetch_many", lambda refs: fetched.append(1) or fetch_many(refs))
+    fetch_many = model.media_resolver.fetch_many
+    monkeypatch.setattr(model.media_resolver, "fetch_many", lambda refs: fetched.append(1) or fetch_many(refs))
     first = model.predict([SCENE], context=clicked((77.5, 47.5, True)))
     assert model.predict([SCENE], context=clicked((77.5, 47.5, True))) == first
     model.predict([SCENE], context=drawn(SQUARE, "Square"))

@@ -33,8 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from lsbackend import LabelStudioMLBase, TaskDataError
-from lsbackend.media import MediaError
+from lsbackend import LabelStudioMLBase
 
 
 class TextClassifier(LabelStudioMLBase):
@@ -48,8 +47,6 @@ class TextClassifier(LabelStudioMLBase):
         self.classes: list[str] = self.train_output.get("classes") or (
             [str(c) for c in self.pipeline.classes_] if self.pipeline is not None else []
         )
-        # Only labels still in the config may be predicted (the config can change).
-        self.allowed = np.array([label in self.labels for label in self.classes], dtype=bool)
 
     @classmethod
     def load_pretrained(cls, path: Path) -> dict:
@@ -62,7 +59,7 @@ class TextClassifier(LabelStudioMLBase):
         return {"pipeline": pipeline}
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
-        if self.pipeline is None or not self.allowed.any():
+        if self.pipeline is None or not self.known_labels(self.classes):
             self.task_texts(tasks, fetch=False)  # a missing or non-text field still fails the request, by name
             # Not trained yet: an empty result rather than a made-up label, and no downloads.
             return [self.prediction([]) for _ in tasks]
@@ -71,33 +68,13 @@ class TextClassifier(LabelStudioMLBase):
 
     def _classify(self, texts: list[str]) -> list[dict]:
         probabilities = self.pipeline.predict_proba(texts)
-        if self.multi_label:
-            return [self.multi_label_prediction(self.classes, row) for row in probabilities.tolist()]
-        probabilities[:, ~self.allowed] = -1.0
-        best = probabilities.argmax(axis=1)
-        scores = probabilities[np.arange(len(texts)), best]
-        threshold = self.score_threshold  # extra_params from Label Studio's Connect dialog
-        return [
-            self.prediction([self.choice_result(self.classes[i], score)] if score >= threshold else [], score)
-            for i, score in zip(best.tolist(), scores.tolist(), strict=True)
-        ]
+        return self.choice_predictions(probabilities, self.classes)  # score_threshold, multi-label, aliases
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
-        labelled = []
-        for annotation in annotations:
-            found = self.annotation_labels(annotation)  # only this config's labels, aliases mapped back
-            if not found:
-                self.skip(annotation, f"chooses nothing of <Choices name={self.control.name!r}>")
-            else:
-                labelled.append((annotation, found))
-        texts, chosen = [], []
-        loaded = self.task_texts([annotation["task"] for annotation, _ in labelled], per_task_errors=True)
-        for (annotation, found), text in zip(labelled, loaded, strict=True):
-            if isinstance(text, TaskDataError | MediaError):  # one odd task costs its own annotation only
-                self.skip(annotation, str(text))
-                continue
-            texts.append(text)
-            chosen.append(found)
+        labeled = self.labeled_annotations(annotations)  # (annotation, its labels); the others skipped, saying why
+        loaded = self.annotation_texts([annotation for annotation, _ in labeled])  # None: skipped, saying why
+        texts = [text for text in loaded if text is not None]
+        chosen = [found for (_, found), text in zip(labeled, loaded, strict=True) if text is not None]
         if self.multi_label:
             return self._fit_multi_label(texts, chosen)
         labels = [c[0] for c in chosen]
