@@ -296,7 +296,8 @@ class LabelStudioMLBase:
         A missing or non-text field, a link that cannot be fetched, or a text over ``max_chars`` is
         left out with the reason (``skip``), so one odd task costs its own annotation only.
         """
-        texts = self.task_texts([a.get("task") for a in annotations], per_task_errors=True)
+        tasks: list[Any] = [a.get("task") for a in annotations]  # a missing task is that annotation's error
+        texts = self.task_texts(tasks, per_task_errors=True)
         usable: list[str | None] = []
         for annotation, text in zip(annotations, texts, strict=True):
             if isinstance(text, Exception):
@@ -317,7 +318,8 @@ class LabelStudioMLBase:
         An image that cannot be loaded leaves its annotation out (``skip``, and a logged warning), so one
         bad image costs its own annotation, never the training.
         """
-        pictures = self.task_images([a.get("task") for a in annotations], max_side, per_task_errors=True)
+        tasks: list[Any] = [a.get("task") for a in annotations]  # a missing task is that annotation's error
+        pictures = self.task_images(tasks, max_side, per_task_errors=True)
         for annotation, picture in zip(annotations, pictures, strict=True):
             if isinstance(picture, MediaError):
                 task = annotation.get("task")
@@ -388,12 +390,13 @@ class LabelStudioMLBase:
         spans = []
         for value in self.annotation_values(annotation):
             given = value.get("labels")
-            labels = [self.label_of(g) for g in (given if isinstance(given, list) else []) if self.label_of(g)]
+            labels = [label for g in (given if isinstance(given, list) else []) if (label := self.label_of(g))]
             start, end, quoted = value.get("start"), value.get("end"), value.get("text")
             if not labels:
                 self.skip(annotation, f"a span with no label of <{self.control.type} name={self.control.name!r}>: "
                                       f"{given!r:.60}")
-            elif not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+            elif (not (isinstance(start, int) and isinstance(end, int))
+                  or isinstance(start, bool) or isinstance(end, bool)):
                 self.skip(annotation, f"a span with offsets {start!r:.20}, {end!r:.20}; they must be integers")
             elif quoted is not None and not isinstance(quoted, str):
                 self.skip(annotation, f"a span whose text is a {type(quoted).__name__}, not a string")
