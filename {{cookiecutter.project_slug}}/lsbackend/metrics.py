@@ -44,8 +44,8 @@ class Metrics:
             "waits on it): kind=open (a task opened) or region (the annotator made a region).", ["kind"],
             buckets=LATENCY_BUCKETS, registry=r)
         self.tasks_predicted = Counter("lsbackend_tasks_predicted", "Tasks predicted.", registry=r)
-        self.media_errors = Counter("lsbackend_media_errors", "Tasks answered without a prediction because "
-                                    "their media could not be loaded.", registry=r)
+        self.failed_tasks = Counter("lsbackend_failed_tasks", "Tasks answered with no regions and the reason in "
+                                    "'error' (media not loaded, a text over MAX_TEXT_CHARS, ...).", registry=r)
         self.trainings = Counter("lsbackend_trainings", "Trainings finished, by outcome (succeeded, failed, "
                                  "skipped).", ["outcome"], registry=r)
         self.training_seconds = Histogram("lsbackend_training_duration_seconds", "Time a training took, by outcome.",
@@ -74,9 +74,9 @@ class Metrics:
 
     def predicted(self, predictions: list[dict]) -> None:
         self.tasks_predicted.inc(len(predictions))
-        failed = sum(1 for p in predictions if str(p.get("model_version", "")).endswith("+media-error"))
+        failed = sum(1 for p in predictions if isinstance(p, dict) and p.get("error"))  # failed_task's mark
         if failed:
-            self.media_errors.inc(failed)
+            self.failed_tasks.inc(failed)
 
     def training_done(self, project: str, status: dict) -> None:
         outcome = str(status.get("state", "unknown"))

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from lsbackend import logs
+from lsbackend.media import MediaError
 from lsbackend.server import create_app
 
 from conftest import SHAPE, captured, training_events, wait_for_training
@@ -35,6 +36,20 @@ def test_requests_are_timed_per_endpoint_and_none_stays_in_flight(client):
     assert sample(text, "lsbackend_requests_total", 'endpoint="predict",status="200"') == 1
     assert sample(text, "lsbackend_tasks_predicted_total") == len(captured(f"predict_{SHAPE}")["tasks"])
     assert sample(text, "lsbackend_requests_in_flight") == 1  # only the /metrics request itself
+
+
+def test_tasks_a_model_fails_are_counted_from_the_failure_not_the_version(client, backend, monkeypatch):
+    def one_fails(self, tasks, context=None, **kwargs):
+        return [self.failed_task(tasks[0], MediaError("http://x/a.png: HTTP 404"))] + \
+            [{**self.prediction([]), "model_version": "v+media-error"} for _ in tasks[1:]]  # a user's own suffix
+
+    monkeypatch.setattr(backend.model_class, "predict", one_fails)
+    body = captured(f"predict_{SHAPE}")
+    body = {**body, "tasks": [body["tasks"][0], {**body["tasks"][0], "id": 99}]}
+    assert client.post("/predict", json=body).status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert sample(text, "lsbackend_tasks_predicted_total") == 2
+    assert sample(text, "lsbackend_failed_tasks_total") == 1
 
 
 @pytest.mark.slow
