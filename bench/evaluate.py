@@ -243,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
                 if isinstance(detector, str):
                     skipped[f"{variant} ONNX"] = detector
                     continue
-                results.update(evaluate_onnx(variant, repo, detector, args.sizes, args.seeds, args.test_size))
+                try:
+                    results.update(evaluate_onnx(variant, repo, detector, args.sizes, args.seeds, args.test_size))
+                except (RuntimeError, ValueError) as exc:  # no onnxruntime, or not a YOLO export: the runtime's reason
+                    skipped[f"{variant} ONNX"] = str(exc)
     for variant, reason in skipped.items():
         print(f"skipped {variant}: {reason}")
     print(markdown(results, args.sizes) if results else "no variant measured")

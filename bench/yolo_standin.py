@@ -11,15 +11,17 @@ network. This graph speaks YOLO's exported format exactly:
 - metadata ``names`` (``{0: 'square', 1: 'circle'}``, which map to the config's ``Square`` and ``Circle``
   ignoring case), ``imgsz``, ``stride``, ``task``.
 
-What it computes is a hand-made blob detector, not a trained network: the picture is halved, then at
-each of ``SIZES`` (box sides in halved pixels) a box filter's mean colour is compared with the ring
-around it (centre-surround, so flat regions and straight edges answer little and a blob of that size
-answers most); a cell is kept only where that answer is a maximum over its neighbours in position and
-size (a scale-space peak); its score is a sigmoid of the answer, split between the classes by how
-much colour sits in the box's corners outside its inscribed disk (a square fills them, a circle does
-not; a tilted square only partly). The boxes are the cells' squares at the peak's size. So the
-output depends on every pixel, finds most objects roughly, confuses tilted squares with circles,
-answers to triangles and touching objects too, and its scores are not calibrated probabilities:
+What it computes is a hand-made blob detector, not a trained network: the picture is halved and
+smoothed; each cell's foreground is how far its colour is from the picture's background colour (a
+robust mean over the picture, the letterbox grey left out); at each of ``SIZES`` (box sides in halved
+pixels) a box's mean foreground, less twice the ring's around it, answers most for a lone blob of that
+size; a cell is kept only where that answer is a maximum over its neighbours in position and size (a
+scale-space peak); its score is a sigmoid of the answer, split between the classes by how much
+foreground sits in the box's corners outside its inscribed disk (a square fills them, a circle does
+not, a tilted square only partly). The boxes are the cells' squares at the peak's size. So the
+output depends on every pixel, finds most objects roughly, often takes a tilted square for a circle,
+answers to triangles and merges touching objects, and its scores are not calibrated probabilities
+(the sigmoid is soft on purpose, so the usual default threshold of 0.25 lets many weak peaks through):
 exactly the case where per-label thresholds learnt from annotations can matter. Its rows measure the
 route and the threshold learning, not how accurate a real YOLO model is.
 """
@@ -29,6 +31,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 SIDE = 160  # the network's input side (the bench's pictures are 80-160 pixels a side)
 HALF = 2  # the grid's stride: the picture is averaged 2x2 before the filters
@@ -42,9 +46,7 @@ SURROUND = 2.0  # how much foreground around a box costs it (a lone blob answers
 PAD_GREY = 114 / 255
 
 
-def _const(name: str, value) -> object:
-    from onnx import helper, numpy_helper
-
+def _const(name: str, value) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name + "_v"))
 
 
@@ -56,7 +58,7 @@ def _disk(size: int) -> tuple[np.ndarray, float]:
     return (inside / inside.sum())[None, None], float(inside.sum())
 
 
-def _pool(helper, op: str, source: str, side: int, out: str) -> list:
+def _pool(op: str, source: str, side: int, out: str) -> list:
     """``op`` (AveragePool or MaxPool) over a ``side`` square around each cell, as two 1-D passes."""
     half = (side - 1) // 2
     extra = {"count_include_pad": 1} if op == "AveragePool" else {}
@@ -64,7 +66,7 @@ def _pool(helper, op: str, source: str, side: int, out: str) -> list:
             helper.make_node(op, [out + "_rows"], [out], kernel_shape=[side, 1], pads=[half, 0, half, 0], **extra)]
 
 
-def _foreground(helper) -> list:
+def _foreground() -> list:
     """``fg`` [1, 1, 80, 80]: how far each cell's colour is from the picture's background colour, zero on
     the letterbox grey. The background colour is a robust mean: the picture's mean colour, then means
     that weigh each cell less the further it is from the last estimate (objects drop out)."""
@@ -99,13 +101,13 @@ def _foreground(helper) -> list:
     return nodes
 
 
-def _scale(helper, size: int) -> list:
+def _scale(size: int) -> list:
     """The nodes of one box size: its blob answer ``c{size}`` and corner share ``r{size}``."""
     s, half = str(size), (size - 1) // 2
     kernel, disk_area = _disk(size)
     outer, square_area = 2 * size + 1, float(size * size)
     ring_w = float(outer * outer) / (outer * outer - square_area)
-    nodes = _pool(helper, "AveragePool", "fg", size, "box" + s) + _pool(helper, "AveragePool", "fg", outer, "outer" + s)
+    nodes = _pool("AveragePool", "fg", size, "box" + s) + _pool("AveragePool", "fg", outer, "outer" + s)
     nodes += [_const("ring_w" + s, np.float32(ring_w)), _const("box_w" + s, np.float32(ring_w - 1.0)),
               helper.make_node("Mul", ["outer" + s, "ring_w" + s], ["outer_part" + s]),
               helper.make_node("Mul", ["box" + s, "box_w" + s], ["box_part" + s]),
@@ -134,7 +136,7 @@ def anchor_boxes() -> np.ndarray:
     return np.concatenate(per_size, axis=1)[None].astype(np.float32)
 
 
-def _heads(helper) -> list:
+def _heads() -> list:
     """Scale-space peaks of the contrast, their objectness and the two class scores, as ``output0``."""
     cells, count = SIDE // HALF, len(SIZES)
     contrast = [f"c{size}" for size in SIZES]
@@ -168,15 +170,12 @@ def _heads(helper) -> list:
 
 def build(path: Path) -> Path:
     """Write the stand-in detector to ``path`` (about 1 MB, mostly its constant anchor grid) and return it."""
-    import onnx
-    from onnx import TensorProto, helper
-
     nodes = [_const("channel_axis", np.array([1], dtype=np.int64)), _const("eps", np.float32(EPS)),
              _const("surround_weight", np.float32(SURROUND)),
-             _const("space_axes", np.array([2, 3], dtype=np.int64))] + _foreground(helper)
+             _const("space_axes", np.array([2, 3], dtype=np.int64))] + _foreground()
     for size in SIZES:
-        nodes += _scale(helper, size)
-    nodes += _heads(helper)
+        nodes += _scale(size)
+    nodes += _heads()
     anchors = len(SIZES) * (SIDE // HALF) ** 2
     graph = helper.make_graph(
         nodes, "yolo_standin",
