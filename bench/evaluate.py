@@ -147,7 +147,7 @@ def onnx_detector(choice: str, into: Path) -> Path | str:
     """The YOLO export whose route is measured: ``--onnx PATH``, else the bench's stand-in built into ``into``;
     or why there is none."""
     if choice == "none":
-        return "--onnx none"
+        return "left out with --onnx none"
     if choice:
         path = Path(choice).expanduser()
         return path if path.is_file() else f"--onnx {choice}: no such file (a YOLO model exported to ONNX)"
@@ -178,6 +178,17 @@ def evaluate_onnx(variant: str, repo: Path, detector: Path, sizes: list[int], se
              "detector": detector.name}
     return {f"{variant} ONNX, default threshold": {**about, "curve": averaged(untrained)},
             f"{variant} ONNX, learned thresholds": {**about, "curve": averaged(learned)}}
+
+
+def onnx_rows(variant: str, repo: Path, args: argparse.Namespace, into: Path) -> dict | str:
+    """The ONNX route's rows for ``variant``, or why there are none."""
+    detector = onnx_detector(args.onnx, into)
+    if isinstance(detector, str):
+        return detector
+    try:
+        return evaluate_onnx(variant, repo, detector, args.sizes, args.seeds, args.test_size)
+    except (RuntimeError, ValueError) as exc:  # no onnxruntime, or no YOLO export: the runtime says which
+        return str(exc)
 
 
 def markdown(results: dict, sizes: list[int]) -> str:
@@ -239,14 +250,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results[variant] = evaluate_variant(variant, repo, args.sizes, args.seeds, args.test_size)
             if getattr(load_dataset(variant), "ONNX_ROUTE", False):
-                detector = onnx_detector(args.onnx, Path(tmp))
-                if isinstance(detector, str):
-                    skipped[f"{variant} ONNX"] = detector
-                    continue
-                try:
-                    results.update(evaluate_onnx(variant, repo, detector, args.sizes, args.seeds, args.test_size))
-                except (RuntimeError, ValueError) as exc:  # no onnxruntime, or not a YOLO export: the runtime's reason
-                    skipped[f"{variant} ONNX"] = str(exc)
+                rows = onnx_rows(variant, repo, args, Path(tmp))
+                if isinstance(rows, str):
+                    skipped[f"{variant} ONNX"] = rows
+                else:
+                    results.update(rows)
     for variant, reason in skipped.items():
         print(f"skipped {variant}: {reason}")
     print(markdown(results, args.sizes) if results else "no variant measured")

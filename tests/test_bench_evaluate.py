@@ -126,7 +126,7 @@ def test_the_onnx_route_is_skipped_with_the_reason_for_a_missing_export_or_none(
     evaluate = load_evaluate()
     assert evaluate.onnx_detector(str(tmp_path / "gone.onnx"), tmp_path) == (
         f"--onnx {tmp_path / 'gone.onnx'}: no such file (a YOLO model exported to ONNX)")
-    assert evaluate.onnx_detector("none", tmp_path) == "--onnx none"
+    assert evaluate.onnx_detector("none", tmp_path) == "left out with --onnx none"
     assert evaluate.onnx_detector("", tmp_path) == tmp_path / "yolo_standin.onnx"
 
 
