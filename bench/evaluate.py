@@ -11,6 +11,11 @@ variant live in ``<variant>__<scenario>.py`` (e.g. ``text_classification__multil
 baked with its multi-label ``LABEL_CONFIG``) and get their own rows. A generator whose
 labels differ from the variant's default config sets ``LABEL_CONFIG``; the
 variant is then baked with it as the ``label_config`` answer, as a user would.
+A generator with ``ONNX_ROUTE = True`` (object detection) also gets the rows of the
+variant's ``MODEL_URI`` route: a YOLO model exported to ONNX serving with its default score
+threshold, and after ``fit`` learnt per-label thresholds from the same annotations. The network is
+``--onnx PATH`` (your export; its class names must map to the generator's labels) or, by default,
+a stand-in built with ``onnx.helper`` (``bench/yolo_standin.py``), which measures the route, not YOLO.
 
 The learning curve trains on the first N annotations of one seeded pool for
 each N, averages over seeds, prints a Markdown table and writes JSON to
@@ -91,16 +96,19 @@ def import_baked(repo: Path) -> tuple[type, ModuleType]:
         sys.path.remove(str(repo))
 
 
-def run_once(model_class: type, api: ModuleType, config: str, train: list, test: list, dataset: ModuleType) -> dict:
-    """Train on ``train`` through the model's own ``fit`` and score its predictions on ``test``."""
+def run_once(model_class: type, api: ModuleType, config: str, train: list, test: list, dataset: ModuleType,
+             start: dict | None = None) -> dict:
+    """Train on ``train`` through the model's own ``fit`` and score its predictions on ``test``.
+
+    ``start`` is the ``train_output`` training starts from (a ``MODEL_URI`` model's), as the runtime does."""
     annotations = [api.normalize_annotation({"id": i, "result": r}, {"id": i, "data": d})
                    for i, (d, r) in enumerate(train)]
     row = {}
     try:
-        output = model_class(config).fit(annotations)
+        output = model_class(config, train_output=start).fit(annotations)
         model = model_class(config, train_output=output, model_version="bench")
     except ValueError as exc:
-        model, row["fit_refused"] = model_class(config), str(exc)
+        model, row["fit_refused"] = model_class(config, train_output=start), str(exc)
     predictions = model.predict([{"id": i, "data": d} for i, (d, _) in enumerate(test)])
     row.update(dataset.score(predictions, [truth for _, truth in test]))
     return row
@@ -120,14 +128,67 @@ def evaluate_variant(variant: str, repo: Path, sizes: list[int], seeds: int, tes
         pool, test = dataset.make(max(sizes), test_size, seed)
         for size in sizes:
             runs[size].append(run_once(model_class, api, config, pool[:size], test, dataset))
-    curve = []
-    for size in sizes:
-        names = [k for k in runs[size][0] if k != "fit_refused"]
-        point = {"annotations": size, **{k: statistics.fmean(r[k] for r in runs[size]) for k in names}}
-        point["fit_refused"] = sum("fit_refused" in r for r in runs[size])
-        curve.append(point)
     return {"metric": dataset.METRIC, "model": model_class.__name__, "test_size": test_size, "seeds": seeds,
-            "curve": curve}
+            "curve": averaged(runs)}
+
+
+def averaged(runs: dict[int, list[dict]]) -> list[dict]:
+    """Per training size, each metric's mean over the seeds and how many fits refused."""
+    curve = []
+    for size, rows in runs.items():
+        names = [k for k in rows[0] if k != "fit_refused"]
+        point = {"annotations": size, **{k: statistics.fmean(r[k] for r in rows) for k in names}}
+        point["fit_refused"] = sum("fit_refused" in r for r in rows)
+        curve.append(point)
+    return curve
+
+
+def onnx_detector(choice: str, into: Path) -> Path | str:
+    """The YOLO export whose route is measured: ``--onnx PATH``, else the bench's stand-in built into ``into``;
+    or why there is none."""
+    if choice == "none":
+        return "left out with --onnx none"
+    if choice:
+        path = Path(choice).expanduser()
+        return path if path.is_file() else f"--onnx {choice}: no such file (a YOLO model exported to ONNX)"
+    try:
+        return load_file(BENCH / "yolo_standin.py", "bench_yolo_standin").build(into / "yolo_standin.onnx")
+    except ImportError as exc:
+        return f"the ONNX route needs onnx and onnxruntime ({exc}): pip install -r requirements.txt"
+
+
+def evaluate_onnx(variant: str, repo: Path, detector: Path, sizes: list[int], seeds: int, test_size: int) -> dict:
+    """The ONNX route's rows: the YOLO export as ``MODEL_URI`` serves it before any training (its default
+    score threshold), and after ``fit`` learnt per-label thresholds from the first N annotations."""
+    dataset = load_dataset(variant)
+    model_class, api = import_baked(repo)
+    config = (repo / "label_config.xml").read_text(encoding="utf-8")
+    pretrained = model_class.load_pretrained(detector)  # what the runtime does with MODEL_URI
+    untrained: dict[int, list[dict]] = {size: [] for size in sizes}
+    learned: dict[int, list[dict]] = {size: [] for size in sizes}
+    for seed in range(seeds):
+        pool, test = dataset.make(max(sizes), test_size, seed)
+        tasks = [{"id": i, "data": d} for i, (d, _) in enumerate(test)]
+        served = model_class(config, train_output=pretrained, model_version="pretrained").predict(tasks)
+        before = dataset.score(served, [truth for _, truth in test])
+        for size in sizes:
+            untrained[size].append(before)  # no fit: the same predictions whatever the number of annotations
+            learned[size].append(run_once(model_class, api, config, pool[:size], test, dataset, start=pretrained))
+    about = {"metric": dataset.METRIC, "model": model_class.__name__, "test_size": test_size, "seeds": seeds,
+             "detector": detector.name}
+    return {f"{variant} ONNX, default threshold": {**about, "curve": averaged(untrained)},
+            f"{variant} ONNX, learned thresholds": {**about, "curve": averaged(learned)}}
+
+
+def onnx_rows(variant: str, repo: Path, args: argparse.Namespace, into: Path) -> dict | str:
+    """The ONNX route's rows for ``variant``, or why there are none."""
+    detector = onnx_detector(args.onnx, into)
+    if isinstance(detector, str):
+        return detector
+    try:
+        return evaluate_onnx(variant, repo, detector, args.sizes, args.seeds, args.test_size)
+    except (RuntimeError, ValueError) as exc:  # no onnxruntime, or no YOLO export: the runtime says which
+        return str(exc)
 
 
 def markdown(results: dict, sizes: list[int]) -> str:
@@ -150,6 +211,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=5, help="seeded repetitions to average, default %(default)s")
     parser.add_argument("--test-size", type=int, default=300, help="held-out tasks per seed, default %(default)s")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="folder for the JSON results")
+    parser.add_argument("--onnx", default="", metavar="PATH",
+                        help="a YOLO model exported to ONNX whose route (MODEL_URI) gets rows, with and without "
+                             "learnt thresholds, for data generators with ONNX_ROUTE (object detection); default: "
+                             "the bench's stand-in built with onnx.helper (bench/yolo_standin.py); 'none' skips them")
     args = parser.parse_args(argv)
     try:
         args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
@@ -184,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
                 skipped[variant] = repo
                 continue
             results[variant] = evaluate_variant(variant, repo, args.sizes, args.seeds, args.test_size)
+            if getattr(load_dataset(variant), "ONNX_ROUTE", False):
+                rows = onnx_rows(variant, repo, args, Path(tmp))
+                if isinstance(rows, str):
+                    skipped[f"{variant} ONNX"] = rows
+                else:
+                    results.update(rows)
     for variant, reason in skipped.items():
         print(f"skipped {variant}: {reason}")
     print(markdown(results, args.sizes) if results else "no variant measured")

@@ -27,6 +27,8 @@ from PIL import Image, ImageDraw
 
 METRIC = "F1@0.5"
 LABELS = ["Square", "Circle"]
+#: evaluate.py also measures the variant's MODEL_URI route (a YOLO model exported to ONNX) on these scenes
+ONNX_ROUTE = True
 PIXEL_NOISE = 16.0  # standard deviation, in 0..255 units
 TILT = math.radians(15)
 GAP = -3  # objects may touch and overlap by this many pixels
