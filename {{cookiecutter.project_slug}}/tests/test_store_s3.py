@@ -123,6 +123,54 @@ def test_a_corrupt_current_model_falls_back_to_the_newest_that_loads_and_says_wh
     assert f"model {bad} cannot be loaded" in problem and "checksum" in problem
 
 
+def damage(store, project: str, version: str, how: str) -> None:
+    """Damage a saved model through the store's own blobs, as a disk, a bad restore or a hand would."""
+    key = store.project(project).key(f"models/{version}.pkl")
+    data = store.blobs.get(key, "test")
+    if how == "missing":
+        store.blobs.delete([key], "test")
+        return
+    broken = {"truncated": data[: len(data) // 2], "garbage": b"\x00not a pickle" * 100, "empty": b"",
+              "corrupt-middle": data[: len(data) // 2] + b"\xff\xfe\xfd" * 20 + data[len(data) // 2 + 60:]}[how]
+    store.blobs.put(key, broken, "test")
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "missing", "corrupt-middle"])
+def test_a_broken_current_model_is_never_named_or_served_by_a_fresh_process(opener, how):
+    """/setup (``served_version``, no model loaded) and /predict (``load_model``) agree on the fallback, in a
+    process that never saw the model whole; a restored model is served again."""
+    store = opener().project(PROJECT)
+    good = store.save_model({"weights": [1]})
+    bad = store.save_model({"weights": [2] * 1000})
+    saved = opener().blobs.get(store.key(f"models/{bad}.pkl"), "test")
+    damage(opener(), PROJECT, bad, how)
+    fresh = opener().project(PROJECT)
+    assert fresh.served_version() == good and fresh.current_version() == bad
+    assert fresh.load_model() == (good, {"weights": [1]})
+    assert f"serving {good}: model {bad} cannot be loaded" in fresh.problem(good)
+    assert opener().project(PROJECT).served_version() == good
+    opener().blobs.put(store.key(f"models/{bad}.pkl"), saved, "test")  # restored from a backup
+    again = opener().project(PROJECT)
+    assert again.load_model() == (bad, {"weights": [2] * 1000}) and again.problem(bad) is None
+
+
+def test_the_former_local_layout_of_annotations_is_read_and_folded(tmp_path):
+    """Before the annotation log, MODEL_DIR held one ``annotations/<id>.json`` per annotation: an upgrade
+    must train on them, let newer operations win over them, and fold them into a segment."""
+    folder = tmp_path / "projects" / PROJECT / "annotations"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        (folder / f"{i}.json").write_text(json.dumps({"id": i, "result": [i]}), encoding="utf-8")
+    store = LocalModelStore(tmp_path).project(PROJECT)
+    assert store.count_annotations() == 5
+    store.save_annotation({"id": 1, "result": ["edited"]})
+    assert store.delete_annotation(2) and store.count_annotations() == 4
+    expected = {0: [0], 1: ["edited"], 3: [3], 4: [4]}
+    assert {a["id"]: a["result"] for a in store.annotations()} == expected
+    wait_until(lambda: not list(folder.glob("*.json")), "the collect to fold the former files", timeout=60)
+    assert {a["id"]: a["result"] for a in LocalModelStore(tmp_path).project(PROJECT).annotations()} == expected
+
+
 def test_annotations_are_recorded_updated_deleted_and_counted(stores):
     store = stores.project(PROJECT)
     for i in range(5):
