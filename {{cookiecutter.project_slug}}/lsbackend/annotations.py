@@ -110,7 +110,10 @@ class AnnotationLog:
         return sorted(self.s.list(prefix, "the recorded annotations"))
 
     def _pending_keys(self) -> list[str]:
-        """Pending objects, and the files of the former local layout (``<prefix><id>.json``)."""
+        """Pending objects, and the files of the former local layout (``<prefix><id>.json``; only a disk had it,
+        so S3 saves the listing)."""
+        if self.s.medium != "file":
+            return self._keys(self.pending)
         legacy = [k for k in self._keys(self.prefix) if k[len(self.prefix):-5].isdigit() and k.endswith(".json")]
         return self._keys(self.pending) + legacy
 

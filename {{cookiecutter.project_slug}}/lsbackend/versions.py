@@ -8,12 +8,12 @@ does, else a newer one; the broken version is noted, with what was wrong,
 for ``problem`` (``GET /training`` and ``/ready`` show it) until its file or
 object changes (restored), when it is tried again.
 
-The stores (``storage.LocalProjectStore``, ``storage_s3.S3ProjectStore``)
-keep their own bytes and notes; this mixin holds the policy, so both choose
-alike. A store supplies ``project``, ``current_version()``, ``versions()``,
+The store (``blob_store.BlobProjectStore``, over the local disk or S3)
+keeps the bytes and notes; this mixin holds the policy. A store supplies
+``project``, ``current_version()``, ``versions()``,
 ``_verified_bytes(version)``, ``_read_broken()``, ``_note(version, error)``,
-``_save_broken(notes)``, ``_may_load(version, kept)`` (a check that reads
-no model) and ``_point_at(version)`` (moves the pointer); it names what a
+``_save_broken(notes)``, ``_may_load(version, kept)`` (a check that reads a
+model at most once per process) and ``_point_at(version)`` (moves the pointer); it names what a
 model is kept in (``MEDIUM``) and which errors mean "the store is
 unreachable", not "this version is broken" (``UNREACHABLE``).
 """
