@@ -76,6 +76,15 @@ def _loads(data: bytes) -> Any:
         return json.loads(data)
 
 
+def _dumps(value: Any) -> bytes:
+    """orjson: a 100,000-annotation segment in a fraction of json's time, during which json's encoder would
+    hold the GIL and stall the training that just collected; json for a lone surrogate, which orjson refuses."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value).encode()
+
+
 def _parse(key: str, data: bytes | None) -> Ops:
     """A pending object (one operation, JSON) or a segment (many, gzipped JSON) as ``Ops``."""
     if data is None:  # deleted by a concurrent compaction after we listed it: its segment holds it
@@ -229,7 +238,7 @@ class AnnotationLog:
 
     def _write_segment(self, ops: Ops, merged: list[str]) -> None:
         """Write ``ops`` as one segment, then delete the objects they came from (in that order: see above)."""
-        body = gzip.compress(json.dumps({str(n): [k, a] for n, (k, a) in ops.items()}).encode(), compresslevel=1)
+        body = gzip.compress(_dumps({str(n): [k, a] for n, (k, a) in ops.items()}), compresslevel=1)
         self.s.put(f"{self.segments}{op_key()}.json.gz", body, "the recorded annotations (compacting them)")
         self.s.delete(merged, "compacted annotation objects")
         log.info("compacted %d annotation objects into one segment of %d operations", len(merged), len(ops))

@@ -189,6 +189,17 @@ def test_annotations_are_recorded_updated_deleted_and_counted(stores):
         store.save_annotation({"id": "../x", "result": []})
 
 
+def test_an_annotation_with_a_lone_surrogate_survives_compaction(stores):
+    """Label Studio can send text JSON escapes as a lone surrogate; segments are written by orjson, which
+    refuses it, so that segment falls back to json."""
+    store = stores.project(PROJECT)
+    store.save_annotation({"id": 1, "result": ["\ud800 odd"]})
+    store.save_annotation({"id": 2, "result": ["plain"]})
+    store.annotation_log().compact(merge_all=True)
+    assert _ops(stores, PROJECT)["pending"] == []
+    assert {a["id"]: a["result"] for a in store.annotations()} == {1: ["\ud800 odd"], 2: ["plain"]}
+
+
 def test_config_extra_params_and_status_round_trip(stores):
     store = stores.project(PROJECT)
     assert store.label_config() is None and store.extra_params() == {} and store.status() == {"state": "idle"}
