@@ -8,12 +8,11 @@ does, else a newer one; the broken version is noted, with what was wrong,
 for ``problem`` (``GET /training`` and ``/ready`` show it) until its file or
 object changes (restored), when it is tried again.
 
-The stores (``storage.LocalProjectStore``, ``storage_s3.S3ProjectStore``)
-keep their own bytes and notes; this base class holds the policy, so both choose
-alike. A store supplies ``project`` and the abstract methods below (a store that
-misses one cannot be created); it names what a model is kept in (``MEDIUM``) and
-which errors mean "the store is unreachable", not "this version is broken"
-(``UNREACHABLE``).
+The store (``blob_store.BlobProjectStore``, over the local disk or S3) keeps
+the bytes and notes; this base class holds the policy. A store supplies
+``project`` and the abstract methods below (a store that misses one cannot be
+created); it names what a model is kept in (``MEDIUM``) and which errors mean
+"the store is unreachable", not "this version is broken" (``UNREACHABLE``).
 """
 
 from __future__ import annotations

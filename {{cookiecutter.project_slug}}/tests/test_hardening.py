@@ -342,7 +342,7 @@ def test_an_annotation_id_beyond_label_studios_range_is_a_400(client, settings, 
     response = client.post("/webhook", data=event, content_type="application/json")
     assert response.status_code == 400, response.status  # 10**400 was a 500 (file name too long)
     assert reason(response) == f"'annotation.id' must be an integer from 0 to {2**63 - 1}"
-    assert list(settings.model_dir.rglob("annotations/*.json")) == []
+    assert [p for p in settings.model_dir.rglob("*.json") if "annotations" in p.parts] == []
 
 
 @pytest.mark.parametrize("raw_id", ["true", "4300.9", '"4300"', "1e300", "1" + "0" * 400, str(2**63)])

@@ -1,10 +1,11 @@
-"""The model store's promises (``storage.ProjectStore``), kept by both implementations: the local
-MODEL_DIR and S3 (``MODEL_STORE=s3://...``, against moto's real S3 server process), plus what only a
-shared store has to get right: the pointer cache, compaction of recorded annotations, the lease lock,
-replicas on one bucket, and the store going away for a while."""
+"""The model store's promises (``storage.ProjectStore``), kept by both implementations of its blobs: the
+local MODEL_DIR and S3 (``MODEL_STORE=s3://...``, against moto's real S3 server process), the annotation
+log and its compaction included; plus what only a shared store has to get right: the pointer cache, the
+lease lock, replicas on one bucket, and the store going away for a while."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lsbackend import storage_s3
+from lsbackend import blob_store, s3_blobs, s3_lease, storage_s3
 from lsbackend.app import build_backend, open_store
 from lsbackend.errors import StorageError
 from lsbackend.server import create_app
@@ -51,26 +52,32 @@ def s3_settings(moto, tmp_path, monkeypatch) -> Settings:
 
 
 @pytest.fixture(params=["local", "s3"])
-def stores(request, tmp_path):
-    """Each contract test runs against both implementations."""
+def opener(request, tmp_path):
+    """Opens the store again over the same disk or bucket (another process would); each contract test
+    runs against both implementations."""
     if request.param == "local":
-        return LocalModelStore(tmp_path / "local", keep_versions=2)
-    return open_store(request.getfixturevalue("s3_settings"))
+        return lambda: LocalModelStore(tmp_path / "local", keep_versions=2)
+    settings = request.getfixturevalue("s3_settings")
+    return lambda: open_store(settings)
+
+
+@pytest.fixture
+def stores(opener):
+    return opener()
 
 
 def corrupt(store, project: str, version: str) -> None:
-    """Flip bytes of a saved model, in place, as a disk or a bad restore would."""
-    if isinstance(store, LocalModelStore):
+    """Flip bytes of a saved model, as a disk or a bad restore would."""
+    if isinstance(store, LocalModelStore):  # in place: same file, same size
         path = store.project(project).dir / "models" / f"{version}.pkl"
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
         return
     key = store.project(project).key(f"models/{version}.pkl")
-    answer = store.client.get_object(Bucket=store.bucket, Key=key)
-    data = bytearray(answer["Body"].read())
+    data = bytearray(store.blobs.get(key, "test"))
     data[len(data) // 2] ^= 0xFF
-    store.client.put_object(Bucket=store.bucket, Key=key, Body=bytes(data), Metadata=answer["Metadata"])
+    store.blobs.put(key, bytes(data), "test")
 
 
 # --- the ProjectStore promises, for both stores ------------------------------------------------------
@@ -116,6 +123,54 @@ def test_a_corrupt_current_model_falls_back_to_the_newest_that_loads_and_says_wh
     assert f"model {bad} cannot be loaded" in problem and "checksum" in problem
 
 
+def damage(store, project: str, version: str, how: str) -> None:
+    """Damage a saved model through the store's own blobs, as a disk, a bad restore or a hand would."""
+    key = store.project(project).key(f"models/{version}.pkl")
+    data = store.blobs.get(key, "test")
+    if how == "missing":
+        store.blobs.delete([key], "test")
+        return
+    broken = {"truncated": data[: len(data) // 2], "garbage": b"\x00not a pickle" * 100, "empty": b"",
+              "corrupt-middle": data[: len(data) // 2] + b"\xff\xfe\xfd" * 20 + data[len(data) // 2 + 60:]}[how]
+    store.blobs.put(key, broken, "test")
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "missing", "corrupt-middle"])
+def test_a_broken_current_model_is_never_named_or_served_by_a_fresh_process(opener, how):
+    """/setup (``served_version``, no model loaded) and /predict (``load_model``) agree on the fallback, in a
+    process that never saw the model whole; a restored model is served again."""
+    store = opener().project(PROJECT)
+    good = store.save_model({"weights": [1]})
+    bad = store.save_model({"weights": [2] * 1000})
+    saved = opener().blobs.get(store.key(f"models/{bad}.pkl"), "test")
+    damage(opener(), PROJECT, bad, how)
+    fresh = opener().project(PROJECT)
+    assert fresh.served_version() == good and fresh.current_version() == bad
+    assert fresh.load_model() == (good, {"weights": [1]})
+    assert f"serving {good}: model {bad} cannot be loaded" in fresh.problem(good)
+    assert opener().project(PROJECT).served_version() == good
+    opener().blobs.put(store.key(f"models/{bad}.pkl"), saved, "test")  # restored from a backup
+    again = opener().project(PROJECT)
+    assert again.load_model() == (bad, {"weights": [2] * 1000}) and again.problem(bad) is None
+
+
+def test_the_former_local_layout_of_annotations_is_read_and_folded(tmp_path):
+    """Before the annotation log, MODEL_DIR held one ``annotations/<id>.json`` per annotation: an upgrade
+    must train on them, let newer operations win over them, and fold them into a segment."""
+    folder = tmp_path / "projects" / PROJECT / "annotations"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        (folder / f"{i}.json").write_text(json.dumps({"id": i, "result": [i]}), encoding="utf-8")
+    store = LocalModelStore(tmp_path).project(PROJECT)
+    assert store.count_annotations() == 5
+    store.save_annotation({"id": 1, "result": ["edited"]})
+    assert store.delete_annotation(2) and store.count_annotations() == 4
+    expected = {0: [0], 1: ["edited"], 3: [3], 4: [4]}
+    assert {a["id"]: a["result"] for a in store.annotations()} == expected
+    wait_until(lambda: not list(folder.glob("*.json")), "the collect to fold the former files", timeout=60)
+    assert {a["id"]: a["result"] for a in LocalModelStore(tmp_path).project(PROJECT).annotations()} == expected
+
+
 def test_annotations_are_recorded_updated_deleted_and_counted(stores):
     store = stores.project(PROJECT)
     for i in range(5):
@@ -132,6 +187,17 @@ def test_annotations_are_recorded_updated_deleted_and_counted(stores):
     assert store.count_annotations() == 5
     with pytest.raises(ValueError, match="not an integer"):
         store.save_annotation({"id": "../x", "result": []})
+
+
+def test_an_annotation_with_a_lone_surrogate_survives_compaction(stores):
+    """Label Studio can send text JSON escapes as a lone surrogate; segments are written by orjson, which
+    refuses it, so that segment falls back to json."""
+    store = stores.project(PROJECT)
+    store.save_annotation({"id": 1, "result": ["\ud800 odd"]})
+    store.save_annotation({"id": 2, "result": ["plain"]})
+    store.annotation_log().compact(merge_all=True)
+    assert _ops(stores, PROJECT)["pending"] == []
+    assert {a["id"]: a["result"] for a in store.annotations()} == {1: ["\ud800 odd"], 2: ["plain"]}
 
 
 def test_config_extra_params_and_status_round_trip(stores):
@@ -217,7 +283,7 @@ def test_a_new_version_is_seen_within_two_seconds_without_a_store_request_per_ca
     serving = open_store(s3_settings)  # a replica that serves
     trainer = open_store(s3_settings).project(PROJECT)  # another process that trains
     heads: list[str] = []
-    serving.quick.meta.events.register("provide-client-params.s3.HeadObject",
+    serving.blobs.quick.meta.events.register("provide-client-params.s3.HeadObject",
                                        lambda params, **kw: heads.append(params["Key"]))
     store = serving.project(PROJECT)
     first = store.stamp()
@@ -234,17 +300,16 @@ def test_a_new_version_is_seen_within_two_seconds_without_a_store_request_per_ca
                timeout=30)
     # bounded for the test (a loaded machine), the 2 s figure is the design: STAMP_SECONDS plus one request
     assert time.monotonic() - moved < 30
-    assert storage_s3.STAMP_SECONDS <= 1.0
+    assert s3_blobs.STAMP_SECONDS <= 1.0
 
 
 def _ops(store, project: str) -> dict[str, list[str]]:
-    prefix = store.project(project).key("annotations/")
-    keys = store.keys(prefix, "test")
+    keys = sorted(store.blobs.list(store.project(project).key("annotations/"), "test"))
     return {"pending": [k for k in keys if "/pending/" in k], "segments": [k for k in keys if "/segments/" in k]}
 
 
-def test_compaction_folds_pending_objects_and_survives_a_crash_between_its_steps(s3_settings, monkeypatch):
-    stores = open_store(s3_settings)
+def test_compaction_folds_pending_objects_and_survives_a_crash_between_its_steps(opener, monkeypatch):
+    stores = opener()
     store = stores.project(PROJECT)
     for i in range(30):
         store.save_annotation({"id": i, "result": [i]})
@@ -256,15 +321,15 @@ def test_compaction_folds_pending_objects_and_survives_a_crash_between_its_steps
 
     # a crash after the segment is written, before the merged objects are deleted
     log = store.annotation_log()
-    real_delete = stores.delete
+    real_delete = stores.blobs.delete
 
     def crash(keys, what):
         raise KeyboardInterrupt("killed between writing the segment and deleting what it merged")
 
-    monkeypatch.setattr(stores, "delete", crash)
+    monkeypatch.setattr(stores.blobs, "delete", crash)
     with pytest.raises(KeyboardInterrupt):
         log.compact()
-    monkeypatch.setattr(stores, "delete", real_delete)
+    monkeypatch.setattr(stores.blobs, "delete", real_delete)
     after_crash = _ops(stores, PROJECT)
     assert len(after_crash["segments"]) == 1 and len(after_crash["pending"]) == 41  # every operation twice
     assert {a["id"]: a["result"] for a in store.annotations()} == expected  # a training now: nothing doubled
@@ -278,12 +343,12 @@ def test_compaction_folds_pending_objects_and_survives_a_crash_between_its_steps
     log.compact()
     expected.pop(1)
     expected[2] = ["edited"]
-    assert {a["id"]: a["result"] for a in open_store(s3_settings).project(PROJECT).annotations()} == expected
-    assert open_store(s3_settings).project(PROJECT).count_annotations() == len(expected)
+    assert {a["id"]: a["result"] for a in opener().project(PROJECT).annotations()} == expected
+    assert opener().project(PROJECT).count_annotations() == len(expected)
 
 
-def test_two_compactions_at_once_lose_nothing(s3_settings):
-    stores = [open_store(s3_settings) for _ in range(2)]
+def test_two_compactions_at_once_lose_nothing(opener):
+    stores = [opener() for _ in range(2)]
     writer = stores[0].project(PROJECT)
     for i in range(60):
         writer.save_annotation({"id": i, "result": [i]})
@@ -295,10 +360,10 @@ def test_two_compactions_at_once_lose_nothing(s3_settings):
     assert sorted(a["id"] for a in stores[1].project(PROJECT).annotations()) == list(range(60))
 
 
-def test_reading_while_others_compact_never_misses_an_annotation(s3_settings):
+def test_reading_while_others_compact_never_misses_an_annotation(opener):
     """Counting and collecting list pending objects before segments and follow objects that a compaction
     deleted under them into its segment: a reader never sees fewer annotations than were recorded."""
-    writer, reader = (open_store(s3_settings).project(PROJECT) for _ in range(2))
+    writer, reader = (opener().project(PROJECT) for _ in range(2))
     for i in range(40):
         writer.save_annotation({"id": i, "result": [i]})
     stop, seen, errors = threading.Event(), [], []
@@ -327,9 +392,9 @@ def test_reading_while_others_compact_never_misses_an_annotation(s3_settings):
     assert reader.count_annotations() == 80 and sorted(a["id"] for a in reader.annotations()) == list(range(80))
 
 
-def test_recording_compacts_in_the_background_every_so_many_annotations(s3_settings, monkeypatch):
-    monkeypatch.setattr(storage_s3, "PENDING_BEFORE_COMPACT", 25)
-    stores = open_store(s3_settings)
+def test_recording_compacts_in_the_background_every_so_many_annotations(opener, monkeypatch):
+    monkeypatch.setattr(blob_store, "PENDING_BEFORE_COMPACT", 25)
+    stores = opener()
     store = stores.project(PROJECT)
     for i in range(60):
         store.save_annotation({"id": i, "result": [i]})
@@ -342,10 +407,10 @@ def test_a_model_object_is_checked_against_its_sha256(s3_settings):
     stores = open_store(s3_settings)
     store = stores.project(PROJECT)
     version = store.save_model({"weights": [1]})
-    head = stores.client.head_object(Bucket=stores.bucket, Key=store.key(f"models/{version}.pkl"))
-    assert len(head["Metadata"]["sha256"]) == 64
-    assert pickle.loads(stores.client.get_object(Bucket=stores.bucket, Key=store.key(f"models/{version}.pkl"))
-                        ["Body"].read()) == {"weights": [1]}
+    key = stores.prefix + store.key(f"models/{version}")
+    digest = stores.blobs.client.get_object(Bucket=stores.bucket, Key=f"{key}.sha256")["Body"].read()
+    data = stores.blobs.client.get_object(Bucket=stores.bucket, Key=f"{key}.pkl")["Body"].read()
+    assert digest.decode() == hashlib.sha256(data).hexdigest() and pickle.loads(data) == {"weights": [1]}
 
 
 def test_a_missing_bucket_or_store_stops_the_backend_at_start_up_naming_the_fix(s3_settings, moto):
@@ -375,7 +440,7 @@ def test_an_unreachable_store_keeps_predictions_serving_and_answers_writes_with_
 
     moto.pause()
     try:
-        time.sleep(storage_s3.STAMP_SECONDS * 1.5)  # the pointer cache is stale: the next call looks
+        time.sleep(s3_blobs.STAMP_SECONDS * 1.5)  # the pointer cache is stale: the next call looks
         for _ in range(3):
             answer = client.post("/predict", json=body)
             assert answer.status_code == 200, answer.get_json()
@@ -415,7 +480,7 @@ def test_a_stopped_store_restarted_on_the_same_port_is_picked_up_without_a_resta
         event["project"] = {"id": int(PROJECT)}
 
         moto.stop()
-        time.sleep(storage_s3.STAMP_SECONDS * 1.5)
+        time.sleep(s3_blobs.STAMP_SECONDS * 1.5)
         for _ in range(3):
             answer = client.post("/predict", json=body)
             assert answer.status_code == 200 and answer.get_json()["results"][0]["model_version"] == version
@@ -454,21 +519,21 @@ def test_model_uri_on_s3_is_fetched_through_the_same_client(s3_settings, moto, t
 KILL_AT_SAVE = """
 import json, os, signal, sys
 from pathlib import Path
-from lsbackend import storage_s3
+from lsbackend import s3_blobs, s3_lease
 from lsbackend.app import build_backend
 from lsbackend.service import load_model_class
 from lsbackend.settings import Settings
 
 store, endpoint, kill_before, annotations, config = sys.argv[1:6]
-storage_s3.LEASE_SECONDS = 2.0
-real_put = storage_s3.S3ModelStore.put
+s3_lease.LEASE_SECONDS = 2.0
+real_put = s3_blobs.S3Blobs.put
 
 def put(self, key, data, what, **extra):
     if (kill_before == "model" and key.endswith(".pkl")) or (kill_before == "pointer" and key.endswith("/CURRENT")):
         os.kill(os.getpid(), signal.SIGKILL)  # as hard as a power cut, at the worst moment
     return real_put(self, key, data, what, **extra)
 
-storage_s3.S3ModelStore.put = put
+s3_blobs.S3Blobs.put = put
 settings = Settings(model_store=store, s3_endpoint_url=endpoint, label_config_path=Path(config))
 build_backend(settings, load_model_class("model")).train("7", json.loads(Path(annotations).read_text()))
 sys.exit("the save step was never reached")
@@ -478,7 +543,7 @@ sys.exit("the save step was never reached")
 @pytest.mark.parametrize("kill_before", ["model", "pointer"])
 def test_killed_while_saving_to_s3_the_pointer_never_moves_to_a_partial_model(s3_settings, moto, tmp_path,
                                                                               kill_before, monkeypatch):
-    monkeypatch.setattr(storage_s3, "LEASE_SECONDS", 2.0)
+    monkeypatch.setattr(s3_lease, "LEASE_SECONDS", 2.0)
     good = build_backend(s3_settings, MODEL_CLASS).train(PROJECT, annotations())["model_version"]
     data = tmp_path / "annotations.json"
     data.write_text(json.dumps(annotations()), encoding="utf-8")
