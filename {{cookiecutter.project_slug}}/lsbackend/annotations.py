@@ -158,8 +158,8 @@ class AnnotationLog:
         merged: dict[int, tuple[str, bool]] = {}
         for summary in found.values():
             for number, (k, alive) in summary.items():
-                mine = merged.get(number)
-                if mine is None or k > mine[0]:
+                known = merged.get(number)
+                if known is None or k > known[0]:
                     merged[number] = (k, alive)
         return merged
 

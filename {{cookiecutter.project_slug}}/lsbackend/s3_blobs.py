@@ -185,7 +185,11 @@ class S3Blobs:
         if cached and (self.unreachable_now or keys in self._refreshing):
             self._refresh_in_background(keys)
             return cached[1]
-        return self._refresh(keys, raise_error=cached is None) or cached[1]
+        fresh = self._refresh(keys, raise_error=cached is None)
+        if fresh is not None:
+            return fresh
+        assert cached is not None  # with nothing cached, _refresh raises rather than answer None
+        return cached[1]
 
     def _refresh(self, keys: tuple[str, ...], raise_error: bool) -> tuple[int, ...] | None:
         try:

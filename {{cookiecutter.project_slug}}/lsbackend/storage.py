@@ -98,10 +98,12 @@ class LocalModelStore(BlobModelStore):
 class LocalProjectStore(BlobProjectStore):
     """Files of one project under ``MODEL_DIR/projects/<id>/``."""
 
+    blobs: LocalBlobs
+
     @property
     def dir(self) -> Path:
         """The project's folder (tests and operators look at its files)."""
-        return Path(self.blobs.root) / "projects" / self.project
+        return self.blobs.root / "projects" / self.project
 
 
 class PretrainedStore:
