@@ -29,6 +29,7 @@ from .pretrained import PretrainedModel
 from .project_model import build_model, project_config
 from .settings import Settings
 from .storage import LocalModelStore, ModelStore, ProjectStore
+from .task_data import check_task_data
 from .trainer import Trainer
 from .training import ThreadTrainingQueue, TrainingQueue
 from .webhook_auth import WebhookAuthorizer
@@ -252,6 +253,7 @@ class Backend:
         kind = interactive_kind(context)
         parse_interaction(context)  # a malformed interaction is the request's error, whatever the model reads
         model = self.model(project, self.label_config(project, config))
+        check_task_data(model, tasks)
         started = time.perf_counter()
         predictions = model.predict(tasks, context=context)
         if kind is not None:  # the annotator waits on these: their own latency figure

@@ -69,6 +69,12 @@ def config() -> str:
     return captured(f"setup_{SHAPE}")["schema"]
 
 
+def skip_unless_scored(results: list[list[dict]]) -> None:
+    """Skip a test of what scores do when this model's result items carry none: scores are optional."""
+    if not any("score" in item for result in results for item in result):
+        pytest.skip(f"{MODEL_CLASS.__name__} gives no scores (they are optional): nothing here for a score to do")
+
+
 def annotation_event(i: int, data: dict, result: list[dict], action: str = "ANNOTATION_CREATED") -> dict:
     """A captured ANNOTATION_CREATED webhook with another annotation id, task and result."""
     body = copy.deepcopy(captured(f"webhook_annotation_created_{SHAPE}"))
