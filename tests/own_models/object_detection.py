@@ -51,8 +51,7 @@ class BlobDetector(LabelStudioMLBase):
             label = min(self.fills, key=lambda name: abs(self.fills[name] - ratio))
             corners = (region[1].start, region[0].start, region[1].stop, region[0].stop)
             score = max(0.0, 1.0 - abs(self.fills[label] - ratio))
-            if score >= self.score_threshold:  # the project's extra param: leave out what is less sure
-                boxes.append(self.box_result(corners, mask.shape[1], mask.shape[0], label, score))
+            boxes.append(self.box_result(corners, mask.shape[1], mask.shape[0], label, score))
         return self.prediction(boxes, min((b["score"] for b in boxes), default=0.0))
 
     def fit(self, annotations: list[dict], **kwargs: Any) -> dict:
