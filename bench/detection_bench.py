@@ -113,7 +113,7 @@ def prepare(cfg: dict, seed: int, work: Path) -> Trained:
     """Bake, train on annotated pictures, decode the held-out ones and note the model's own answers."""
     log(f"baking into {work}")
     repo = bake(work, "object_detection")
-    template = json.loads((repo / "tests" / "protocol" / "predict_detection.json").read_text())["json"]
+    template = json.loads((repo / "tests" / "runtime" / "protocol" / "predict_detection.json").read_text())["json"]
     project, config = str(template["project"]).split(".")[0], template["label_config"]
     pool, test = load_dataset("object_detection").make(cfg["train"], cfg["batch"], seed)
     log(f"training on {len(pool)} annotated pictures")

@@ -104,7 +104,7 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
     from lsbackend.service import Backend, load_model_class
     from lsbackend.settings import Settings
 
-    template = json.loads((repo / "tests" / "protocol" / "predict_image.json").read_text())["json"]
+    template = json.loads((repo / "tests" / "runtime" / "protocol" / "predict_image.json").read_text())["json"]
     config = template["label_config"]
     model_dir = work / "models"
     settings = Settings(model_dir=model_dir, label_config_path=repo / "label_config.xml")

@@ -5,7 +5,7 @@ One command: ``python bench/interactive_bench.py`` (``--quick`` for a tiny setti
 It bakes two variants, trains each on its own examples through the generated runtime, starts
 the generated production server (``python -m lsbackend start``) and sends the interactive
 requests Label Studio sends (``params.context``, one task), shaped like the baked repo's
-``tests/protocol/predict_interactive_*`` files:
+``tests/runtime/protocol/predict_interactive_*`` files:
 
 - ner: the annotator labels "Acme Corp" in a long text (~3,000 tokens); the backend proposes its
   other occurrences and the model's ORG entities (the model's pass over the text is what the
@@ -47,7 +47,7 @@ QUICK = {"calls": 30, "sentences": 60}
 IN_REPO = r"""
 import json, sys, time
 from pathlib import Path
-sys.path.insert(0, "tests")
+sys.path.insert(0, "tests/runtime")
 import examples
 from lsbackend.label_studio_api import normalize_annotation
 from lsbackend.service import Backend, load_model_class
@@ -102,13 +102,13 @@ def in_repo(repo: Path, job: dict) -> object:
 
 
 def capture(repo: Path, name: str) -> dict:
-    return json.loads((repo / "tests" / "protocol" / f"{name}.json").read_text(encoding="utf-8"))["json"]
+    return json.loads((repo / "tests" / "runtime" / "protocol" / f"{name}.json").read_text(encoding="utf-8"))["json"]
 
 
 # --- the requests -----------------------------------------------------------------------------------------
 def ner_bodies(repo: Path, calls: int, sentences: int, warm: bool) -> list[dict]:
     """The captured span request on a long text: a new task per call (cold) or one task (warm)."""
-    sys.path.insert(0, str(repo / "tests"))
+    sys.path.insert(0, str(repo / "tests" / "runtime"))
     import examples  # the baked NER examples: sentences with inline entity marks
 
     plain = [examples.parse(marked)[0] for marked in examples.TRAINING]

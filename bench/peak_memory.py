@@ -27,7 +27,7 @@ TEMPLATE = Path(__file__).resolve().parent.parent
 
 CHILD = r'''
 import base64, io, json, resource, struct, sys, zlib
-sys.path[:0] = [".", "tests"]
+sys.path[:0] = [".", "tests/runtime"]
 from pathlib import Path
 import examples
 from lsbackend.app import build_backend
@@ -80,7 +80,7 @@ def measure(kind: str, workdir: Path) -> dict:
     repo = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(workdir / kind),
                              extra_context={"model_type": kind}))
     shape = {"text_classification": "text", "image_classification": "image", "ner": "ner"}[kind]
-    setup = json.loads((repo / "tests" / "protocol" / f"setup_{shape}.json").read_text())
+    setup = json.loads((repo / "tests" / "runtime" / "protocol" / f"setup_{shape}.json").read_text())
     (workdir / f"{kind}.xml").write_text(setup["json"]["schema"])
     args = [sys.executable, "-c", CHILD, kind, str(workdir / f"{kind}-models"), str(workdir / f"{kind}.xml")]
     proc = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=3600, check=False)

@@ -120,7 +120,7 @@ def run_store(name: str, repo: Path, tmp: Path, env: dict, settings, args, rng: 
         if status["state"] != "succeeded":
             raise SystemExit(f"{name}: training failed: {status}")
         versions.append(backend.store(PROJECT).current_version())
-    template = json.loads((repo / "tests" / "protocol" / "predict_text.json").read_text())["json"]
+    template = json.loads((repo / "tests" / "runtime" / "protocol" / "predict_text.json").read_text())["json"]
     body = json.dumps({**template, "tasks": template["tasks"][:1]}).encode()
     replicas = []
     try:
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         repo = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(tmp / "baked"),
                                  extra_context={"model_type": "text_classification"}))
-        sys.path[:0] = [str(repo), str(repo / "tests")]
+        sys.path[:0] = [str(repo), str(repo / "tests" / "runtime")]
         os.chdir(repo)  # load_model_class("model") imports the baked model.py
         from harness import S3_CREDENTIALS, MotoServer
         from lsbackend.settings import Settings

@@ -336,7 +336,7 @@ def run(cfg: dict, results_dir: Path, seed: int, servers: list[str]) -> dict:
     from lsbackend.settings import Settings
     from sklearn.base import clone
 
-    template = json.loads((repo / "tests" / "protocol" / "predict_text.json").read_text())["json"]
+    template = json.loads((repo / "tests" / "runtime" / "protocol" / "predict_text.json").read_text())["json"]
     model_dir = work / "models"
     settings = Settings(model_dir=model_dir, label_config_path=repo / "label_config.xml")
     backend = Backend(load_model_class("model"), settings)

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         repo = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(tmp / "baked"),
                                  extra_context={"model_type": "text_classification"}))
-        sys.path[:0] = [str(repo), str(repo / "tests")]
+        sys.path[:0] = [str(repo), str(repo / "tests" / "runtime")]
         from harness import S3_CREDENTIALS, MotoServer, wait_until
         from lsbackend import blob_store
         from lsbackend.app import open_store

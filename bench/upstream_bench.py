@@ -141,7 +141,7 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
     from lsbackend.service import Backend, load_model_class
     from lsbackend.settings import Settings
 
-    template = json.loads((repo / "tests" / "protocol" / "predict_text.json").read_text())["json"]
+    template = json.loads((repo / "tests" / "runtime" / "protocol" / "predict_text.json").read_text())["json"]
     model_dir = work / "models"
     backend = Backend(load_model_class("model"), Settings(model_dir=model_dir,
                                                           label_config_path=repo / "label_config.xml"))
@@ -178,7 +178,7 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
             errors.append(problem)
 
     single = [(make_body(template, [t]), [t]) for t in pool]
-    setup = (repo / "tests" / "protocol" / "setup_text.json").read_bytes()
+    setup = (repo / "tests" / "runtime" / "protocol" / "setup_text.json").read_bytes()
     setup = json.dumps(json.loads(setup)["json"]).encode()  # Label Studio's /setup, which upstream needs first
     for name, port in (("ours", ours.port), ("upstream", upstream.port)):
         deadline = time.perf_counter() + 120

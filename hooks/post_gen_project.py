@@ -32,6 +32,8 @@ ANSWERS = json.loads(r'''{{ {
 } | tojson }}''')
 # cruft (create, update) renders the template itself: it gives _commit, and no _output_dir.
 UNDER_CRUFT = bool(ANSWERS["_commit"]) and not ANSWERS["_output_dir"]
+# The files the user rewrites: `cruft update` leaves them alone (.cruft.json "skip"); the rest is the template's.
+USERS_FILES = ("model.py", "tests/test_model.py")
 # What `cookiecutter gh:...` and friends expand to; cruft (git) needs the expanded URL.
 ABBREVIATIONS = {"gh:": "https://github.com/{}.git", "gl:": "https://gitlab.com/{}.git", "bb:": "https://bitbucket.org/{}"}
 # Written when the template came from a folder that is not a git checkout; the README says what to fill in.
@@ -173,7 +175,7 @@ def record_answers(config_text: str) -> None:
     if UNDER_CRUFT:
         return
     cruft_state = {"template": template, "commit": commit, "checkout": None,
-                   "context": {"cookiecutter": recorded}, "directory": None}
+                   "context": {"cookiecutter": recorded}, "directory": None, "skip": list(USERS_FILES)}
     Path(".cruft.json").write_text(json.dumps(cruft_state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -69,9 +69,9 @@ def bake(out: Path, model_type: str, **answers: str) -> Path:
 
 
 def load_examples(repo: Path) -> ModuleType:
-    """The baked repo's tests/examples.py: labeled (task data, result) pairs and held-out tasks for its variant."""
+    """The baked repo's tests/runtime/examples.py: labeled (task data, result) pairs and held-out tasks for its variant."""
     name = f"examples_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, repo / "tests" / "examples.py")
+    spec = importlib.util.spec_from_file_location(name, repo / "tests" / "runtime" / "examples.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

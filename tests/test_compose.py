@@ -362,7 +362,7 @@ def connect_label_studio(compose: ComposeProject) -> LabelStudioClient:
 
 
 def setup_body(repo: Path, project_id: int) -> dict:
-    body = json.loads((repo / "tests" / "protocol" / "setup_text.json").read_text(encoding="utf-8"))["json"]
+    body = json.loads((repo / "tests" / "runtime" / "protocol" / "setup_text.json").read_text(encoding="utf-8"))["json"]
     body["project"] = f"{project_id}.{int(time.time())}"
     body["schema"] = (repo / "label_config.xml").read_text(encoding="utf-8")
     return body

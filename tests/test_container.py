@@ -53,8 +53,8 @@ def baked(request, tmp_path_factory) -> Path:
 
 
 def captured(repo: Path, name: str) -> dict:
-    """A request body Label Studio 1.23 sent, as copied into the baked repo's tests/protocol/."""
-    return json.loads((repo / "tests" / "protocol" / f"{name}.json").read_text(encoding="utf-8"))["json"]
+    """A request body Label Studio 1.23 sent, as copied into the baked repo's tests/runtime/protocol/."""
+    return json.loads((repo / "tests" / "runtime" / "protocol" / f"{name}.json").read_text(encoding="utf-8"))["json"]
 
 
 def model_type_of(repo: Path) -> str:
@@ -178,7 +178,7 @@ def test_an_extra_without_its_requirements_file_stops_the_build(baked, engine):
 @pytest.fixture(scope="module")
 def image(request, engine, baked) -> str:
     """The baked repo's image, built with stray local state beside it that must stay out."""
-    for junk in ("data/models/default", ".venv/bin", ".git", "tests/__pycache__"):
+    for junk in ("data/models/default", ".venv/bin", ".git", "tests/runtime/__pycache__"):
         (baked / junk).mkdir(parents=True, exist_ok=True)
         (baked / junk / "junk.txt").write_text("must not reach the image\n", encoding="utf-8")
     tag = f"localhost/{SLUG}-{model_type_of(baked).replace('_', '-')}-{RUN_ID}:{uuid.uuid4().hex[:8]}"
@@ -415,7 +415,7 @@ def test_an_upstream_model_py_runs_unchanged_in_the_upstream_image(engine, volum
     """The user's path for an upstream backend: upstream's sklearn_text_classifier copied over model.py,
     built with EXTRAS=upstream, trained through webhooks in the container, right afterwards."""
     repo = bake(tmp_path, "text_classification")
-    shutil.copyfile(repo / "tests" / "upstream" / "sklearn_text_classifier" / "model.py", repo / "model.py")
+    shutil.copyfile(repo / "tests" / "runtime" / "upstream" / "sklearn_text_classifier" / "model.py", repo / "model.py")
     tag = f"localhost/{SLUG}-upstream-{RUN_ID}:{uuid.uuid4().hex[:8]}"
     request.addfinalizer(lambda: engine.remove_image(tag))
     engine("build", *engine.build_flags(), "--network", "host", "--build-arg", "EXTRAS=upstream", "-t", tag,

@@ -94,7 +94,7 @@ def test_workflow_runs_tests_lint_and_the_image_smoke_test(repo):
     targets = makefile_targets(repo)
     for target in re.findall(r"\bmake (\w[\w-]*)", everything):
         assert target in targets, f"the workflow runs make {target}; the Makefile has no such target"
-    assert "tests/smoke.py" in targets["smoke"] and (repo / "tests" / "smoke.py").is_file()
+    assert "tests/runtime/smoke.py" in targets["smoke"] and (repo / "tests" / "runtime" / "smoke.py").is_file()
     pinned = re.search(r"pre-commit==([\d.]+)", scripts["lint"]).group(1)
     assert pins(TEMPLATE / "requirements.txt")["pre-commit"] == pinned
 
@@ -171,15 +171,15 @@ def test_smoke_script_replays_the_captures_against_a_running_server(cookies, tmp
     assert proc.returncode == 0, f"{output}\nserver log:\n{log.read_text()}"
     kind = captures(model_type)
     replayed = set(re.findall(r"\((\w+\.json)\): 2\d\d", output))
-    expected = {p.name for p in (repo / "tests" / "protocol").glob("*.json") if kind in p.stem.split("_")}
+    expected = {p.name for p in (repo / "tests" / "runtime" / "protocol").glob("*.json") if kind in p.stem.split("_")}
     assert replayed == expected, f"replayed {sorted(replayed)}, captures of {kind}: {sorted(expected)}"
-    others = len(list((repo / "tests" / "protocol").glob("setup_*.json"))) - 1  # every other kind's config
+    others = len(list((repo / "tests" / "runtime" / "protocol").glob("setup_*.json"))) - 1  # every other kind's config
     assert len(re.findall(r"\(setup_\w+\.json\): 422 Labeling config does not fit", output)) == others
 
 
 def test_smoke_script_fails_clearly_when_nothing_answers(cookies):
     repo = bake(cookies)
-    proc = subprocess.run([sys.executable, "tests/smoke.py", "--url", f"http://127.0.0.1:{free_port()}",
+    proc = subprocess.run([sys.executable, "tests/runtime/smoke.py", "--url", f"http://127.0.0.1:{free_port()}",
                            "--timeout", "1"], cwd=repo, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
     assert "did not answer 200" in proc.stderr and "is the backend running" in proc.stderr

@@ -40,7 +40,8 @@ def text_files(root: Path):
 def test_bakes_a_complete_repo_with_nothing_left_over(cookies, model_type):
     repo = bake(cookies, model_type=model_type)
     for name in ("model.py", "label_config.xml", "requirements.txt", "pyproject.toml", "README.md",
-                 "Makefile", ".gitattributes", "lsbackend/label_config.py", "tests/test_model.py", "tests/examples.py",
+                 "Makefile", ".gitattributes", "lsbackend/label_config.py", "tests/test_model.py",
+                 "tests/runtime/examples.py",
                  "requirements-redis.txt", "lsbackend/redis_queue.py"):
         assert (repo / name).is_file(), name
     assert not (repo / "_variants").exists()

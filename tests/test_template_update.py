@@ -30,6 +30,11 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "User", "GIT_AUTHOR_EMAIL": "user@example.com",
 # What a user adds to model.py: their own helper at the end, on lines the template never writes. (An edit of a
 # line the template changes too, such as the classifier's arguments, is a conflict by design: see the README.)
 USER_EDIT = '\n\ndef clean_text(text: str) -> str:\n    """Our own pre-processing, added after baking."""\n    return " ".join(text.split())\n'
+# What a user adds to tests/test_model.py, the tests of their model: a test of their own.
+USER_TEST = '\n\ndef test_our_cleaning_joins_whitespace():\n    from model import clean_text\n\n    assert clean_text(" a \\n b ") == "a b"\n'
+# The files the user owns; the hook lists them under "skip" in .cruft.json, and the generated docs tell a repo
+# baked before that (as the one from OLDEST_UPDATABLE is) to add the same line.
+USERS_FILES = ["model.py", "tests/test_model.py"]
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -141,32 +146,39 @@ def test_baked_repo_records_where_its_template_comes_from(head, tmp_path):
     assert state["context"]["cookiecutter"]["label_config"].strip() == (repo / "label_config.xml").read_text().strip()
 
 
+def test_a_new_bake_keeps_cruft_off_the_users_files(head, tmp_path):
+    repo = bake_from(head, tmp_path)
+    assert json.loads((repo / ".cruft.json").read_text(encoding="utf-8"))["skip"] == USERS_FILES
+    docs = (repo / "docs" / "maintenance.md").read_text(encoding="utf-8")
+    assert '"skip": ["model.py", "tests/test_model.py"]' in docs, "the docs must give older repos the line"
+
+
+def template_file(head: str, path: str) -> bytes:
+    return subprocess.run(["git", "show", f"{head}:{path}"], cwd=TEMPLATE, capture_output=True, check=True).stdout
+
+
 @pytest.mark.slow
-def test_update_from_an_earlier_commit_keeps_the_users_edit_and_brings_the_new_runtime(head, tmp_path):
+def test_update_from_an_earlier_commit_keeps_the_users_files_and_brings_the_new_runtime(head, tmp_path):
     runtime = f"{SLUG_DIR}/lsbackend"
     if head == OLDEST_UPDATABLE or not git("diff", "--stat", OLDEST_UPDATABLE, head, "--", runtime, cwd=TEMPLATE):
         pytest.fail("the runtime did not change since the earlier commit: this test would prove nothing")
     repo = bake_from(OLDEST_UPDATABLE, tmp_path)
-    model = repo / "model.py"
-    source = model.read_text(encoding="utf-8")
-    model.write_text(source + USER_EDIT, encoding="utf-8")
-    git("commit", "-q", "-am", "Tune the model", cwd=repo)
+    state_file = repo / ".cruft.json"
+    state_file.write_text(json.dumps({**json.loads(state_file.read_text(encoding="utf-8")), "skip": USERS_FILES}),
+                          encoding="utf-8")  # as docs/maintenance.md tells a repo baked before the hook wrote it
+    model, tests = repo / "model.py", repo / "tests" / "test_model.py"
+    model.write_text(model.read_text(encoding="utf-8") + USER_EDIT, encoding="utf-8")
+    tests.write_text(tests.read_text(encoding="utf-8") + USER_TEST, encoding="utf-8")
+    mine = {path: path.read_bytes() for path in (model, tests)}
+    git("commit", "-q", "-am", "Tune the model and test it", cwd=repo)
 
     # the command the README shows, pinned to the commit under test
     run([cruft(), "update", "-y", "--checkout", head], cwd=repo)
 
-    assert USER_EDIT in model.read_text(encoding="utf-8"), "the update lost the user's edit of model.py"
+    for path, content in mine.items():
+        assert path.read_bytes() == content, f"the update touched {path.relative_to(repo)}, the user's file"
     status = git("status", "--porcelain", cwd=repo)
-    conflicted = re.findall(r"^(?:UU|AA|DU|UD) (.+)$", status, re.MULTILINE)
-    # Only the file the user edited may conflict (the sample model changed where the edit sits); every
-    # template-owned file updates cleanly. The user resolves it as the docs say: here, the template's new
-    # model plus their own addition.
-    assert set(conflicted) <= {"model.py"}, f"conflicts in files the user never edited:\n{status}"
-    if conflicted:
-        assert "<<<<<<<" in model.read_text(encoding="utf-8"), "a conflict must be marked in the file"
-        git("checkout", "--theirs", "model.py", cwd=repo)
-        model.write_text(model.read_text(encoding="utf-8") + USER_EDIT, encoding="utf-8")
-        git("add", "model.py", cwd=repo)
+    assert not re.findall(r"^(?:UU|AA|DU|UD) (.+)$", status, re.MULTILINE), f"conflicts:\n{status}"
     assert not list(repo.rglob("*.rej")), "rejected hunks"
     shipped = git("ls-tree", "--name-only", f"{head}:{runtime}", cwd=TEMPLATE).split()
     here = sorted(p.name for p in (repo / "lsbackend").iterdir() if p.is_file())
@@ -176,12 +188,31 @@ def test_update_from_an_earlier_commit_keeps_the_users_edit_and_brings_the_new_r
     expected = sorted(n for n in shipped if n not in others_only)  # the hook drops other variants' runtime files
     assert here == expected, "lsbackend/ differs from the template's file list"
     for name in here:
-        new = subprocess.run(["git", "show", f"{head}:{runtime}/{name}"], cwd=TEMPLATE, capture_output=True,
-                             check=True).stdout
-        assert (repo / "lsbackend" / name).read_bytes() == new, f"lsbackend/{name} is not the new one"
+        assert (repo / "lsbackend" / name).read_bytes() == template_file(head, f"{runtime}/{name}"), name
+    assert_the_template_tests_are_the_new_ones(head, repo)
     state = json.loads((repo / ".cruft.json").read_text(encoding="utf-8"))
-    assert state["commit"] == head
+    assert state["commit"] == head and state["skip"] == USERS_FILES
     assert json.loads((repo / ".cookiecutter.json").read_text(encoding="utf-8"))["_commit"] == head
 
-    run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"], cwd=repo, timeout=1500)
+    # the fast tier (make test): the user's old model and tests on the new runtime and its tests
+    run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow"], cwd=repo,
+        timeout=1500)
     run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=repo)
+
+
+def assert_the_template_tests_are_the_new_ones(head: str, repo: Path) -> None:
+    """tests/runtime/ and tests/conftest.py are the template's, file for file; the old runtime tests are gone."""
+    installed = {target: source for source, target in manifests()["text_classification"]["install"].items()}
+    folder = f"{SLUG_DIR}/tests/runtime"
+    listed = git("ls-tree", "-r", "--name-only", f"{head}:{folder}", cwd=TEMPLATE).split()
+    expected = {f"tests/runtime/{name}" for name in listed} | {t for t in installed if t.startswith("tests/runtime/")}
+    here = {str(p.relative_to(repo)) for p in (repo / "tests" / "runtime").rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
+    assert here == expected, f"tests/runtime/ differs: extra {here - expected}, missing {expected - here}"
+    for path in sorted(expected):
+        source = (f"{SLUG_DIR}/_variants/text_classification/{installed[path]}" if path in installed
+                  else f"{SLUG_DIR}/{path}")
+        assert (repo / path).read_bytes() == template_file(head, source), f"{path} is not the new one"
+    assert (repo / "tests" / "conftest.py").read_bytes() == template_file(head, f"{SLUG_DIR}/tests/conftest.py")
+    top = sorted(p.name for p in (repo / "tests").iterdir() if p.name != "__pycache__")
+    assert top == ["conftest.py", "runtime", "test_model.py"], f"old template files left in tests/: {top}"

@@ -48,13 +48,13 @@ def test_each_manifest_is_complete_and_agrees_with_the_files_it_names(model_type
     for source in manifest["install"]:
         assert (folder / source).is_file(), f"{model_type} installs {source}, which its folder lacks"
     # The generated tests find the variant's captures through the installed manifest.
-    assert manifest["install"]["variant.json"] == "tests/variant.json"
+    assert manifest["install"]["variant.json"] == "tests/runtime/variant.json"
     assert (folder / manifest["default_config"]).is_file()
     # The hook checks configs with config_check; the served model checks them with its model_type: the same.
     model_source = (folder / "model.py").read_text(encoding="utf-8")
     assert re.findall(r"^\s+model_type = \"(\w+)\"", model_source, re.MULTILINE) == [manifest["config_check"]]
     for kind in CAPTURED_KINDS:
-        assert (GENERATED / "tests" / "protocol" / f"{kind}_{captures(model_type)}.json").is_file(), kind
+        assert (GENERATED / "tests" / "runtime" / "protocol" / f"{kind}_{captures(model_type)}.json").is_file(), kind
     for name in manifest["optional_files"]:
         assert (GENERATED / name).is_file(), f"optional file {name} is not in the generated repo"
     for requirement in manifest["requirements"]:
@@ -107,11 +107,11 @@ def test_a_fourth_variant_is_one_folder_with_its_manifest(tmp_path):
                              extra_context={"model_type": "sentiment"}))
 
     assert (repo / "model.py").read_text(encoding="utf-8").startswith("# the sentiment variant\n")
-    assert json.loads((repo / "tests" / "variant.json").read_text(encoding="utf-8")) == manifest
+    assert json.loads((repo / "tests" / "runtime" / "variant.json").read_text(encoding="utf-8")) == manifest
     assert (repo / "requirements.txt").read_text(encoding="utf-8").endswith("\npillow==13.0.0\n")
     assert not (repo / "lsbackend" / "onnx_model.py").exists()  # optional: only the image variant keeps it
     assert not (repo / "_variants").exists()
     assert json.loads((repo / ".cookiecutter.json").read_text(encoding="utf-8"))["model_type"] == "sentiment"
     # The baked repo's own tests run against the new variant, through its captures.
     run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_model.py",
-         "tests/test_server.py"], cwd=repo)
+         "tests/runtime/test_server.py"], cwd=repo)

@@ -113,8 +113,8 @@ def read_config(xml: str, control: str, obj: str, option: str) -> ControlConfig:
 
 
 def load_baked_examples(baked_dir: Path) -> ModuleType:
-    """The baked project's own ``tests/examples.py`` (the images its unit tests learn from), without sys.path."""
-    spec = importlib.util.spec_from_file_location("baked_examples", baked_dir / "tests" / "examples.py")
+    """The baked project's own ``tests/runtime/examples.py`` (the images its unit tests learn from), without sys.path."""
+    spec = importlib.util.spec_from_file_location("baked_examples", baked_dir / "tests" / "runtime" / "examples.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -2,7 +2,7 @@
 
 The user's path for an existing upstream backend: bake, replace ``model.py`` with the upstream
 file as it is, start the production server, connect it, annotate, press Train, get predictions.
-The model file is the one vendored byte for byte in the baked repo's ``tests/upstream/``; it
+The model file is the one vendored byte for byte in the baked repo's ``tests/runtime/upstream/``; it
 fetches its training data with ``label_studio_sdk.Client(...).get_labeled_tasks()``, which the
 ``label_studio_sdk`` stand-in answers with the annotations the runtime collected (by webhook and
 through Label Studio's API).
@@ -38,7 +38,7 @@ def upstream_backend(baked_variants, label_studio: LabelStudio, personal_access_
     """A copy of the text bake whose model.py is upstream's sklearn_text_classifier, unchanged, served."""
     repo = tmp_path / "repo"
     shutil.copytree(baked_variants("text_classification"), repo)
-    shutil.copyfile(repo / "tests" / "upstream" / "sklearn_text_classifier" / "model.py", repo / "model.py")
+    shutil.copyfile(repo / "tests" / "runtime" / "upstream" / "sklearn_text_classifier" / "model.py", repo / "model.py")
     server = start_backend(repo, tmp_path, label_studio.url, personal_access_token)
     try:
         yield server

@@ -27,8 +27,10 @@ from .metrics import Metrics
 from .patterns import Patterns
 from .pretrained import PretrainedModel
 from .project_model import build_model, project_config
+from .score_filter import leave_out_unsure
 from .settings import Settings
 from .storage import LocalModelStore, ModelStore, ProjectStore
+from .task_data import check_task_data
 from .trainer import Trainer
 from .training import ThreadTrainingQueue, TrainingQueue
 from .webhook_auth import WebhookAuthorizer
@@ -252,6 +254,7 @@ class Backend:
         kind = interactive_kind(context)
         parse_interaction(context)  # a malformed interaction is the request's error, whatever the model reads
         model = self.model(project, self.label_config(project, config))
+        check_task_data(model, tasks)
         started = time.perf_counter()
         predictions = model.predict(tasks, context=context)
         if kind is not None:  # the annotator waits on these: their own latency figure
@@ -263,6 +266,7 @@ class Backend:
             if not isinstance(prediction, dict) or not isinstance(prediction.get("result"), list):
                 raise PredictionError("each prediction must be a dict with a 'result' list")
             prediction.setdefault("model_version", model.model_version)
+        predictions = leave_out_unsure(predictions, getattr(model, "score_threshold", 0.0))
         if self.patterns is not None:  # before the first training, or merged in with PATTERNS_MERGE
             predictions = self.patterns.apply(model, tasks, predictions, self.settings.patterns_merge)
         return predictions

@@ -1,4 +1,9 @@
-"""Shared fixtures: a backend on a temporary MODEL_DIR, its Flask client, captured requests."""
+"""Shared fixtures: a backend on a temporary MODEL_DIR, its Flask client, captured requests.
+
+The template's file, like everything in tests/runtime/ (the runtime's tests and their helpers and data):
+`cruft update` keeps them current. Its fixtures serve those tests and tests/test_model.py, the tests of
+your model, which are yours (docs/testing.md).
+"""
 
 from __future__ import annotations
 
@@ -17,14 +22,15 @@ import examples
 import harness
 
 ROOT = harness.ROOT
-PROTOCOL = Path(__file__).resolve().parent / "protocol"
+RUNTIME_TESTS = Path(__file__).resolve().parent / "runtime"
+PROTOCOL = RUNTIME_TESTS / "protocol"
 MODEL_CLASS = load_model_class("model")
-# Which captures (tests/protocol/*_<SHAPE>.json) fit this model: from the manifest of its variant.
-SHAPE = json.loads((Path(__file__).resolve().parent / "variant.json").read_text(encoding="utf-8"))["captures"]
+# Which captures (tests/runtime/protocol/*_<SHAPE>.json) fit this model: from the manifest of its variant.
+SHAPE = json.loads((RUNTIME_TESTS / "variant.json").read_text(encoding="utf-8"))["captures"]
 
 
 def captured(name: str) -> dict:
-    """The JSON body of a request captured from Label Studio 1.23 (tests/protocol/)."""
+    """The JSON body of a request captured from Label Studio 1.23 (tests/runtime/protocol/)."""
     return json.loads((PROTOCOL / f"{name}.json").read_text(encoding="utf-8"))["json"]
 
 
@@ -61,6 +67,12 @@ def client(backend: Backend):
 @pytest.fixture
 def config() -> str:
     return captured(f"setup_{SHAPE}")["schema"]
+
+
+def skip_unless_scored(results: list[list[dict]]) -> None:
+    """Skip a test of what scores do when this model's result items carry none: scores are optional."""
+    if not any("score" in item for result in results for item in result):
+        pytest.skip(f"{MODEL_CLASS.__name__} gives no scores (they are optional): nothing here for a score to do")
 
 
 def annotation_event(i: int, data: dict, result: list[dict], action: str = "ANNOTATION_CREATED") -> dict:

@@ -96,7 +96,7 @@ def predicted_label(prediction: dict) -> str | None:
 
 
 def uploads() -> dict[str, bytes]:
-    """Files the interactive captures (tests/protocol/predict_interactive_*) name on Label Studio."""
+    """Files the interactive captures (tests/runtime/protocol/predict_interactive_*) name on Label Studio."""
     return {"/data/upload/7/red.png": png_bytes(colour_image(RED[0], 950))}
 
 

@@ -92,7 +92,7 @@ def predicted_label(prediction: dict) -> tuple[tuple[str, str], ...]:
 
 
 def uploads() -> dict[str, bytes]:
-    """Files the interactive captures (tests/protocol/predict_interactive_*) name on Label Studio."""
+    """Files the interactive captures (tests/runtime/protocol/predict_interactive_*) name on Label Studio."""
     return {}  # texts are inline
 
 

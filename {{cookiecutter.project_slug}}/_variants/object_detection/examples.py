@@ -120,7 +120,7 @@ def interactive_scene() -> Image.Image:
 
 
 def uploads() -> dict[str, bytes]:
-    """Files the interactive captures (tests/protocol/predict_interactive_*_detection.json) name."""
+    """Files the interactive captures (tests/runtime/protocol/predict_interactive_*_detection.json) name."""
     return {"/data/upload/7/shapes.png": png_bytes(interactive_scene())}
 
 

@@ -1,6 +1,6 @@
 """Smoke test of a running backend: replay the requests captured from Label Studio 1.23 against it.
 
-    python3 tests/smoke.py --url http://127.0.0.1:9090      # or: make smoke
+    python3 tests/runtime/smoke.py --url http://127.0.0.1:9090      # or: make smoke
 
 Waits until ``GET /health`` answers, finds the captured ``/setup`` whose
 labeling config this backend accepts (the others must be refused with 422 and

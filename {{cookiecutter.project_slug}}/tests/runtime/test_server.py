@@ -56,7 +56,8 @@ def test_untrained_predict_gives_one_empty_result_per_task(client):
     body = captured(f"predict_{SHAPE}")
     results = client.post("/predict", json=body).get_json()["results"]
     assert len(results) == len(body["tasks"])
-    assert all(r["result"] == [] and r["model_version"] == "untrained" for r in results)
+    # a model that loads media first answers a task whose media failed with its reason (a "+media-error" version)
+    assert all(r["result"] == [] and r["model_version"] in ("untrained", "untrained+media-error") for r in results)
 
 
 @pytest.mark.slow

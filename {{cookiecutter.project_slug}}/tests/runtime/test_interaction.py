@@ -27,7 +27,7 @@ def test_opening_a_task_as_captured_from_label_studio_is_no_interaction():
     assert parse_interaction(context_of("predict_text_interactive")) is None
 
 
-# --- the captured shapes (tests/protocol/README.md) -----------------------------------------------------
+# --- the captured shapes (tests/runtime/protocol/README.md) -----------------------------------------------------
 def test_a_keypoint_prompt_gives_its_pixel_position_and_whether_it_is_positive():
     interaction = parse_interaction(context_of("predict_interactive_keypoint_image"))
     positive, negative = interaction.points

@@ -14,7 +14,7 @@ from lsbackend.scoring import score_boxes, score_choices, score_spans
 from lsbackend.service import Backend
 from lsbackend.settings import Settings
 
-from conftest import SHAPE, captured
+from conftest import SHAPE, captured, skip_unless_scored
 from controlled_model import ControlledModel, control_dir
 from test_cli import cli
 from test_faults import annotations
@@ -231,11 +231,12 @@ def test_scores_are_probabilities_on_one_scale_across_versions(quality_settings)
         store.save_annotation(annotation)
     smaller = backend.train(PROJECT, everything[: len(everything) // 2])
     larger = backend.train(PROJECT)
+    tasks = [a["task"] for a in split(everything, quality_settings.eval_holdout)[1]]
+    skip_unless_scored([prediction["result"] for prediction in backend.predict(PROJECT, None, tasks)])
     report = evaluate(backend, PROJECT)
     assert {row["version"] for row in report["versions"]} == {smaller["model_version"], larger["model_version"]}
     for row in report["versions"]:
         assert row["calibration_error"] is not None and row["calibration_error"] < 0.2, row
-    tasks = [a["task"] for a in split(everything, quality_settings.eval_holdout)[1]]
     for version in (smaller["model_version"], larger["model_version"]):
         backend.use_version(PROJECT, version)
         for prediction in backend.predict(PROJECT, None, tasks):

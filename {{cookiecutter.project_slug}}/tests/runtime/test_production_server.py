@@ -102,7 +102,7 @@ def test_start_listens_on_the_host_given_on_the_command_line(model_dir, tmp_path
 
 def test_each_captured_interactive_request_gets_its_suggestion_through_the_production_server(model_dir, tmp_path):
     """Label Studio's interactive calls (a span, a smart rectangle or keypoint, a TextArea prompt; shapes in
-    tests/protocol/README.md) after a training, media fetched from Label Studio with its key; each answer is
+    tests/runtime/protocol/README.md) after a training, media fetched from Label Studio with its key; each answer is
     the variant's suggestion (examples.check_interactive), compared with the batch call for the same task."""
     names = sorted(p.stem for p in PROTOCOL.glob(f"predict_interactive_*_{SHAPE}.json"))
     assert names, f"no interactive capture of {SHAPE}"

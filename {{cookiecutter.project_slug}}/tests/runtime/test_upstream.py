@@ -1,6 +1,6 @@
 """Models written for upstream's ``label_studio_ml`` SDK run unchanged (the ``label_studio_ml`` package).
 
-The models are upstream's own files, vendored byte for byte under ``tests/upstream/`` (Apache-2.0,
+The models are upstream's own files, vendored byte for byte under ``tests/runtime/upstream/`` (Apache-2.0,
 see its README): the 2.x ``sklearn_text_classifier`` and ``interactive_substring_matching`` examples
 and the 1.x-era ``simple_text_classifier``. They are served by the production server, trained through
 Label Studio's webhooks in the runtime's training process, and must predict what they learned.
@@ -31,10 +31,10 @@ from lsbackend.settings import Settings
 from conftest import ROOT, captured
 from harness import ServerProcess, wait_for_training
 
-UPSTREAM = ROOT / "tests" / "upstream"
-SKLEARN = "tests.upstream.sklearn_text_classifier.model:SklearnTextClassifier"
-SUBSTRING = "tests.upstream.interactive_substring_matching.model:InteractiveSubstringMatching"
-SIMPLE_1X = "tests.upstream.simple_text_classifier.simple_text_classifier:SimpleTextClassifier"
+UPSTREAM = Path(__file__).resolve().parent / "upstream"
+SKLEARN = "tests.runtime.upstream.sklearn_text_classifier.model:SklearnTextClassifier"
+SUBSTRING = "tests.runtime.upstream.interactive_substring_matching.model:InteractiveSubstringMatching"
+SIMPLE_1X = "tests.runtime.upstream.simple_text_classifier.simple_text_classifier:SimpleTextClassifier"
 TEXT_SETUP, NER_SETUP = captured("setup_text"), captured("setup_ner")
 TEXT_CONFIG, NER_CONFIG = TEXT_SETUP["schema"], NER_SETUP["schema"]
 PROJECT = TEXT_SETUP["project"].split(".")[0]
@@ -47,7 +47,7 @@ TRAINING = [
     ("okay, nothing special, average", "Neutral"),
 ]  # every label within the first six: upstream's sklearn example mislabels a class it never saw
 HOLDOUT = [("I love it", "Positive"), ("I hate it", "Negative"), ("average, okay", "Neutral")]
-#: The files as upstream published them (tests/upstream/README.md): a changed fixture proves nothing.
+#: The files as upstream published them (tests/runtime/upstream/README.md): a changed fixture proves nothing.
 FIXTURE_SHA256 = {
     "sklearn_text_classifier/model.py": "c9ce3a9078d6f08eed2c01b689cd9e77fc80320688b61e545b2ed362b8b27b55",
     "interactive_substring_matching/model.py": "82f04d0aa8f6132963c3aa98a002a4732be892199427ad4f47e7e5a8d70ad70b",

@@ -15,7 +15,15 @@ from lsbackend.service import Backend
 from lsbackend.settings import SettingsError
 
 import examples
-from conftest import EXAMPLES_CONFIG, MODEL_CLASS, SHAPE, captured, holdout_request, training_events
+from conftest import (
+    EXAMPLES_CONFIG,
+    MODEL_CLASS,
+    SHAPE,
+    captured,
+    holdout_request,
+    skip_unless_scored,
+    training_events,
+)
 from harness import ServerProcess, wait_for_training
 
 PROJECT = captured(f"setup_{SHAPE}")["project"].split(".")[0]
@@ -76,6 +84,7 @@ def test_patterns_merge_fills_what_a_trained_model_left_out(settings, tmp_path, 
                            (True, Backend(MODEL_CLASS, merged))):
         trained = backend.train(PROJECT, [{"id": e["annotation"]["id"], "result": e["annotation"]["result"],
                                            "task": e["task"]} for e in training_events()])
+        skip_unless_scored([r["result"] for r in backend.predict(PROJECT, config, tasks)])
         backend.setup(PROJECT, config, {"score_threshold": 1.0})  # the model keeps nothing back
         results = backend.predict(PROJECT, config, tasks)
         if merge:
