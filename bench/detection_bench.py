@@ -160,7 +160,7 @@ def measure(trained: Trained, rounds: int, work: Path) -> dict:
             log(f"round {r}/{rounds}")
             served.append(post(r))
             t0 = time.perf_counter()
-            trained.model.detector.detect_many(trained.pictures)  # the model's own batch, as /predict runs it
+            trained.model.detector.detect(trained.pictures)  # the model's own batch, as /predict runs it
             in_process.append(time.perf_counter() - t0)
         (worker,) = children(server.proc.pid)
         peak = vm(worker)

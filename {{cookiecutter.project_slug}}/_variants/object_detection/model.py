@@ -142,13 +142,11 @@ class TrainableDetector:
                                         random_state=0, n_jobs=1)
         return cls(forest.fit(np.stack(rows), labels))
 
-    def detect(self, picture: UprightImage) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Boxes (displayed pixels), scores and labels: each proposal's best non-background class."""
-        return self.detect_many([picture])[0]
+    def detect(self, pictures: list[UprightImage]) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
+        """Per picture: boxes (displayed pixels), scores and labels, each proposal's best non-background class.
 
-    def detect_many(self, pictures: list[UprightImage]) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
-        """``detect`` for each picture, with one forest call for all their proposals (a call costs a pass
-        over every tree, whatever the number of rows)."""
+        One forest call scores every proposal of the batch: a call costs a pass over every tree, whatever
+        the number of rows."""
         objects = [i for i, c in enumerate(self.forest.classes_) if c != BACKGROUND]
         candidates, rows = [], []
         for picture in pictures:
@@ -339,7 +337,7 @@ class ObjectDetector(LabelStudioMLBase):
                 labels = [self.label_for_class(self.detector.name_of(c)) for c in detections.classes]
                 found.append((detections.corners / picture.scale, detections.scores, labels))
         else:
-            found = self.detector.detect_many(pictures)
+            found = self.detector.detect(pictures)
         kept = []
         for boxes, scores, labels in found:  # labels no longer in the config (or unmapped) are never predicted
             keep = [i for i, label in enumerate(labels) if label in self.labels]
