@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import functools
 import random
 
 from PIL import Image, ImageDraw
@@ -55,6 +56,11 @@ def _noisy(image: Image.Image, rng: random.Random, amount: int = 12) -> Image.Im
 
 def colour_image(colour: tuple[int, int, int], seed: int) -> Image.Image:
     """A picture dominated by ``colour``, with a random shape of another shade of it."""
+    return _colour_image(colour, seed).copy()
+
+
+@functools.cache  # drawing the noise pixel by pixel costs ~40 ms a picture, and tests ask for the same ones often
+def _colour_image(colour: tuple[int, int, int], seed: int) -> Image.Image:
     rng = random.Random(seed)
     image = Image.new("RGB", (SIZE, SIZE), _shade(colour, rng, 20))
     x0, y0 = rng.randint(0, SIZE // 2), rng.randint(0, SIZE // 2)
@@ -66,6 +72,11 @@ def colour_image(colour: tuple[int, int, int], seed: int) -> Image.Image:
 
 def shape_image(shape: str, seed: int) -> Image.Image:
     """A filled circle or square in a random colour on a random background, at a random place and size."""
+    return _shape_image(shape, seed).copy()
+
+
+@functools.cache
+def _shape_image(shape: str, seed: int) -> Image.Image:
     rng = random.Random(seed)
     background = tuple(rng.randint(0, 255) for _ in range(3))
     ink = tuple((c + 128 + rng.randint(-40, 40)) % 256 for c in background)  # always contrasting

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import functools
 import random
 
 from PIL import Image, ImageDraw
@@ -52,6 +53,12 @@ def _noisy(image: Image.Image, rng: random.Random, amount: int = 8) -> Image.Ima
 
 def scene(seed: int) -> tuple[Image.Image, list[tuple[str, str, tuple[int, int, int, int]]]]:
     """A picture and its objects as ``(label, quadrant, pixel corners)``."""
+    image, objects = _scene(seed)
+    return image.copy(), list(objects)
+
+
+@functools.cache  # drawing the noise pixel by pixel costs ~80 ms a picture, and tests ask for the same ones often
+def _scene(seed: int) -> tuple[Image.Image, list[tuple[str, str, tuple[int, int, int, int]]]]:
     rng = random.Random(seed)
     background = tuple(rng.randint(0, 255) for _ in range(3))
     image = Image.new("RGB", (WIDTH, HEIGHT), background)
