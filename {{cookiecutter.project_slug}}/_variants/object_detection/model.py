@@ -90,6 +90,14 @@ def proposals(contrast: np.ndarray) -> np.ndarray:
     return unique[nms(unique, -np.arange(len(unique)), iou_threshold=0.95)]
 
 
+def cell_means(mask: np.ndarray, side: int) -> np.ndarray:
+    """The share of set pixels in each cell of a ``side`` x ``side`` grid over the mask, row by row."""
+    row_cells, col_cells = (np.array_split(np.arange(n), side) for n in mask.shape)
+    sums = np.add.reduceat(np.add.reduceat(mask.astype(np.int64), [r[0] for r in row_cells], axis=0),
+                           [c[0] for c in col_cells], axis=1)
+    return (sums / np.outer([len(r) for r in row_cells], [len(c) for c in col_cells])).ravel()
+
+
 def crop_features(pixels: np.ndarray, contrast: np.ndarray, corners: np.ndarray) -> np.ndarray:
     """A fixed-length description of one box: its shape, colours, size and how it stands out."""
     height, width = contrast.shape
@@ -98,10 +106,8 @@ def crop_features(pixels: np.ndarray, contrast: np.ndarray, corners: np.ndarray)
     x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
     crop, inside = pixels[y1:y2, x1:x2], contrast[y1:y2, x1:x2]
     foreground = inside > CONTRAST[0]
-    rows = np.array_split(np.arange(inside.shape[0]), MASK_SIDE) if inside.shape[0] >= MASK_SIDE else None
-    cols = np.array_split(np.arange(inside.shape[1]), MASK_SIDE) if inside.shape[1] >= MASK_SIDE else None
-    shape = (np.array([[foreground[np.ix_(r, c)].mean() for c in cols] for r in rows]).ravel()
-             if rows is not None and cols is not None else np.full(MASK_SIDE * MASK_SIDE, foreground.mean()))
+    shape = (cell_means(foreground, MASK_SIDE) if min(foreground.shape) >= MASK_SIDE
+             else np.full(MASK_SIDE * MASK_SIDE, foreground.mean()))
     ink = crop[foreground] if foreground.any() else crop.reshape(-1, 3)
     edge = np.concatenate([foreground[0], foreground[-1], foreground[:, 0], foreground[:, -1]]).mean()
     margin = contrast[max(y1 - 2, 0):y2 + 2, max(x1 - 2, 0):x2 + 2]
