@@ -11,7 +11,6 @@ import os
 import random
 import re
 import struct
-import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -30,6 +29,7 @@ from model import ImageClassifier
 
 import examples
 from conftest import EXAMPLES_CONFIG, captured, holdout_request
+from harness import serve_in_thread, stop_serving
 
 CONFIG = captured("setup_image")["schema"]
 SHAPES_CONFIG = CONFIG.replace(
@@ -202,12 +202,10 @@ class ImageHost:
                 self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = serve_in_thread(self.server)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_serving(self.server)
 
 
 def test_trains_and_predicts_on_images_uploaded_to_label_studio():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harness import serve_in_thread, stop_serving
 
 LEGACY_TOKEN = "0123456789abcdef0123456789abcdef01234567"
 PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
@@ -140,8 +141,7 @@ class FakeLabelStudio:
                 self.reply(200, hook)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = serve_in_thread(self.server)
 
     def list_tasks(self, params: dict[str, str]) -> tuple[int, dict]:
         if params.get("project") != self.project:
@@ -176,5 +176,4 @@ class FakeLabelStudio:
         return 201, {"created": len(created)}
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_serving(self.server)

@@ -12,8 +12,10 @@ import json
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +29,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def serve_in_thread(server: socketserver.TCPServer) -> str:
+    """Serve a test's stand-in HTTP server (Label Studio, a file host) from a daemon thread; its base URL.
+
+    It looks for a shutdown every 50 ms: with the default 0.5 s, each test's teardown would wait that long."""
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}"
+
+
+def stop_serving(server: socketserver.TCPServer) -> None:
+    server.shutdown()
+    server.server_close()
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0, interval: float = 0.02) -> None:

@@ -17,6 +17,8 @@ import pytest
 from lsbackend.media import MediaError, MediaResolver, failed_prediction
 from lsbackend.settings import Settings
 
+from harness import serve_in_thread, stop_serving
+
 LEGACY = "0123456789abcdef0123456789abcdef01234567"
 PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
 ACCESS = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIn0.YWNjZXNz"
@@ -63,13 +65,11 @@ class FakeServer:
                 self.wfile.write(body)
 
         self.server = QuietServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = serve_in_thread(self.server)
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        stop_serving(self.server)
 
 
 def authorized(handler) -> bool:

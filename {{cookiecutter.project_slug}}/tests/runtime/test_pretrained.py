@@ -23,6 +23,7 @@ from lsbackend.storage import PretrainedStore
 
 import examples
 from conftest import EXAMPLES_CONFIG, MODEL_CLASS, SHAPE, captured, holdout_request
+from harness import serve_in_thread, stop_serving
 from test_faults import annotations
 
 SETUP = captured(f"setup_{SHAPE}")
@@ -122,9 +123,8 @@ class Files(BaseHTTPRequestHandler):
 def http_url():
     Files.hits = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/models/weights.bin?token=secret"
-    server.shutdown()
+    yield f"{serve_in_thread(server)}/models/weights.bin?token=secret"
+    stop_serving(server)
 
 
 def test_an_http_model_is_downloaded_once_and_its_digest_recorded(tmp_path, http_url):
