@@ -11,8 +11,8 @@ of the objects: it says what was found and roughly where, without asking for pix
 from __future__ import annotations
 
 import base64
-import io
 import functools
+import io
 import random
 
 from PIL import Image, ImageDraw

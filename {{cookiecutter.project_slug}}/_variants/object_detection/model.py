@@ -144,7 +144,7 @@ class TrainableDetector:
 
     @classmethod
     def fit(cls, rows: list[np.ndarray], labels: list[str]) -> TrainableDetector:
-        forest = RandomForestClassifier(n_estimators=200, min_samples_leaf=1, class_weight="balanced_subsample",
+        forest = RandomForestClassifier(n_estimators=200, min_samples_leaf=1, class_weight="balanced",
                                         random_state=0, n_jobs=1)
         return cls(forest.fit(np.stack(rows), labels))
 
