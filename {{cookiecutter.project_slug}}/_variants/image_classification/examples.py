@@ -11,8 +11,8 @@ squares in random colours for the shape test.
 from __future__ import annotations
 
 import base64
-import io
 import functools
+import io
 import random
 
 from PIL import Image, ImageDraw
