@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,13 +165,20 @@ def _break(path: Path, how: str) -> None:
         path.write_bytes(data[:middle] + b"\xff\xfe\xfd" * 20 + data[middle + 60 :])
 
 
-@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "missing", "corrupt-middle"])
-def test_a_broken_current_model_falls_back_to_the_newest_loadable_version(tmp_path, caplog, how):
-    model_dir = tmp_path / "models"
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A MODEL_DIR with two trained versions, the second current: trained once, copied by each test."""
+    model_dir = tmp_path_factory.mktemp("two-versions") / "models"
     backend = make_backend(model_dir)
     good = backend.train(PROJECT, annotations())["model_version"]
-    broken = backend.train(PROJECT, annotations())["model_version"]
-    _break(backend.store(PROJECT).dir / "models" / f"{broken}.pkl", how)
+    return model_dir, good, backend.train(PROJECT, annotations())["model_version"]
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "missing", "corrupt-middle"])
+def test_a_broken_current_model_falls_back_to_the_newest_loadable_version(tmp_path, caplog, how, two_versions):
+    trained, good, broken = two_versions
+    model_dir = shutil.copytree(trained, tmp_path / "models")
+    _break(make_backend(model_dir).store(PROJECT).dir / "models" / f"{broken}.pkl", how)
 
     restarted = make_backend(model_dir)  # a new worker process
     client = create_app(restarted).test_client()
