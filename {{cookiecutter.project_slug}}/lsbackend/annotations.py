@@ -72,9 +72,10 @@ def _merge(into: Ops, ops: Ops) -> None:
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Parsing segments makes millions of objects that all stay alive; meanwhile Python's cycle collector
-    would walk them again and again, finding nothing (70% of a 100,000-annotation collect). Paused for the
-    parse only, process-wide, and switched back on only if it was on: a paused collector frees nothing late
-    that reference counting frees anyway."""
+    would walk them again and again, finding nothing (70% of a 100,000-annotation collect).
+
+    The pause is process-wide but lasts only the parse, and the collector comes back on only if it was
+    on. Reference counting goes on freeing everything meanwhile; only garbage in cycles waits."""
     was_on = gc.isenabled()
     gc.disable()
     try:
