@@ -1,8 +1,8 @@
 """The base class's helpers a model's ``predict`` and ``fit`` lean on, whatever model ``model.py`` holds.
 
-Classification from a probability matrix, one way to fail a task, training data read from annotations
-(labels, texts, spans, boxes) with the unusable parts skipped and counted, and images decoded behind
-the runtime's guards.
+Classification from a probability matrix, result items as Label Studio stores them, one way to fail a
+task, training data read from annotations (labels, texts, spans, boxes) with the unusable parts skipped
+and counted, and images decoded behind the runtime's guards.
 """
 
 from __future__ import annotations
@@ -99,6 +99,23 @@ def test_the_score_threshold_is_read_one_way_with_the_models_own_default():
     given = Texts(CHOICES, extra_params={"score_threshold": 0})
     assert given.score_threshold == 0.0 and given.score_threshold_or(0.25) == 0.0
     assert Texts(CHOICES, extra_params={"score_threshold": 0.7}).score_threshold_or(0.25) == 0.7
+
+
+# --- result items: labels as Label Studio stores them (the alias), scores optional -------------------------------
+def test_multi_label_predictions_name_labels_by_their_alias_as_single_label_ones_do():
+    model = Texts(MULTI)
+    prediction = model.multi_label_prediction(["Positive", "Negative", "Neutral"], [0.9, 0.7, 0.8])
+    (item,) = prediction["result"]
+    assert item["value"]["choices"] == ["pos", "Negative", "Neutral"]  # config order; Label Studio stores the alias
+    assert model.annotation_labels({"result": [item]}) == ["Positive", "Negative", "Neutral"]  # and reads it back
+    assert model.choice_result("Positive", 0.9)["value"]["choices"] == ["pos"]
+
+
+def test_a_span_needs_no_score_and_keeps_one_when_given():
+    model = Spans(SPANS)
+    greedy = model.span_result(0, 3, "Ann", "Person")
+    assert "score" not in greedy and greedy["value"] == {"start": 0, "end": 3, "text": "Ann", "labels": ["PER"]}
+    assert model.span_result(0, 3, "Ann", "Place", 0.25)["score"] == 0.25
 
 
 # --- one way to fail a task ---------------------------------------------------------------------------------------
