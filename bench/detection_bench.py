@@ -20,7 +20,6 @@ Results go to ``bench/results/detection_bench.{json,md}`` (gitignored).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -35,8 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import load_dataset
-from image_bench import serve_images, vm, wait_port
-from predict_bench import TEMPLATE, Client, Server, bake, children, free_port, log
+from image_bench import image_cli, vm, wait_port
+from predict_bench import Client, Server, bake, children, free_port, log, write_report
 
 FULL = {"train": 50, "batch": 50, "rounds": 8}
 QUICK = {"train": 10, "batch": 8, "rounds": 1}
@@ -189,11 +188,7 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
         "figures": {"served_images_per_s": batch / s, "in_process_images_per_s": batch / raw, "ratio": s / raw},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": time.perf_counter() - t_begin,
     }
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "detection_bench.json").write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (results_dir / "detection_bench.md").write_text(table)
-    print(table)
+    write_report(report, results_dir, "detection_bench", markdown)
     return report
 
 
@@ -217,17 +212,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny setting (for the template's test)")
-    parser.add_argument("--results-dir", type=Path, default=TEMPLATE / "bench" / "results")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--serve-images", nargs=2, metavar=("PORT", "FOLDER"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.serve_images:
-        serve_images(int(args.serve_images[0]), Path(args.serve_images[1]), latency=0.0)
-        return 0
-    report = run(QUICK if args.quick else FULL, args.results_dir.resolve(), args.seed)
-    return 0 if report["errors"]["count"] == 0 else 1
+    return image_cli(argv, __doc__, run, (QUICK, FULL), latency=0.0)  # no latency: the model is what is timed
 
 
 if __name__ == "__main__":

@@ -32,10 +32,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_bench import TEMPLATE, Client, Server, bake, children, free_port, log
+from predict_bench import TEMPLATE, Client, Server, bake, children, free_port, log, write_report
 
 PROJECT = "7"  # the captured request's project "7.1795850639"
 LATENCY_S = 0.020
@@ -235,11 +237,7 @@ def run(cfg: dict, results_dir: Path, seed: int) -> dict:
         "target_200": TARGET_200, "errors": {"count": len(errors), "checked": checked, "examples": errors[:5]},
         "seconds": time.perf_counter() - t_begin,
     }
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "image_bench.json").write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (results_dir / "image_bench.md").write_text(table)
-    print(table)
+    write_report(report, results_dir, "image_bench", markdown)
     return report
 
 
@@ -295,18 +293,25 @@ def markdown(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def image_cli(argv: list[str] | None, doc: str, run: Callable[[Any, Path, int], dict], settings: tuple[Any, Any],
+              latency: float) -> int:
+    """The command line of both image benchmarks: ``--quick`` (``settings[0]``, else ``settings[1]``),
+    ``--results-dir``, ``--seed``, and ``--serve-images``, how a run starts its image server as a child."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny setting (for the template's test)")
     parser.add_argument("--results-dir", type=Path, default=TEMPLATE / "bench" / "results")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--serve-images", nargs=2, metavar=("PORT", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_images:
-        serve_images(int(args.serve_images[0]), Path(args.serve_images[1]), LATENCY_S)
+        serve_images(int(args.serve_images[0]), Path(args.serve_images[1]), latency)
         return 0
-    report = run(QUICK if args.quick else FULL, args.results_dir.resolve(), args.seed)
+    report = run(settings[0] if args.quick else settings[1], args.results_dir.resolve(), args.seed)
     return 0 if report["errors"]["count"] == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return image_cli(argv, __doc__, run, (QUICK, FULL), LATENCY_S)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent
@@ -64,6 +65,15 @@ QUICK = {"n_train": 600, "pool": 200, "lat_rounds": 2, "lat_per_round": 20, "c8_
 
 
 # --- helpers -----------------------------------------------------------------
+def write_report(report: dict, results_dir: Path, name: str, markdown: Callable[[dict], str]) -> None:
+    """Keep a run's figures as ``<name>.json`` and its table as ``<name>.md``, and print the table."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (results_dir / f"{name}.md").write_text(table)
+    print(table)
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -574,11 +584,7 @@ def run(cfg: dict, results_dir: Path, seed: int, servers: list[str]) -> dict:
         "axis": axis,
         "seconds": time.perf_counter() - t_begin,
     }
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "predict_bench.json").write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (results_dir / "predict_bench.md").write_text(table)
-    print(table)
+    write_report(report, results_dir, "predict_bench", markdown)
     return report
 
 
