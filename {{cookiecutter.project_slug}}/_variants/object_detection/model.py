@@ -153,35 +153,38 @@ class TrainableDetector:
 
         One forest call scores every proposal of the batch: a call costs a pass over every tree, whatever
         the number of rows."""
-        objects = [i for i, c in enumerate(self.forest.classes_) if c != BACKGROUND]
-        candidates, rows = [], []
+        found, rows = [], []
         for picture in pictures:
             pixels = np.asarray(picture.image, dtype=np.float64) / 255.0
             contrast = contrast_map(pixels)
-            found = proposals(contrast) if objects else np.zeros((0, 4))
-            candidates.append(found)
-            rows += [crop_features(pixels, contrast, c) for c in found]
-        probabilities = self._probabilities(np.stack(rows)) if rows else np.zeros((0, len(self.forest.classes_)))
-        detections, start = [], 0
-        for picture, found in zip(pictures, candidates, strict=True):
-            if not len(found):
-                detections.append((np.zeros((0, 4)), np.zeros(0), []))
-                continue
-            mine, start = probabilities[start:start + len(found)], start + len(found)
-            best = np.array(objects)[mine[:, objects].argmax(axis=1)]
-            scores = mine[np.arange(len(found)), best]
-            kept = nms(found, scores)  # one object, one box, whatever its class
-            labels = [str(self.forest.classes_[i]) for i in best[kept]]
-            detections.append((found[kept] / picture.scale, scores[kept], labels))
-        return detections
+            found.append(proposals(contrast) if self.objects else np.zeros((0, 4)))
+            rows += [crop_features(pixels, contrast, box) for box in found[-1]]
+        scored = self._probabilities(np.stack(rows)) if rows else np.zeros((0, len(self.forest.classes_)))
+        per_picture = np.split(scored, np.cumsum([len(boxes) for boxes in found])[:-1]) if found else []
+        return [self._best(boxes, probabilities, picture.scale)
+                for boxes, probabilities, picture in zip(found, per_picture, pictures, strict=True)]
+
+    @property
+    def objects(self) -> list[int]:
+        """The forest's classes that are labels (every class but background)."""
+        return [i for i, c in enumerate(self.forest.classes_) if c != BACKGROUND]
+
+    def _best(self, boxes: np.ndarray, probabilities: np.ndarray,
+              scale: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Each box's likeliest label and its score, one box per object (overlaps suppressed, whatever the class)."""
+        if not len(boxes):
+            return np.zeros((0, 4)), np.zeros(0), []
+        best = np.array(self.objects)[probabilities[:, self.objects].argmax(axis=1)]
+        scores = probabilities[np.arange(len(boxes)), best]
+        kept = nms(boxes, scores)
+        return boxes[kept] / scale, scores[kept], [str(self.forest.classes_[i]) for i in best[kept]]
 
     def classify(self, pixels: np.ndarray, box: np.ndarray) -> tuple[str, float] | None:
         """The likeliest object label of one box (working pixels) and its score; None before any label is learnt."""
-        objects = [i for i, c in enumerate(self.forest.classes_) if c != BACKGROUND]
-        if not objects:
+        if not self.objects:
             return None
         [probabilities] = self._probabilities(crop_features(pixels, contrast_map(pixels), box)[None, :])
-        best = objects[int(probabilities[objects].argmax())]
+        best = self.objects[int(probabilities[self.objects].argmax())]
         return str(self.forest.classes_[best]), float(probabilities[best])
 
     def _probabilities(self, rows: np.ndarray) -> np.ndarray:
